@@ -1,0 +1,1 @@
+"""Headless auth: products, users, organizations, sessions, tokens and keys."""

@@ -1,0 +1,166 @@
+"""Products (tenants), their plans and their publishable and secret keys."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from databases import Database
+
+from auth.secrets import hash_secret, new_secret
+from auth.tables import ENVIRONMENTS, plans, product_keys, products
+from hub.db import utcnow
+from hub.i18n import SUPPORTED_LOCALES
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+KEY_PREFIXES = {"publishable": "pk", "secret": "sk"}
+DEFAULT_FEATURES = ("notifications",)
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    slug: str
+    name: str
+    default_locale: str
+    mail_from_name: str | None
+    mail_from_address: str | None
+    reset_url_template: str | None
+    origins: tuple[str, ...]
+
+    def allows_origin(self, origin: str) -> bool:
+        # Exact match only (scheme + host + port): no wildcards, no suffix tricks.
+        return origin in self.origins
+
+
+def normalize_origin(origin: str) -> str:
+    """'https://App.Acme.com/' → 'https://app.acme.com'; ValueError if it is not an origin."""
+    match = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:\d{1,5})?/?", origin)
+    if not match:
+        raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+    scheme, host, port = match.group(1), match.group(2).lower(), match.group(3) or ""
+    if (scheme, port) in (("http", ":80"), ("https", ":443")):
+        port = ""
+    return f"{scheme}://{host}{port}"
+
+
+def _product(row: object) -> Product:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Product(
+        id=m["id"],
+        slug=m["slug"],
+        name=m["name"],
+        default_locale=m["default_locale"],
+        mail_from_name=m["mail_from_name"],
+        mail_from_address=m["mail_from_address"],
+        reset_url_template=m["reset_url_template"],
+        origins=tuple(m["origins"] or ()),
+    )
+
+
+async def get_product_by_slug(db: Database, slug: str) -> Product | None:
+    if not SLUG.match(slug or ""):
+        return None
+    row = await db.fetch_one(products.select().where(products.c.slug == slug))
+    return _product(row) if row else None
+
+
+async def get_product(db: Database, product_id: int) -> Product | None:
+    row = await db.fetch_one(products.select().where(products.c.id == product_id))
+    return _product(row) if row else None
+
+
+async def list_products(db: Database) -> list[Product]:
+    rows = await db.fetch_all(products.select().order_by(products.c.id))
+    return [_product(row) for row in rows]
+
+
+async def all_allowed_origins(db: Database) -> set[str]:
+    rows = await db.fetch_all(sa.select(products.c.origins))
+    return {origin for row in rows for origin in (row._mapping["origins"] or ())}
+
+
+async def create_product(
+    db: Database,
+    *,
+    slug: str,
+    name: str,
+    origins: list[str],
+    default_locale: str = "en",
+    mail_from_name: str | None = None,
+    mail_from_address: str | None = None,
+    reset_url_template: str | None = None,
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+) -> tuple[Product, dict[str, str]]:
+    """Create a product with its default plan and a publishable + secret key per environment.
+
+    Returns the product and the plaintext keys (`pk_live`, `sk_live`, `pk_test`, `sk_test`),
+    which exist nowhere else: the database keeps only their hashes.
+    """
+    if not SLUG.match(slug):
+        raise ValueError("slug: lowercase letters, digits and dashes, at most 64 characters")
+    if default_locale not in SUPPORTED_LOCALES:
+        raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+    if reset_url_template is not None and "{token}" not in reset_url_template:
+        raise ValueError("the reset URL template must contain {token}")
+    clean_origins = sorted({normalize_origin(o) for o in origins})
+    now = utcnow()
+    keys: dict[str, str] = {}
+    async with db.transaction():
+        product_id = await db.execute(
+            products.insert().values(
+                slug=slug,
+                name=name,
+                default_locale=default_locale,
+                mail_from_name=mail_from_name,
+                mail_from_address=mail_from_address,
+                reset_url_template=reset_url_template,
+                origins=clean_origins,
+                created_at=now,
+            )
+        )
+        await db.execute(
+            plans.insert().values(
+                product_id=product_id,
+                code="default",
+                name="Default",
+                features=list(features),
+                is_default=True,
+            )
+        )
+        for env in ENVIRONMENTS:
+            for kind, prefix in KEY_PREFIXES.items():
+                key = new_secret(f"{prefix}_{env}_")
+                keys[f"{prefix}_{env}"] = key
+                await db.execute(
+                    product_keys.insert().values(
+                        product_id=product_id,
+                        env=env,
+                        kind=kind,
+                        key_hash=hash_secret(key),
+                        key_prefix=key[: len(prefix) + len(env) + 2 + 6],
+                        created_at=now,
+                    )
+                )
+    product = await get_product(db, product_id)
+    assert product is not None
+    return product, keys
+
+
+async def set_origins(db: Database, product_id: int, origins: list[str]) -> list[str]:
+    clean = sorted({normalize_origin(o) for o in origins})
+    await db.execute(products.update().where(products.c.id == product_id).values(origins=clean))
+    return clean
+
+
+async def default_plan_id(db: Database, product_id: int) -> int:
+    row = await db.fetch_one(
+        sa.select(plans.c.id)
+        .where(plans.c.product_id == product_id)
+        .order_by(plans.c.is_default.desc(), plans.c.id)
+        .limit(1)
+    )
+    if row is None:
+        raise LookupError(f"product {product_id} has no plan")
+    return row._mapping["id"]

@@ -1,0 +1,209 @@
+"""HTTP endpoints of the headless auth API (`/api/v1/auth/*`, `/.well-known/jwks.json`).
+
+Each handler resolves the product and checks the browser origin first, then reads and
+validates the body, then calls one `Auth` flow. Nothing is written before all checks pass.
+"""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from auth.origins import check_origin
+from auth.products import Product
+from auth.service import PASSWORD_MAX, PASSWORD_MIN, AccessContext, Auth
+from hub.errors import request_locale, unauthorized
+from hub.http import Fields, read_json
+from hub.i18n import translate
+
+PRODUCT_HEADER = "x-product-slug"
+
+
+def _auth(request: Request) -> Auth:
+    return request.app.state.auth
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _body(request: Request) -> Fields:
+    return Fields(await read_json(request, _auth(request).settings.max_body_bytes))
+
+
+async def public_product(request: Request) -> tuple[Product, str]:
+    """The product and environment a browser request is for (`X-Product-Slug`: live)."""
+    product = await _auth(request).product_for_slug(request.headers.get(PRODUCT_HEADER))
+    check_origin(request, product)
+    return product, "live"
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def access_context(request: Request) -> AccessContext:
+    """The user behind the request's access token (401 unless every check passes)."""
+    auth = _auth(request)
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized()
+    claims, product = await auth.authenticate_access(token)
+    check_origin(request, product)
+    return await auth.access_context(claims, product)
+
+
+def _new_password(fields: Fields) -> str | None:
+    password = fields.string("password", max_length=10_000)
+    confirmation = fields.string("password_confirmation", max_length=10_000)
+    if password is None:
+        return None
+    if len(password) < PASSWORD_MIN:
+        fields.error("password", "password.too_short", min=PASSWORD_MIN)
+    elif len(password) > PASSWORD_MAX:
+        fields.error("password", "password.too_long", max=PASSWORD_MAX)
+    elif confirmation is not None and confirmation != password:
+        fields.error("password_confirmation", "password.confirmation_mismatch")
+    return password
+
+
+async def register(request: Request) -> Response:
+    product, env = await public_product(request)
+    fields = await _body(request)
+    email = fields.email()
+    password = _new_password(fields)
+    name = fields.string("name", required=False) or ""
+    organization_name = fields.string("organization_name")
+    locale = fields.locale()
+    fields.check()
+    result = await _auth(request).register(
+        product,
+        env,
+        email=email,
+        password=password,
+        name=name.strip(),
+        organization_name=organization_name.strip(),
+        locale=locale or request_locale(request),
+        client_ip=_client_ip(request),
+    )
+    return JSONResponse(result, status_code=201)
+
+
+async def login(request: Request) -> Response:
+    product, env = await public_product(request)
+    fields = await _body(request)
+    email = fields.email()
+    password = fields.string("password", max_length=PASSWORD_MAX)
+    fields.check()
+    result = await _auth(request).login(
+        product, env, email=email, password=password, client_ip=_client_ip(request)
+    )
+    return JSONResponse(result)
+
+
+async def select_org(request: Request) -> Response:
+    product, env = await public_product(request)
+    fields = await _body(request)
+    login_token = fields.string("login_token", max_length=200)
+    organization_id = fields.integer("organization_id")
+    fields.check()
+    result = await _auth(request).select_organization(
+        product, env, login_token=login_token, organization_id=organization_id
+    )
+    return JSONResponse(result)
+
+
+async def refresh(request: Request) -> Response:
+    auth = _auth(request)
+    fields = await _body(request)
+    refresh_token = fields.string("refresh_token", max_length=8192)
+    fields.check()
+    claims = auth.refresh_claims(refresh_token)
+    product = await auth.product_of(claims)
+    check_origin(request, product)
+    result = await auth.refresh_session(claims, product, client_ip=_client_ip(request))
+    return JSONResponse(result)
+
+
+async def logout(request: Request) -> Response:
+    """Revoke the session named by the access token, or by a `refresh_token` in the body."""
+    auth = _auth(request)
+    token = bearer_token(request)
+    if token is not None:
+        claims, product = await auth.authenticate_access(token)
+    else:
+        fields = await _body(request)
+        refresh_token = fields.string("refresh_token", max_length=8192)
+        fields.check()
+        claims = auth.refresh_claims(refresh_token)
+        product = await auth.product_of(claims)
+    check_origin(request, product)
+    await auth.logout(claims)
+    return Response(status_code=204)
+
+
+async def forgot_password(request: Request) -> Response:
+    auth = _auth(request)
+    product, env = await public_product(request)
+    fields = await _body(request)
+    email = fields.email()
+    fields.check()
+    await auth.request_password_reset(product, env, email=email, client_ip=_client_ip(request))
+    # The same answer whether or not the email exists; the lookup runs after it is sent.
+    return JSONResponse(
+        {"message": translate("password_reset.requested", request_locale(request))},
+        status_code=202,
+        background=BackgroundTask(auth.send_password_reset, product, env, email),
+    )
+
+
+async def reset_password(request: Request) -> Response:
+    auth = _auth(request)
+    fields = await _body(request)
+    token = fields.string("token", max_length=200)
+    password = _new_password(fields)
+    fields.check()
+    grant = await auth.reset_grant(token)
+    check_origin(request, await auth.product_by_id(grant.product_id))
+    await auth.reset_password(token, password, client_ip=_client_ip(request))
+    return JSONResponse({"message": translate("password_reset.done", request_locale(request))})
+
+
+async def me(request: Request) -> Response:
+    auth = _auth(request)
+    ctx = await access_context(request)
+    if request.method == "GET":
+        return JSONResponse(await auth.me(ctx))
+    fields = await _body(request)
+    name = fields.string("name", required=False)
+    locale = fields.locale()
+    if name is not None and not name.strip():
+        fields.error("name", "field.required")
+    fields.check()
+    return JSONResponse(
+        await auth.update_me(ctx, name=name.strip() if name else None, locale=locale)
+    )
+
+
+async def jwks(request: Request) -> Response:
+    return JSONResponse(
+        _auth(request).signer.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+routes = [
+    Route("/api/v1/auth/register", register, methods=["POST"]),
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/login/select_org", select_org, methods=["POST"]),
+    Route("/api/v1/auth/refresh", refresh, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/forgot_password", forgot_password, methods=["POST"]),
+    Route("/api/v1/auth/reset_password", reset_password, methods=["PUT"]),
+    Route("/api/v1/auth/me", me, methods=["GET", "PUT"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+]

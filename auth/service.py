@@ -1,0 +1,393 @@
+"""The headless auth flows: register, login, organization choice, refresh, logout, reset, me.
+
+`Auth` holds what the flows need (database, token signer, password hasher, mailer, rate
+limiter) and speaks in domain terms; `auth/routes.py` turns HTTP into calls on it. Every
+failure is a `HubError` with a stable code, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from databases import Database
+
+from auth import accounts, one_time, sessions
+from auth.accounts import OrgMembership, Subscription, User
+from auth.mail import Mailer, password_reset_mail
+from auth.passwords import PasswordHasher
+from auth.products import Product, default_plan_id, get_product, get_product_by_slug
+from auth.ratelimit import RateLimiter
+from auth.secrets import hash_secret
+from auth.tokens import ACCESS, REFRESH, InvalidToken, TokenSigner
+from hub.db import utcnow
+from hub.errors import HubError, unauthorized
+from hub.settings import Settings
+
+logger = logging.getLogger("auth.service")
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+
+
+def invalid_credentials() -> HubError:
+    return HubError(401, "auth.invalid_credentials")
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    """Who an access token speaks for, after every check has passed."""
+
+    claims: dict[str, Any]
+    user: User
+    product: Product
+    env: str
+    org_id: int
+
+
+class Auth:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        signer: TokenSigner,
+        hasher: PasswordHasher,
+        mailer: Mailer,
+        limiter: RateLimiter,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.signer = signer
+        self.hasher = hasher
+        self.mailer = mailer
+        self.limiter = limiter
+        self.limits = settings.rate_limits
+
+    # -- products -------------------------------------------------------------------------
+
+    async def product_for_slug(self, slug: str | None) -> Product:
+        if not slug:
+            raise HubError(400, "product.required")
+        product = await get_product_by_slug(self.db, slug.strip().lower())
+        if product is None:
+            raise HubError(404, "product.not_found")
+        return product
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    async def _grant(
+        self, user: User, product: Product, env: str, org: OrgMembership, subscription: Subscription
+    ) -> dict[str, Any]:
+        session = await sessions.create_session(
+            self.db,
+            user_id=user.id,
+            org_id=org.id,
+            product_id=product.id,
+            env=env,
+            ttl=self.settings.refresh_token_ttl,
+        )
+        return {
+            **self._token_pair(user.id, product, env, org.id, subscription, session),
+            "user": user.public(),
+            "organization": org.public(),
+            "subscription": subscription.public(),
+        }
+
+    def _token_pair(
+        self,
+        user_id: int,
+        product: Product,
+        env: str,
+        org_id: int,
+        subscription: Subscription,
+        session: sessions.Session,
+    ) -> dict[str, Any]:
+        claims = {
+            "sub": str(user_id),
+            "org": org_id,
+            "product": product.slug,
+            "env": env,
+            "scopes": list(subscription.features),
+            "sid": session.id,
+        }
+        access, _ = self.signer.issue(ACCESS, claims, self.settings.access_token_ttl)
+        # The refresh token carries the session's current jti and dies with the session.
+        refresh_ttl = max(1, int((session.expires_at - utcnow()).total_seconds()))
+        refresh, _ = self.signer.issue(REFRESH, {**claims, "jti": session.refresh_jti}, refresh_ttl)
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": self.settings.access_token_ttl,
+        }
+
+    async def _usable_subscription(self, org_id: int) -> Subscription:
+        subscription = await accounts.get_subscription(self.db, org_id)
+        if subscription is None or not subscription.usable:
+            raise HubError(403, "subscription.inactive")
+        return subscription
+
+    # -- flows ----------------------------------------------------------------------------
+
+    async def register(
+        self,
+        product: Product,
+        env: str,
+        *,
+        email: str,
+        password: str,
+        name: str,
+        organization_name: str,
+        locale: str | None,
+        client_ip: str,
+    ) -> dict[str, Any]:
+        await self.limiter.hit(self.limits.register_ip, "register", client_ip)
+        await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
+        user = await accounts.get_user_by_email(self.db, email)
+        if user is None:
+            password_hash = await self.hasher.hash(password)
+            try:
+                await accounts.create_user(
+                    self.db, email=email, password_hash=password_hash, name=name, locale=locale
+                )
+            except Exception:
+                # Lost a race with a concurrent register of the same email: continue as an
+                # existing user, which verifies the password below.
+                if await accounts.get_user_by_email(self.db, email) is None:
+                    raise
+            user = await accounts.get_user_by_email(self.db, email)
+            assert user is not None
+            if user.password_hash != password_hash and not await self.hasher.verify(
+                password, user.password_hash
+            ):
+                raise invalid_credentials()
+        elif not await self.hasher.verify(password, user.password_hash):
+            # Same identity across products: joining another org needs the existing password.
+            raise invalid_credentials()
+        plan_id = await default_plan_id(self.db, product.id)
+        async with self.db.transaction():
+            org_id = await accounts.create_organization(
+                self.db,
+                product_id=product.id,
+                env=env,
+                name=organization_name,
+                owner_id=user.id,
+                plan_id=plan_id,
+            )
+        org = OrgMembership(org_id, organization_name, "owner")
+        subscription = await self._usable_subscription(org_id)
+        return await self._grant(user, product, env, org, subscription)
+
+    async def _check_password(
+        self, product: Product, email: str, password: str, client_ip: str
+    ) -> User:
+        await self.limiter.hit(self.limits.login_ip, "login", client_ip)
+        await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
+        user = await accounts.get_user_by_email(self.db, email)
+        if not await self.hasher.verify(password, user.password_hash if user else None):
+            raise invalid_credentials()
+        assert user is not None
+        return user
+
+    async def login(
+        self, product: Product, env: str, *, email: str, password: str, client_ip: str
+    ) -> dict[str, Any]:
+        user = await self._check_password(product, email, password, client_ip)
+        orgs = await accounts.user_organizations(self.db, user.id, product.id, env)
+        if not orgs:
+            # A user of another product: do not reveal that the email exists elsewhere.
+            raise invalid_credentials()
+        if len(orgs) == 1:
+            subscription = await self._usable_subscription(orgs[0].id)
+            return await self._grant(user, product, env, orgs[0], subscription)
+        login_token = await one_time.issue_token(
+            self.db,
+            one_time.LOGIN,
+            user_id=user.id,
+            product_id=product.id,
+            env=env,
+            ttl=self.settings.login_token_ttl,
+        )
+        return {
+            "select_organization": True,
+            "organizations": [org.public() for org in orgs],
+            "login_token": login_token,
+            "expires_in": self.settings.login_token_ttl,
+        }
+
+    async def select_organization(
+        self, product: Product, env: str, *, login_token: str, organization_id: int
+    ) -> dict[str, Any]:
+        grant = await one_time.find_token(self.db, one_time.LOGIN, login_token)
+        if grant is None or grant.product_id != product.id or grant.env != env:
+            raise HubError(401, "auth.invalid_login_token")
+        org = await accounts.user_organization(
+            self.db, grant.user_id, organization_id, product.id, env
+        )
+        if org is None:
+            # The token stays usable: the user may pick one of the offered organizations.
+            raise HubError(404, "organization.not_found")
+        subscription = await self._usable_subscription(org.id)
+        if await one_time.consume_token(self.db, one_time.LOGIN, login_token) is None:
+            raise HubError(401, "auth.invalid_login_token")
+        user = await accounts.get_user(self.db, grant.user_id)
+        if user is None:
+            raise HubError(401, "auth.invalid_login_token")
+        return await self._grant(user, product, env, org, subscription)
+
+    def refresh_claims(self, refresh_token: str) -> dict[str, Any]:
+        try:
+            return self.signer.verify(refresh_token, REFRESH)
+        except InvalidToken:
+            raise unauthorized() from None
+
+    async def product_by_id(self, product_id: int) -> Product:
+        product = await get_product(self.db, product_id)
+        if product is None:
+            raise unauthorized()
+        return product
+
+    async def product_of(self, claims: dict[str, Any]) -> Product:
+        product = await get_product_by_slug(self.db, str(claims.get("product", "")))
+        if product is None:
+            raise unauthorized()
+        return product
+
+    async def refresh_session(
+        self, claims: dict[str, Any], product: Product, *, client_ip: str
+    ) -> dict[str, Any]:
+        """Rotate the refresh token in `claims` (already verified) into a new token pair."""
+        await self.limiter.hit(self.limits.refresh_ip, "refresh", client_ip)
+        sid = str(claims.get("sid", ""))
+        await self.limiter.hit(self.limits.refresh_session, "refresh-session", sid)
+        session = await sessions.get_session(self.db, sid)
+        if session is None or session.product_id != product.id:
+            raise unauthorized()
+        user_id = int(claims["sub"])
+        org = await accounts.user_organization(
+            self.db, user_id, session.organization_id, product.id, session.env
+        )
+        if org is None:
+            await sessions.revoke_session(self.db, sid, "membership_removed")
+            raise unauthorized()
+        # Checked before rotating, so the refresh token still works once the plan is fixed.
+        subscription = await self._usable_subscription(org.id)
+        try:
+            session = await sessions.rotate_session(
+                self.db,
+                sid,
+                str(claims["jti"]),
+                ttl=self.settings.refresh_token_ttl,
+                grace=self.settings.refresh_reuse_grace,
+            )
+        except sessions.RefreshRejected as exc:
+            logger.warning("refresh refused for session %s…: %s", sid[:8], exc.reason)
+            raise unauthorized() from None
+        return self._token_pair(user_id, product, session.env, org.id, subscription, session)
+
+    async def logout(self, claims: dict[str, Any]) -> None:
+        await sessions.revoke_session(self.db, str(claims.get("sid", "")), "logout")
+
+    async def authenticate_access(self, token: str) -> tuple[dict[str, Any], Product]:
+        """Verify an access token and its session; the product comes from the token."""
+        try:
+            claims = self.signer.verify(token, ACCESS)
+        except InvalidToken:
+            raise unauthorized() from None
+        product = await self.product_of(claims)
+        return claims, product
+
+    async def access_context(self, claims: dict[str, Any], product: Product) -> AccessContext:
+        if not await sessions.is_session_active(self.db, str(claims.get("sid", ""))):
+            raise unauthorized()
+        try:
+            user = await accounts.get_user(self.db, int(claims["sub"]))
+        except ValueError:
+            user = None
+        if user is None:
+            raise unauthorized()
+        return AccessContext(claims, user, product, str(claims.get("env")), int(claims["org"]))
+
+    async def request_password_reset(
+        self, product: Product, env: str, *, email: str, client_ip: str
+    ) -> None:
+        """Count the attempt now; the lookup and the mail happen in `send_password_reset`."""
+        await self.limiter.hit(self.limits.forgot_ip, "forgot", client_ip)
+        await self.limiter.hit(self.limits.forgot_account, "forgot-account", hash_secret(email))
+
+    async def send_password_reset(self, product: Product, env: str, email: str) -> None:
+        """Mail a reset link if the email belongs to a user of this product; silent otherwise.
+
+        Runs after the response has been sent, so an existing and an unknown email answer
+        in the same time with the same body.
+        """
+        try:
+            user = await accounts.get_user_by_email(self.db, email)
+            if user is None or not await accounts.user_organizations(
+                self.db, user.id, product.id, env
+            ):
+                return
+            token = await one_time.issue_token(
+                self.db,
+                one_time.PASSWORD_RESET,
+                user_id=user.id,
+                product_id=product.id,
+                env=env,
+                ttl=self.settings.reset_token_ttl,
+            )
+            template = product.reset_url_template or (
+                self.settings.public_url + "/demo/#reset_token={token}"
+            )
+            mail = password_reset_mail(
+                to=user.email,
+                user_name=user.name,
+                locale=user.locale or product.default_locale,
+                product_name=product.name,
+                from_name=product.mail_from_name,
+                from_address=product.mail_from_address or self.settings.mail_from,
+                link=template.replace("{token}", token),
+                ttl_seconds=self.settings.reset_token_ttl,
+            )
+            await self.mailer.send(mail)
+        except Exception:
+            logger.exception("password reset mail for product %s failed", product.slug)
+
+    async def reset_grant(self, token: str) -> one_time.OneTimeGrant:
+        grant = await one_time.find_token(self.db, one_time.PASSWORD_RESET, token)
+        if grant is None:
+            raise HubError(400, "auth.invalid_reset_token")
+        return grant
+
+    async def reset_password(self, token: str, password: str, *, client_ip: str) -> None:
+        await self.limiter.hit(self.limits.forgot_ip, "reset", client_ip)
+        password_hash = await self.hasher.hash(password)
+        grant = await one_time.consume_token(self.db, one_time.PASSWORD_RESET, token)
+        if grant is None:
+            raise HubError(400, "auth.invalid_reset_token")
+        await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
+        await one_time.discard_user_tokens(self.db, grant.user_id, one_time.PASSWORD_RESET)
+        revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
+        logger.info("password reset for user %s; %d sessions revoked", grant.user_id, len(revoked))
+
+    async def me(self, ctx: AccessContext) -> dict[str, Any]:
+        org = await accounts.user_organization(
+            self.db, ctx.user.id, ctx.org_id, ctx.product.id, ctx.env
+        )
+        subscription = await accounts.get_subscription(self.db, ctx.org_id)
+        return {
+            "user": ctx.user.public(),
+            "organization": org.public() if org else None,
+            "subscription": subscription.public() if subscription else None,
+        }
+
+    async def update_me(
+        self, ctx: AccessContext, *, name: str | None, locale: str | None
+    ) -> dict[str, Any]:
+        changes = {k: v for k, v in (("name", name), ("locale", locale)) if v is not None}
+        if changes:
+            await accounts.update_user(self.db, ctx.user.id, **changes)
+        user = await accounts.get_user(self.db, ctx.user.id)
+        assert user is not None
+        return await self.me(AccessContext(ctx.claims, user, ctx.product, ctx.env, ctx.org_id))

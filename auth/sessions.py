@@ -1,0 +1,157 @@
+"""Refresh sessions: one per login, rotated on every refresh, revoked as a whole.
+
+Each refresh hands out a new refresh token (new `jti`) and retires the presented one. A retired
+token presented again means two parties hold the session, one of them not the user: the whole
+session (its "family") is revoked. The single exception is the token retired moments ago,
+which two tabs refreshing at once legitimately both present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from databases import Database
+
+from auth.secrets import new_id
+from auth.tables import auth_sessions
+from hub.db import as_utc, utcnow
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    user_id: int
+    organization_id: int
+    product_id: int
+    env: str
+    refresh_jti: str
+    previous_jti: str | None
+    rotated_at: datetime | None
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now
+
+
+class RefreshRejected(Exception):
+    """The refresh token cannot be used; `reason` is for logs and tests, not for clients."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _session(row: object) -> Session:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Session(
+        id=m["id"],
+        user_id=m["user_id"],
+        organization_id=m["organization_id"],
+        product_id=m["product_id"],
+        env=m["env"],
+        refresh_jti=m["refresh_jti"],
+        previous_jti=m["previous_jti"],
+        rotated_at=as_utc(m["rotated_at"]),
+        expires_at=as_utc(m["expires_at"]),
+        revoked_at=as_utc(m["revoked_at"]),
+    )
+
+
+async def create_session(
+    db: Database, *, user_id: int, org_id: int, product_id: int, env: str, ttl: int
+) -> Session:
+    now = utcnow()
+    sid, jti = new_id(), new_id()
+    await db.execute(
+        auth_sessions.insert().values(
+            id=sid,
+            user_id=user_id,
+            organization_id=org_id,
+            product_id=product_id,
+            env=env,
+            refresh_jti=jti,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+        )
+    )
+    session = await get_session(db, sid)
+    assert session is not None
+    return session
+
+
+async def get_session(db: Database, sid: str) -> Session | None:
+    row = await db.fetch_one(auth_sessions.select().where(auth_sessions.c.id == sid))
+    return _session(row) if row else None
+
+
+async def is_session_active(db: Database, sid: str) -> bool:
+    session = await get_session(db, sid)
+    return session is not None and session.active(utcnow())
+
+
+async def rotate_session(
+    db: Database, sid: str, presented_jti: str, *, ttl: int, grace: int
+) -> Session:
+    """Retire `presented_jti` and return the session with its next refresh `jti`.
+
+    Raises `RefreshRejected` for unknown, expired or revoked sessions, and revokes the session
+    when a retired token is replayed outside the grace window.
+    """
+    now = utcnow()
+    session = await get_session(db, sid)
+    if session is None or not session.active(now):
+        raise RefreshRejected("session inactive")
+    if presented_jti == session.refresh_jti:
+        # Compare-and-swap on the current jti: of two concurrent refreshes exactly one wins;
+        # the loser re-reads and lands in the grace branch below.
+        won = await db.fetch_one(
+            auth_sessions.update()
+            .where(
+                auth_sessions.c.id == sid,
+                auth_sessions.c.refresh_jti == presented_jti,
+                auth_sessions.c.revoked_at.is_(None),
+            )
+            .values(
+                refresh_jti=new_id(),
+                previous_jti=presented_jti,
+                rotated_at=now,
+                expires_at=now + timedelta(seconds=ttl),
+            )
+            .returning(auth_sessions.c.id)
+        )
+        session = await get_session(db, sid)
+        if won is not None and session is not None:
+            return session
+        if session is None or not session.active(now):
+            raise RefreshRejected("session inactive")
+    if (
+        presented_jti == session.previous_jti
+        and session.rotated_at is not None
+        and now - session.rotated_at <= timedelta(seconds=grace)
+    ):
+        return session
+    await revoke_session(db, sid, "refresh_reuse")
+    raise RefreshRejected("refresh token reuse")
+
+
+async def revoke_session(db: Database, sid: str, reason: str) -> bool:
+    row = await db.fetch_one(
+        auth_sessions.update()
+        .where(auth_sessions.c.id == sid, auth_sessions.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(auth_sessions.c.id)
+    )
+    return row is not None
+
+
+async def revoke_user_sessions(db: Database, user_id: int, reason: str) -> list[str]:
+    """Revoke every live session of the user; returns their ids."""
+    rows = await db.fetch_all(
+        auth_sessions.update()
+        .where(auth_sessions.c.user_id == user_id, auth_sessions.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(auth_sessions.c.id)
+    )
+    return [row._mapping["id"] for row in rows]

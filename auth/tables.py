@@ -1,0 +1,150 @@
+"""Tables owned by `auth`: products and their keys, users, organizations, sessions, tokens.
+
+Other domains refer to these rows by id only and go through `auth`'s public functions.
+Every secret is stored as a SHA-256 hex digest (`*_hash`), never in the clear.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from hub.db import metadata
+
+ENVIRONMENTS = ("live", "test")
+
+Timestamp = sa.DateTime(timezone=True)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("default_locale", sa.String(8), nullable=False, server_default="en"),
+    sa.Column("mail_from_name", sa.String(200), nullable=True),
+    sa.Column("mail_from_address", sa.String(320), nullable=True),
+    sa.Column("reset_url_template", sa.String(2000), nullable=True),
+    sa.Column("origins", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("product_id", "code"),
+)
+
+product_keys = sa.Table(
+    "product_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(32), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Index(None, "product_id", "env", "kind"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("locale", sa.String(8), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index(None, "product_id", "env"),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "organization_id", sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("organization_id", "user_id"),
+    sa.Index(None, "user_id"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "organization_id",
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("plan_id", sa.ForeignKey("plans.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# A refresh session is one login: every refresh token it hands out shares its id (`sid`).
+# Only the newest token (`refresh_jti`) may be used; the one before it (`previous_jti`) is
+# accepted for `refresh_reuse_grace` seconds so two tabs refreshing at once both succeed.
+auth_sessions = sa.Table(
+    "auth_sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "organization_id", sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("refresh_jti", sa.String(32), nullable=False),
+    sa.Column("previous_jti", sa.String(32), nullable=True),
+    sa.Column("rotated_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("revoked_reason", sa.String(32), nullable=True),
+    sa.Index(None, "user_id"),
+)
+
+# Single-use secrets mailed or handed out by auth: `login` (choose an organization after a
+# password check) and `password_reset`.
+one_time_tokens = sa.Table(
+    "one_time_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp, nullable=True),
+    sa.Index(None, "user_id", "purpose"),
+)

@@ -1,0 +1,1 @@
+"""notification-hub: realtime notifications with headless auth."""

@@ -1,0 +1,134 @@
+"""The application factory: builds the services from settings and mounts every domain's routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from databases import Database
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from auth import products
+from auth.mail import make_mailer
+from auth.origins import CORSMiddleware
+from auth.passwords import PasswordHasher
+from auth.ratelimit import RateLimiter
+from auth.routes import routes as auth_routes
+from auth.service import Auth
+from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
+from hub.db import connect_database
+from hub.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
+from hub.settings import Settings
+
+logger = logging.getLogger("hub.app")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+DEMO_SLUG = "demo"
+
+
+def build_signer(settings: Settings) -> TokenSigner:
+    pem = settings.jwt_private_keys_pem
+    if pem is None:
+        pem = load_or_create_dev_key(settings.dev_key_file)
+    return TokenSigner(load_signing_keys(pem), settings.jwt_issuer)
+
+
+def _loopback_aliases(url: str) -> list[str]:
+    """The hub's own origin, plus its other loopback spelling (localhost ↔ 127.0.0.1)."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    aliases = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}
+    if parts.hostname in aliases:
+        port = f":{parts.port}" if parts.port else ""
+        return [origin, f"{parts.scheme}://{aliases[parts.hostname]}{port}"]
+    return [origin]
+
+
+async def ensure_demo_product(db: Database, settings: Settings) -> None:
+    """Development only: a `demo` product whose allowed origin is the hub itself."""
+    own_origins = _loopback_aliases(settings.public_url)
+    demo = await products.get_product_by_slug(db, DEMO_SLUG)
+    if demo is None:
+        await products.create_product(db, slug=DEMO_SLUG, name="Demo", origins=own_origins)
+        logger.info("created the development product %r for %s", DEMO_SLUG, own_origins[0])
+    elif not set(own_origins) <= set(demo.origins):
+        await products.set_origins(db, demo.id, [*demo.origins, *own_origins])
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await request.app.state.db.fetch_val("SELECT 1")
+    except Exception:
+        logger.warning("readiness: SQL unreachable")
+        return JSONResponse({"status": "unavailable", "failing": ["sql"]}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def demo_redirect(request: Request) -> Response:
+    return RedirectResponse("/demo/")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    signer = build_signer(settings)
+    db = connect_database(settings.database_url)
+    hasher = PasswordHasher(
+        memory_kib=settings.argon2_memory_kib,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+        threads=settings.hash_threads,
+    )
+    auth = Auth(
+        db=db,
+        settings=settings,
+        signer=signer,
+        hasher=hasher,
+        mailer=make_mailer(settings.smtp_url, development=not settings.production),
+        limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await db.connect()
+        try:
+            if not settings.production:
+                await ensure_demo_product(db, settings)
+            yield
+        finally:
+            await db.disconnect()
+            hasher.close()
+
+    routes = [
+        *auth_routes,
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/demo", demo_redirect, methods=["GET"]),
+        Mount("/demo", StaticFiles(directory=STATIC_DIR / "demo", html=True), name="demo"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(CORSMiddleware, database=lambda: db)],
+        exception_handlers={
+            HubError: handle_hub_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.auth = auth
+    return app

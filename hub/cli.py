@@ -1,0 +1,202 @@
+"""The `notification-hub` command: serve, migrate, and the operator's product tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from databases import Database
+
+from hub.db import connect_database
+from hub.logs import logging_config
+from hub.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        db = connect_database(settings.database_url)
+        await db.connect()
+        try:
+            return await work(db)
+        finally:
+            await db.disconnect()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    if "HUB_PUBLIC_URL" not in os.environ:
+        # The demo product allows the hub's own origin; make that the address we listen on.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+        os.environ["HUB_PUBLIC_URL"] = f"http://{host}:{args.port}"
+    if not settings.production:
+        from hub.migrate import migrate
+
+        migrate(settings.database_url)
+    uvicorn.run(
+        "hub.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=logging_config(settings.log_level, development=not settings.production),
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("HUB_TRUSTED_PROXIES", "127.0.0.1"),
+        timeout_graceful_shutdown=10,
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from hub.migrate import migrate
+
+    settings = _settings()
+    migrate(settings.database_url)
+    print("database is at the newest schema")
+
+
+def cmd_products_create(args: argparse.Namespace) -> None:
+    from auth import products
+
+    settings = _settings()
+    try:
+        product, keys = _with_db(
+            settings,
+            lambda db: products.create_product(
+                db,
+                slug=args.slug,
+                name=args.name,
+                origins=args.origin or [],
+                default_locale=args.default_locale,
+                mail_from_name=args.mail_from_name,
+                mail_from_address=args.mail_from_address,
+                reset_url_template=args.reset_url,
+                features=tuple(args.feature or products.DEFAULT_FEATURES),
+            ),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    except Exception as exc:
+        if "unique" in str(exc).lower():
+            raise SystemExit(f"notification-hub: a product {args.slug!r} exists already") from None
+        raise
+    print(f"created product {product.slug!r} ({product.name}), id {product.id}")
+    print(f"allowed origins: {', '.join(product.origins) or '(none)'}")
+    print("\nKeys (shown once, stored only as hashes; keep the secret keys server-side):")
+    for name, key in keys.items():
+        print(f"  {name:8} {key}")
+
+
+def cmd_products_list(args: argparse.Namespace) -> None:
+    from auth import products
+
+    for product in _with_db(_settings(), products.list_products):
+        print(f"{product.slug:24} {product.name:24} {' '.join(product.origins)}")
+
+
+def cmd_products_origins(args: argparse.Namespace) -> None:
+    from auth import products
+
+    async def work(db: Database) -> list[str]:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        return await products.set_origins(db, product.id, args.origin)
+
+    try:
+        origins = _with_db(_settings(), work)
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
+
+
+def cmd_subscriptions_set(args: argparse.Namespace) -> None:
+    from auth import accounts
+
+    try:
+        found = _with_db(
+            _settings(), lambda db: accounts.set_subscription_status(db, args.org_id, args.status)
+        )
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    if not found:
+        raise SystemExit(f"notification-hub: organization {args.org_id} has no subscription")
+    print(f"organization {args.org_id}: subscription {args.status}")
+
+
+def cmd_generate_jwt_key(args: argparse.Namespace) -> None:
+    from auth.tokens import generate_private_key_pem
+
+    sys.stdout.write(generate_private_key_pem())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notification-hub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the hub (development: migrates first)")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(run=cmd_migrate)
+
+    products = commands.add_parser("products", help="manage products (tenants)")
+    product_commands = products.add_subparsers(dest="action", required=True)
+    create = product_commands.add_parser("create", help="create a product and print its keys")
+    create.add_argument("--slug", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--origin", action="append", help="allowed browser origin (repeatable)")
+    create.add_argument("--default-locale", default="en", choices=("en", "cs", "de"))
+    create.add_argument("--mail-from-name")
+    create.add_argument("--mail-from-address")
+    create.add_argument("--reset-url", help="password reset link template containing {token}")
+    create.add_argument("--feature", action="append", help="plan feature → JWT scope (repeatable)")
+    create.set_defaults(run=cmd_products_create)
+    listing = product_commands.add_parser("list", help="list products")
+    listing.set_defaults(run=cmd_products_list)
+    origins = product_commands.add_parser("set-origins", help="replace a product's origins")
+    origins.add_argument("slug")
+    origins.add_argument("origin", nargs="*")
+    origins.set_defaults(run=cmd_products_origins)
+
+    subscriptions = commands.add_parser("subscriptions", help="manage organization plans")
+    subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
+    set_status = subscription_commands.add_parser("set", help="set a subscription's status")
+    set_status.add_argument("org_id", type=int)
+    set_status.add_argument("status", choices=("active", "trialing", "past_due", "canceled"))
+    set_status.set_defaults(run=cmd_subscriptions_set)
+
+    keys = commands.add_parser("keys", help="signing keys")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    generate = key_commands.add_parser(
+        "generate-jwt", help="print a new ES256 private key (PEM) for HUB_JWT_PRIVATE_KEYS"
+    )
+    generate.set_defaults(run=cmd_generate_jwt_key)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.config.dictConfig(logging_config(os.environ.get("HUB_LOG_LEVEL", "info")))
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The SQL connection and the shared SQLAlchemy metadata.
+
+Every domain declares its own tables on `metadata` (auth in `auth/tables.py`) and keeps its SQL
+behind small functions of its own; this module only knows how to connect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from databases import Database
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def normalize_url(url: str) -> str:
+    """`postgres://` (Heroku style) → `postgresql://`; `databases` wants the latter."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def connect_database(url: str) -> Database:
+    """A `databases.Database` for the URL; call `await db.connect()` before use."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        # Several connections share one file: wait for a lock instead of failing at once.
+        return Database(url, timeout=15)
+    return Database(url, min_size=1, max_size=20)
+
+
+def async_engine_url(url: str) -> str:
+    """The SQLAlchemy async-driver URL for Alembic (the same drivers `databases` uses)."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
+    return "postgresql+asyncpg" + url[len("postgresql") :]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored timestamp as an aware UTC datetime (SQLite hands them back naive)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

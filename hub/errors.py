@@ -1,0 +1,101 @@
+"""The one error shape: `{"error": {"code": "…", "message": "…"}}`.
+
+Handlers raise `HubError`; the app's exception handlers turn it (and Starlette's own HTTP
+errors, and anything unexpected) into that shape with a message in the request's locale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from hub.i18n import negotiate_locale, translate
+
+logger = logging.getLogger("hub.errors")
+
+
+class FieldError:
+    """One invalid field: a code from the catalog plus the values its message needs."""
+
+    __slots__ = ("code", "params")
+
+    def __init__(self, code: str, **params: object) -> None:
+        self.code = code
+        self.params = params
+
+
+class HubError(Exception):
+    """An error the client should see, with an HTTP status and a stable dotted code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        *,
+        fields: Mapping[str, FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.fields = dict(fields or {})
+        self.headers = dict(headers or {})
+
+
+def unauthorized() -> HubError:
+    return HubError(401, "auth.unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def forbidden() -> HubError:
+    return HubError(403, "auth.forbidden")
+
+
+def validation_failed(fields: Mapping[str, FieldError]) -> HubError:
+    return HubError(422, "validation.failed", fields=fields)
+
+
+def request_locale(request: Request) -> str:
+    product = getattr(request.state, "product", None)
+    default = getattr(product, "default_locale", None)
+    return negotiate_locale(request.query_params, request.headers, default)
+
+
+def error_body(code: str, locale: str, fields: Mapping[str, FieldError] | None = None) -> dict:
+    error: dict[str, object] = {"code": code, "message": translate(code, locale)}
+    if fields:
+        error["details"] = {
+            name: {"code": f.code, "message": translate(f.code, locale, **f.params)}
+            for name, f in fields.items()
+        }
+    return {"error": error}
+
+
+def error_response(request: Request, exc: HubError) -> JSONResponse:
+    body = error_body(exc.code, request_locale(request), exc.fields)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+_HTTP_CODES = {404: "request.not_found", 405: "request.method_not_allowed"}
+
+
+async def handle_hub_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HubError)
+    return error_response(request, exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "server.error" if exc.status_code >= 500 else "")
+    if not code:
+        code = "request.not_found" if exc.status_code == 404 else "validation.failed"
+    return error_response(request, HubError(exc.status_code, code, headers=exc.headers))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log (which redacts credentials); the client gets no internals.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, HubError(500, "server.error"))

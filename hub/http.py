@@ -1,0 +1,98 @@
+"""Reading JSON request bodies safely, and checking their fields.
+
+`read_json` refuses a wrong content type, an oversized or malformed body before a handler sees
+it; `Fields` collects every field error of a body so the client learns them all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from starlette.requests import Request
+
+from hub.errors import FieldError, HubError, validation_failed
+from hub.i18n import normalize_locale
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, or a `HubError` (415, 413 or 400) that changes nothing."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise HubError(415, "request.unsupported_media_type")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise HubError(413, "request.too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise HubError(413, "request.too_large")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HubError(400, "request.malformed_json") from None
+    if not isinstance(data, dict):
+        raise HubError(400, "request.invalid_body")
+    return data
+
+
+class Fields:
+    """Typed access to a JSON body's fields that records, rather than raises, each problem."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.errors: dict[str, FieldError] = {}
+
+    def error(self, name: str, code: str, **params: object) -> None:
+        self.errors.setdefault(name, FieldError(code, **params))
+
+    def string(self, name: str, *, required: bool = True, max_length: int = 200) -> str | None:
+        value = self.body.get(name)
+        if value is None or (isinstance(value, str) and not value.strip() and required):
+            if required:
+                self.error(name, "field.required")
+            return None
+        if not isinstance(value, str):
+            self.error(name, "field.not_string")
+            return None
+        if len(value) > max_length:
+            self.error(name, "field.too_long", max=max_length)
+            return None
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self.body.get(name)
+        if value is None:
+            self.error(name, "field.required")
+            return None
+        # JSON numbers only; booleans are ints in Python and strings would hide client bugs.
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**53:
+            self.error(name, "field.not_integer")
+            return None
+        return value
+
+    def email(self, name: str = "email") -> str | None:
+        value = self.string(name, max_length=320)
+        if value is None:
+            return None
+        try:
+            return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            self.error(name, "email.invalid")
+            return None
+
+    def locale(self, name: str = "locale") -> str | None:
+        value = self.string(name, required=False, max_length=16)
+        if value is None:
+            return None
+        locale = normalize_locale(value)
+        if locale is None:
+            self.error(name, "field.unknown_locale")
+        return locale
+
+    def check(self) -> None:
+        """Raise 422 `validation.failed` listing every field error, if there are any."""
+        if self.errors:
+            raise validation_failed(self.errors)

@@ -1,0 +1,214 @@
+"""Message catalogs (en, cs, de) and the choice of a request's locale.
+
+Messages are keyed by the same stable dotted codes the API returns, so a client can switch on
+`code` and show `message`. A missing translation falls back to English, never to the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SUPPORTED_LOCALES = ("en", "cs", "de")
+DEFAULT_LOCALE = "en"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "auth.unauthorized": {
+        "en": "Invalid or missing credentials.",
+        "cs": "Neplatné nebo chybějící přihlašovací údaje.",
+        "de": "Ungültige oder fehlende Anmeldedaten.",
+    },
+    "auth.forbidden": {
+        "en": "You are not allowed to do this.",
+        "cs": "K této akci nemáte oprávnění.",
+        "de": "Sie sind dazu nicht berechtigt.",
+    },
+    "auth.invalid_credentials": {
+        "en": "The email or password is incorrect.",
+        "cs": "E-mail nebo heslo není správné.",
+        "de": "E-Mail-Adresse oder Passwort ist falsch.",
+    },
+    "auth.invalid_login_token": {
+        "en": "The login token is invalid, expired or already used. Log in again.",
+        "cs": "Přihlašovací token je neplatný, vypršel nebo už byl použit. Přihlaste se znovu.",
+        "de": "Das Anmelde-Token ist ungültig, abgelaufen oder bereits verwendet. "
+        "Bitte erneut anmelden.",
+    },
+    "auth.invalid_reset_token": {
+        "en": "The password reset link is invalid, expired or already used.",
+        "cs": "Odkaz pro obnovení hesla je neplatný, vypršel nebo už byl použit.",
+        "de": "Der Link zum Zurücksetzen des Passworts ist ungültig, abgelaufen oder "
+        "bereits verwendet.",
+    },
+    "organization.not_found": {
+        "en": "You are not a member of that organization.",
+        "cs": "Nejste členem této organizace.",
+        "de": "Sie sind kein Mitglied dieser Organisation.",
+    },
+    "subscription.inactive": {
+        "en": "The organization's subscription is not active.",
+        "cs": "Předplatné organizace není aktivní.",
+        "de": "Das Abonnement der Organisation ist nicht aktiv.",
+    },
+    "product.not_found": {
+        "en": "Unknown product.",
+        "cs": "Neznámý produkt.",
+        "de": "Unbekanntes Produkt.",
+    },
+    "product.required": {
+        "en": "Name the product with the X-Product-Slug header.",
+        "cs": "Uveďte produkt v hlavičce X-Product-Slug.",
+        "de": "Geben Sie das Produkt im Header X-Product-Slug an.",
+    },
+    "origin.forbidden": {
+        "en": "This origin is not allowed for the product.",
+        "cs": "Tento původ (origin) není pro produkt povolen.",
+        "de": "Dieser Origin ist für das Produkt nicht erlaubt.",
+    },
+    "rate_limited": {
+        "en": "Too many requests. Try again later.",
+        "cs": "Příliš mnoho požadavků. Zkuste to později.",
+        "de": "Zu viele Anfragen. Versuchen Sie es später erneut.",
+    },
+    "validation.failed": {
+        "en": "Some fields are invalid.",
+        "cs": "Některá pole jsou neplatná.",
+        "de": "Einige Felder sind ungültig.",
+    },
+    "request.malformed_json": {
+        "en": "The request body is not valid JSON.",
+        "cs": "Tělo požadavku není platný JSON.",
+        "de": "Der Anfragetext ist kein gültiges JSON.",
+    },
+    "request.unsupported_media_type": {
+        "en": "Send the request body as application/json.",
+        "cs": "Tělo požadavku posílejte jako application/json.",
+        "de": "Senden Sie den Anfragetext als application/json.",
+    },
+    "request.invalid_body": {
+        "en": "The request body must be a JSON object.",
+        "cs": "Tělo požadavku musí být objekt JSON.",
+        "de": "Der Anfragetext muss ein JSON-Objekt sein.",
+    },
+    "request.too_large": {
+        "en": "The request body is too large.",
+        "cs": "Tělo požadavku je příliš velké.",
+        "de": "Der Anfragetext ist zu groß.",
+    },
+    "request.not_found": {
+        "en": "There is nothing at this address.",
+        "cs": "Na této adrese nic není.",
+        "de": "Unter dieser Adresse gibt es nichts.",
+    },
+    "request.method_not_allowed": {
+        "en": "This method is not allowed here.",
+        "cs": "Tato metoda zde není povolena.",
+        "de": "Diese Methode ist hier nicht erlaubt.",
+    },
+    "server.error": {
+        "en": "Something went wrong on our side.",
+        "cs": "Na naší straně se něco pokazilo.",
+        "de": "Auf unserer Seite ist ein Fehler aufgetreten.",
+    },
+    "password_reset.requested": {
+        "en": "If an account exists for that email, a reset link is on its way.",
+        "cs": "Pokud k tomuto e-mailu existuje účet, odkaz pro obnovení hesla je na cestě.",
+        "de": "Falls ein Konto zu dieser E-Mail-Adresse existiert, ist ein Link zum "
+        "Zurücksetzen unterwegs.",
+    },
+    "password_reset.done": {
+        "en": "Your password has been changed. Log in with the new password.",
+        "cs": "Heslo bylo změněno. Přihlaste se novým heslem.",
+        "de": "Ihr Passwort wurde geändert. Melden Sie sich mit dem neuen Passwort an.",
+    },
+    # Field-level validation messages (the `details` of validation.failed).
+    "field.required": {
+        "en": "This field is required.",
+        "cs": "Toto pole je povinné.",
+        "de": "Dieses Feld ist erforderlich.",
+    },
+    "field.not_string": {
+        "en": "This field must be a string.",
+        "cs": "Toto pole musí být text.",
+        "de": "Dieses Feld muss eine Zeichenkette sein.",
+    },
+    "field.not_integer": {
+        "en": "This field must be a whole number.",
+        "cs": "Toto pole musí být celé číslo.",
+        "de": "Dieses Feld muss eine ganze Zahl sein.",
+    },
+    "field.too_long": {
+        "en": "This field is too long (at most {max} characters).",
+        "cs": "Toto pole je příliš dlouhé (nejvýše {max} znaků).",
+        "de": "Dieses Feld ist zu lang (höchstens {max} Zeichen).",
+    },
+    "field.unknown_locale": {
+        "en": "Supported locales are en, cs and de.",
+        "cs": "Podporované jazyky jsou en, cs a de.",
+        "de": "Unterstützte Sprachen sind en, cs und de.",
+    },
+    "email.invalid": {
+        "en": "This is not a valid email address.",
+        "cs": "Toto není platná e-mailová adresa.",
+        "de": "Dies ist keine gültige E-Mail-Adresse.",
+    },
+    "password.too_short": {
+        "en": "The password must have at least {min} characters.",
+        "cs": "Heslo musí mít alespoň {min} znaků.",
+        "de": "Das Passwort muss mindestens {min} Zeichen haben.",
+    },
+    "password.too_long": {
+        "en": "The password must have at most {max} characters.",
+        "cs": "Heslo může mít nejvýše {max} znaků.",
+        "de": "Das Passwort darf höchstens {max} Zeichen haben.",
+    },
+    "password.confirmation_mismatch": {
+        "en": "The password confirmation does not match.",
+        "cs": "Potvrzení hesla se neshoduje.",
+        "de": "Die Passwortbestätigung stimmt nicht überein.",
+    },
+}
+
+
+def translate(code: str, locale: str, **params: object) -> str:
+    """The message for `code` in `locale` (English if untranslated), with `params` filled in."""
+    entry = MESSAGES.get(code) or MESSAGES["server.error"]
+    template = entry.get(locale) or entry[DEFAULT_LOCALE]
+    return template.format(**params) if params else template
+
+
+def normalize_locale(value: str | None) -> str | None:
+    """'cs-CZ' → 'cs'; None when the language is not one we speak."""
+    if not value:
+        return None
+    language = value.strip().replace("_", "-").split("-", 1)[0].lower()
+    return language if language in SUPPORTED_LOCALES else None
+
+
+def parse_accept_language(header: str) -> list[str]:
+    """Supported languages from an Accept-Language header, best first (q-values honoured)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        language = normalize_locale(tag)
+        if language and quality > 0:
+            ranked.append((-quality, position, language))
+    return [language for _, _, language in sorted(ranked)]
+
+
+def negotiate_locale(
+    query: Mapping[str, str], headers: Mapping[str, str], product_default: str | None = None
+) -> str:
+    """`?locale=`, then Accept-Language, then the product's default locale, then English."""
+    explicit = normalize_locale(query.get("locale"))
+    if explicit:
+        return explicit
+    preferred = parse_accept_language(headers.get("accept-language", ""))
+    if preferred:
+        return preferred[0]
+    return normalize_locale(product_default) or DEFAULT_LOCALE

@@ -1,0 +1,93 @@
+"""Logging that cannot leak credentials.
+
+Every handler formats through `RedactingFormatter`, which masks anything shaped like a JWT, an
+API key, a password hash, a bearer header or a secret-named field in the final text, tracebacks
+and uvicorn's access lines (which carry `/cable?token=…`) included. Redaction works on shapes,
+so a credential is caught wherever it ends up, not only where someone remembered to mask it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# Field names whose values are masked (names, not secrets).
+_SECRET_NAMES = "|".join(
+    (
+        "password",
+        "password_confirmation",
+        "new_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "login_token",
+        "id_token",
+        "client_secret",
+        "secret",
+        "api_key",
+        "key",
+    )
+)
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
+    (re.compile(r"\bwksp_[A-Za-z0-9_-]{6,}"), REDACTED),
+    (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\"]+"), REDACTED),
+    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),
+    (re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*)[\"'][^\"']*[\"']"), rf'\1"{REDACTED}"'),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A Formatter whose output has every credential-shaped string masked.
+
+    A record may set `hub_allow_secret=True` (the development console mailer does, to show
+    the reset link); that is honoured only while `allow_secrets` is on, i.e. never in production.
+    """
+
+    allow_secrets = False
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if self.allow_secrets and getattr(record, "hub_allow_secret", False):
+            return text
+        return redact(text)
+
+
+def logging_config(level: str = "info", *, development: bool = True) -> dict[str, Any]:
+    """A `logging.config.dictConfig` (also handed to uvicorn as its `log_config`)."""
+    RedactingFormatter.allow_secrets = development
+    formatter = {
+        "()": "hub.logs.RedactingFormatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"redacting": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "redacting",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "level": level.upper(), "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            "alembic": {"level": "WARNING"},
+            "databases": {"level": "WARNING"},
+        },
+    }

@@ -1,0 +1,146 @@
+"""Every setting the hub reads, from environment variables only.
+
+One frozen dataclass, built once at start-up by `Settings.from_env()`. The README's settings
+table documents each variable; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which and why."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """`limits` strings such as "10/minute;100/hour" for each auth action."""
+
+    login_ip: str = "30/minute;300/hour"
+    login_account: str = "10/minute;50/hour"
+    register_ip: str = "10/minute;100/hour"
+    forgot_ip: str = "10/minute;100/hour"
+    forgot_account: str = "3/minute;10/hour"
+    refresh_ip: str = "120/minute"
+    refresh_session: str = "30/minute"
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = "sqlite:///./hub.db"
+    redis_url: str | None = None
+    redis_prefix: str = "hub"
+    smtp_url: str | None = None
+    mail_from: str = "no-reply@localhost"
+    public_url: str = "http://127.0.0.1:8000"
+    jwt_issuer: str = "notification-hub"
+    jwt_private_keys_pem: str | None = None
+    dev_key_file: str = "./hub-dev-key.pem"
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    refresh_reuse_grace: int = 10
+    login_token_ttl: int = 300
+    reset_token_ttl: int = 3600
+    max_body_bytes: int = 64 * 1024
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    log_level: str = "info"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        keys_pem = env.get("HUB_JWT_PRIVATE_KEYS") or None
+        keys_file = env.get("HUB_JWT_PRIVATE_KEYS_FILE")
+        if keys_file:
+            try:
+                with open(keys_file, encoding="ascii") as fh:
+                    keys_pem = fh.read()
+            except OSError as exc:
+                raise SettingsError(
+                    f"HUB_JWT_PRIVATE_KEYS_FILE: cannot read {keys_file}: {exc}"
+                ) from None
+        defaults = RateLimits()
+        rate_limits = RateLimits(
+            **{
+                name: env.get(f"HUB_RATE_{name.upper()}") or getattr(defaults, name)
+                for name in RateLimits.__dataclass_fields__
+            }
+        )
+        settings = cls(
+            env=_choice(env, "HUB_ENV", "development", ("development", "production")),
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("HUB_REDIS_PREFIX") or cls.redis_prefix,
+            smtp_url=env.get("SMTP_URL") or None,
+            mail_from=env.get("HUB_MAIL_FROM") or cls.mail_from,
+            public_url=(env.get("HUB_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            jwt_issuer=env.get("HUB_JWT_ISSUER") or cls.jwt_issuer,
+            jwt_private_keys_pem=keys_pem,
+            dev_key_file=env.get("HUB_DEV_KEY_FILE") or cls.dev_key_file,
+            access_token_ttl=_int(env, "HUB_ACCESS_TOKEN_TTL", cls.access_token_ttl, 1),
+            refresh_token_ttl=_int(env, "HUB_REFRESH_TOKEN_TTL", cls.refresh_token_ttl, 1),
+            refresh_reuse_grace=_int(env, "HUB_REFRESH_REUSE_GRACE", cls.refresh_reuse_grace),
+            login_token_ttl=_int(env, "HUB_LOGIN_TOKEN_TTL", cls.login_token_ttl, 1),
+            reset_token_ttl=_int(env, "HUB_RESET_TOKEN_TTL", cls.reset_token_ttl, 1),
+            max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            argon2_memory_kib=_int(env, "HUB_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 19 * 1024),
+            argon2_time_cost=_int(env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2),
+            argon2_parallelism=_int(env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1),
+            hash_threads=_int(env, "HUB_HASH_THREADS", os.cpu_count() or 2, 1),
+            rate_limits=rate_limits,
+            log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse configurations that would be unsafe or cannot work."""
+        if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise SettingsError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if self.production and not self.jwt_private_keys_pem:
+            raise SettingsError(
+                "HUB_ENV=production needs a signing key: set HUB_JWT_PRIVATE_KEYS (PEM) or "
+                "HUB_JWT_PRIVATE_KEYS_FILE; generate one with `notification-hub keys generate-jwt`"
+            )
+        for name in RateLimits.__dataclass_fields__:
+            _check_rate(f"HUB_RATE_{name.upper()}", getattr(self.rate_limits, name))
+
+
+def _check_rate(name: str, value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise SettingsError(f"{name} must look like '10/minute;100/hour', got {value!r}") from None
