@@ -1,0 +1,293 @@
+"""Helpers for tests: a hub subprocess, an in-process SMTP server, PostgreSQL scratch databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from aiosmtpd.controller import Controller
+
+from auth.tokens import generate_private_key_pem
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_async(coro):  # noqa: ANN001, ANN201
+    """Run a coroutine to completion from sync code, even inside a running loop's thread."""
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result.get("value")
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def create_postgres_database(base_url: str) -> str:
+    """A fresh, empty database next to `base_url`'s; its URL."""
+    import asyncpg
+
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        try:
+            conn = await asyncpg.connect(base_url.replace("postgres://", "postgresql://"))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise OSError(str(exc)) from exc
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    run_async(create())
+    return _with_database(base_url, name)
+
+
+def drop_postgres_database(base_url: str, url: str) -> None:
+    import asyncpg
+
+    name = urlsplit(url).path.lstrip("/")
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base_url.replace("postgres://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_async(drop())
+
+
+# -- SMTP -----------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a free port that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+        with self._lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def for_recipient(self, address: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 10) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.for_recipient(address)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"expected {count} email(s) to {address}, got {len(found)}")
+
+
+def mail_body(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(message.get_content_charset() or "utf-8")
+
+
+# -- the hub --------------------------------------------------------------------------------
+
+GENEROUS_LIMITS = {
+    f"HUB_RATE_{name}": "100000/minute"
+    for name in (
+        "LOGIN_IP",
+        "LOGIN_ACCOUNT",
+        "REGISTER_IP",
+        "FORGOT_IP",
+        "FORGOT_ACCOUNT",
+        "REFRESH_IP",
+        "REFRESH_SESSION",
+    )
+}
+
+
+@dataclass
+class HubServer:
+    """`notification-hub serve` in a subprocess on a free port, logging to a file."""
+
+    workdir: Path
+    database_url: str | None = None
+    smtp_port: int | None = None
+    redis_url: str | None = None
+    rate_limits: bool = True  # False keeps the production defaults
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    private_key_pem: str = field(default_factory=generate_private_key_pem)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "hub.log"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("HUB_") and k not in ("DATABASE_URL", "REDIS_URL", "SMTP_URL")
+        }
+        env.update(
+            {
+                "HUB_ENV": "development",
+                "DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'hub.db'}",
+                "HUB_PUBLIC_URL": self.url,
+                "HUB_JWT_PRIVATE_KEYS": self.private_key_pem,
+                "HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}",
+                "HUB_LOG_LEVEL": "debug",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.smtp_port:
+            env["SMTP_URL"] = f"smtp://127.0.0.1:{self.smtp_port}"
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        if self.rate_limits:
+            env.update(GENEROUS_LIMITS)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port)],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hub exited early:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"hub did not start in {timeout}s:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `notification-hub ARGS` against this hub's database."""
+        return subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+# -- API shortcuts --------------------------------------------------------------------------
+
+PASSWORD = "SecurePass123!"
+
+
+def product_headers(slug: str = "demo", **extra: str) -> dict[str, str]:
+    return {"X-Product-Slug": slug, **extra}
+
+
+async def register(
+    client: httpx.AsyncClient,
+    email: str,
+    *,
+    password: str = PASSWORD,
+    organization: str = "Acme s.r.o.",
+    product: str = "demo",
+    name: str = "Jan Novak",
+    expect: int = 201,
+) -> dict:
+    response = await client.post(
+        "/api/v1/auth/register",
+        headers=product_headers(product),
+        json={
+            "email": email,
+            "password": password,
+            "password_confirmation": password,
+            "name": name,
+            "organization_name": organization,
+        },
+    )
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+async def login(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, product: str = "demo"
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/auth/login",
+        headers=product_headers(product),
+        json={"email": email, "password": password},
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
