@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from auth.tables import memberships, organizations, plans, subscriptions, users
-from hub.db import utcnow
+from hub.db import json_column, utcnow
 
 ROLES = ("owner", "admin", "member")
 SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled")
@@ -162,7 +162,7 @@ async def get_subscription(db: Database, org_id: int) -> Subscription | None:
     if row is None:
         return None
     m = row._mapping
-    return Subscription(m["status"], m["code"], tuple(m["features"] or ()))
+    return Subscription(m["status"], m["code"], tuple(json_column(m["features"]) or ()))
 
 
 async def set_subscription_status(db: Database, org_id: int, status: str) -> bool:

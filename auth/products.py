@@ -10,7 +10,7 @@ from databases import Database
 
 from auth.secrets import hash_secret, new_secret
 from auth.tables import ENVIRONMENTS, plans, product_keys, products
-from hub.db import utcnow
+from hub.db import json_column, utcnow
 from hub.i18n import SUPPORTED_LOCALES
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -55,7 +55,7 @@ def _product(row: object) -> Product:
         mail_from_name=m["mail_from_name"],
         mail_from_address=m["mail_from_address"],
         reset_url_template=m["reset_url_template"],
-        origins=tuple(m["origins"] or ()),
+        origins=tuple(json_column(m["origins"]) or ()),
     )
 
 
@@ -78,7 +78,7 @@ async def list_products(db: Database) -> list[Product]:
 
 async def all_allowed_origins(db: Database) -> set[str]:
     rows = await db.fetch_all(sa.select(products.c.origins))
-    return {origin for row in rows for origin in (row._mapping["origins"] or ())}
+    return {origin for row in rows for origin in (json_column(row._mapping["origins"]) or ())}
 
 
 async def create_product(

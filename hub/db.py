@@ -6,7 +6,9 @@ behind small functions of its own; this module only knows how to connect.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -58,3 +60,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def json_column(value: Any) -> Any:
+    """A JSON column's value: `databases` hands PostgreSQL's back as undecoded text."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -107,4 +107,3 @@ async def client(hub: HubServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
-

@@ -51,14 +51,14 @@ async def test_full_flow(client, email):
     me_after = await client.get("/api/v1/auth/me", headers=bearer(new["access_token"]))
     assert me_after.status_code == 401
     # Another login session of the same user is untouched.
-    assert (await client.get("/api/v1/auth/me", headers=bearer(registered["access_token"]))).is_success
+    assert (
+        await client.get("/api/v1/auth/me", headers=bearer(registered["access_token"]))
+    ).is_success
 
 
 async def test_logout_with_refresh_token_body(client, email):
     tokens = await register(client, email)
-    out = await client.post(
-        "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
-    )
+    out = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     assert out.status_code == 204
     me = await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 401
@@ -104,21 +104,29 @@ async def test_select_org_refuses_foreign_org_and_keeps_token(client, email):
     foreign = await client.post(
         "/api/v1/auth/login/select_org",
         headers=product_headers(),
-        json={"login_token": body["login_token"], "organization_id": stranger["organization"]["id"]},
+        json={
+            "login_token": body["login_token"],
+            "organization_id": stranger["organization"]["id"],
+        },
     )
     assert foreign.status_code == 404
     assert foreign.json()["error"]["code"] == "organization.not_found"
     ok = await client.post(
         "/api/v1/auth/login/select_org",
         headers=product_headers(),
-        json={"login_token": body["login_token"], "organization_id": body["organizations"][0]["id"]},
+        json={
+            "login_token": body["login_token"],
+            "organization_id": body["organizations"][0]["id"],
+        },
     )
     assert ok.status_code == 200
 
 
 async def test_register_existing_email_with_wrong_password_changes_nothing(client, email):
     await register(client, email, organization="Mine")
-    denied = await register(client, email, password="WrongPass999!", organization="Theirs", expect=401)
+    denied = await register(
+        client, email, password="WrongPass999!", organization="Theirs", expect=401
+    )
     assert denied["error"]["code"] == "auth.invalid_credentials"
     body = (await login(client, email)).json()
     assert "select_organization" not in body  # still exactly one organization
@@ -145,7 +153,9 @@ async def test_user_of_one_product_cannot_log_into_another(hub, client, email):
 
 async def test_refresh_rotation_and_reuse_revokes_family(client, email):
     tokens = await register(client, email)
-    first = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    first = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
     assert first.status_code == 200
     second = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
@@ -154,10 +164,14 @@ async def test_refresh_rotation_and_reuse_revokes_family(client, email):
     latest = second.json()
 
     # The first refresh token was retired two rotations ago: replaying it is theft.
-    replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    replay = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
     assert replay.status_code == 401
     # ...and the whole family is revoked, including the newest tokens.
-    after = await client.post("/api/v1/auth/refresh", json={"refresh_token": latest["refresh_token"]})
+    after = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": latest["refresh_token"]}
+    )
     assert after.status_code == 401
     me = await client.get("/api/v1/auth/me", headers=bearer(latest["access_token"]))
     assert me.status_code == 401
@@ -218,7 +232,19 @@ async def test_access_token_claims(client, email):
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     header = jwt.get_unverified_header(tokens["access_token"])
     assert header["alg"] == "ES256" and header["kid"]
-    for claim in ("sub", "org", "product", "scopes", "type", "iss", "exp", "jti", "iat", "sid", "env"):
+    for claim in (
+        "sub",
+        "org",
+        "product",
+        "scopes",
+        "type",
+        "iss",
+        "exp",
+        "jti",
+        "iat",
+        "sid",
+        "env",
+    ):
         assert claim in claims, claim
     assert claims["type"] == "access"
     assert claims["product"] == "demo"

@@ -1,0 +1,62 @@
+"""No token, password or key ever reaches a log line."""
+
+from __future__ import annotations
+
+import logging
+
+from hub.logs import RedactingFormatter, redact
+from tests.support import bearer, product_headers, register
+
+
+def test_redact_masks_credential_shapes():
+    text = (
+        "GET /cable?token=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl HTTP/1.1 "
+        "Authorization: Bearer abc.def.ghi sk_live_0123456789abcdefghij pk_test_abcdefghijkl "
+        "wksp_7d5c9c1a0e8c4f58 {'password': 'hunter2hunter2'} "
+        '{"refresh_token": "opaque-value"} $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'
+    )
+    masked = redact(text)
+    for secret in (
+        "eyJhbGciOiJFUzI1NiJ9",
+        "abc.def.ghi",
+        "sk_live_0123456789",
+        "pk_test_abcdefghijkl",
+        "wksp_7d5c9c1a",
+        "hunter2hunter2",
+        "opaque-value",
+        "$argon2id$",
+    ):
+        assert secret not in masked, secret
+    assert "GET /cable?token=[REDACTED]" in masked
+
+
+def test_formatter_honours_the_development_exception_only_when_allowed():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "link token=%s", ("s3cret",), None)
+    record.hub_allow_secret = True
+    formatter = RedactingFormatter("%(message)s")
+    RedactingFormatter.allow_secrets = False
+    try:
+        assert formatter.format(record) == "link token=[REDACTED]"
+        RedactingFormatter.allow_secrets = True
+        assert formatter.format(record) == "link token=s3cret"
+    finally:
+        RedactingFormatter.allow_secrets = False
+
+
+async def test_server_logs_carry_no_secrets(hub, client, email):
+    password = "Unique-Log-Canary-Pass-1"
+    tokens = await register(client, email, password=password)
+    await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))
+    # A token in a query string lands in the access log line unless it is redacted.
+    await client.get(f"/api/v1/auth/me?token={tokens['access_token']}")
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    await client.post(
+        "/api/v1/auth/login",
+        headers=product_headers(),
+        json={"email": email, "password": password + "-wrong"},
+    )
+    logs = hub.logs()
+    assert "/api/v1/auth/me?token=[REDACTED]" in logs  # the line is there, masked
+    for secret in (password, tokens["access_token"], tokens["refresh_token"]):
+        assert secret not in logs
+        assert secret[:40] not in logs

@@ -1,0 +1,94 @@
+"""Rate limits on login, register, forgot and refresh: 429 with Retry-After, nothing done.
+
+Runs on `strict_hub`, which keeps the production default limits (see hub/settings.py
+RateLimits); in CI its counters live in Redis.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from hub.settings import RateLimits
+from tests.support import PASSWORD, bearer, login, product_headers, register
+
+
+@pytest.fixture
+async def strict_client(strict_hub):
+    async with httpx.AsyncClient(base_url=strict_hub.url, timeout=30) as http:
+        yield http
+
+
+def first_limit(rule: str) -> int:
+    return int(rule.split(";")[0].split("/")[0])
+
+
+def assert_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 3600
+
+
+async def test_login_per_account_limit(strict_client, email):
+    await register(strict_client, email)
+    allowed = first_limit(RateLimits().login_account) - 1  # registering counted once
+    for _ in range(allowed):
+        assert (await login(strict_client, email, "WrongPass999!")).status_code == 401
+    # Spent: even the right password is refused now, and no tokens are issued.
+    assert_limited(await login(strict_client, email, PASSWORD))
+
+
+async def test_forgot_per_account_limit(strict_client, email):
+    await register(strict_client, email)
+    body = {"email": email}
+    for _ in range(first_limit(RateLimits().forgot_account)):
+        response = await strict_client.post(
+            "/api/v1/auth/forgot_password", headers=product_headers(), json=body
+        )
+        assert response.status_code == 202
+    assert_limited(
+        await strict_client.post(
+            "/api/v1/auth/forgot_password", headers=product_headers(), json=body
+        )
+    )
+
+
+async def test_refresh_per_session_limit(strict_client, email):
+    tokens = await register(strict_client, email)
+    refresh_token = tokens["refresh_token"]
+    for _ in range(first_limit(RateLimits().refresh_session)):
+        response = await strict_client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": refresh_token}
+        )
+        assert response.status_code == 200, response.text
+        refresh_token = response.json()["refresh_token"]
+    assert_limited(
+        await strict_client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    )
+    # The limited request did not rotate: the token is still the session's current one.
+    me = await strict_client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200
+
+
+async def test_register_per_ip_limit(strict_client, email):
+    limit = first_limit(RateLimits().register_ip)
+    statuses = []
+    for n in range(limit + 1):
+        response = await strict_client.post(
+            "/api/v1/auth/register",
+            headers=product_headers(),
+            json={
+                "email": f"{n}-{email}",
+                "password": PASSWORD,
+                "password_confirmation": PASSWORD,
+                "organization_name": "Acme",
+            },
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert_limited(response)
+            break
+    # Other tests on this hub may have registered from this IP too, so the limit may bite earlier.
+    assert statuses[-1] == 429 and set(statuses[:-1]) <= {201}
+    refused_email = f"{len(statuses) - 1}-{email}"
+    assert (await login(strict_client, refused_email)).status_code in (401, 429)
