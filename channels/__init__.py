@@ -1,0 +1,1 @@
+"""ActionCable channel classes (the cable arrives with issue 3)."""

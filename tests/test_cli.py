@@ -1,0 +1,102 @@
+"""The operator's command line and start-up rules: products, keys, production safety."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import httpx
+
+from auth.secrets import hash_secret
+from tests.support import ROOT, HubServer, free_port
+
+KEY_LINE = re.compile(r"^\s+(pk_live|sk_live|pk_test|sk_test)\s+(\S+)$", re.MULTILINE)
+
+
+def test_products_create_prints_keys_once_and_stores_only_hashes(tmp_path):
+    server = HubServer(workdir=tmp_path)
+    assert server.cli("migrate").returncode == 0
+    result = server.cli(
+        "products",
+        "create",
+        "--slug",
+        "acme",
+        "--name",
+        "Acme",
+        "--origin",
+        "https://App.Acme.com/",
+        "--origin",
+        "http://localhost:3000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "https://app.acme.com" in result.stdout  # normalized
+    keys = dict(KEY_LINE.findall(result.stdout))
+    assert set(keys) == {"pk_live", "sk_live", "pk_test", "sk_test"}
+    for name, key in keys.items():
+        assert key.startswith(name + "_")
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", key[len(name) + 1 :]), key
+
+    db = sqlite3.connect(tmp_path / "hub.db")
+    dump = "\n".join(db.iterdump())
+    stored = {row[0] for row in db.execute("SELECT key_hash FROM product_keys")}
+    for key in keys.values():
+        assert key not in dump
+        assert hash_secret(key) in stored
+
+    again = server.cli("products", "create", "--slug", "acme", "--name", "Acme again")
+    assert again.returncode != 0
+    assert "exists already" in again.stderr
+    bad = server.cli(
+        "products", "create", "--slug", "x", "--name", "X", "--origin", "https://*.acme.com"
+    )
+    assert bad.returncode != 0 and "not an origin" in bad.stderr
+    listing = server.cli("products", "list")
+    assert "acme" in listing.stdout and "sk_" not in listing.stdout
+
+
+def test_production_refuses_to_start_without_a_signing_key(tmp_path):
+    env = {
+        k: v for k, v in HubServer(workdir=tmp_path).env().items() if k != "HUB_JWT_PRIVATE_KEYS"
+    }
+    env["HUB_ENV"] = "production"
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "HUB_JWT_PRIVATE_KEYS" in result.stderr
+    assert not (tmp_path / "hub-dev-key.pem").exists()
+
+
+def test_development_generates_a_persistent_private_key_file(tmp_path):
+    server = HubServer(workdir=tmp_path, private_key_pem="")
+    server.start()
+    try:
+        key_file = tmp_path / "hub-dev-key.pem"
+        assert key_file.exists()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert "generated a development JWT signing key" in server.logs()
+        first_kid = httpx.get(server.url + "/.well-known/jwks.json").json()["keys"][0]["kid"]
+    finally:
+        server.stop()
+    server.start()  # a restart reuses the same key: tokens issued before stay valid
+    try:
+        assert (
+            httpx.get(server.url + "/.well-known/jwks.json").json()["keys"][0]["kid"] == first_kid
+        )
+    finally:
+        server.stop()
+
+
+def test_local_state_is_git_ignored():
+    for path in ("hub.db", "hub-dev-key.pem", "some/where/key.pem", ".env"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, path
