@@ -30,7 +30,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_async(coro):  # noqa: ANN001, ANN201
+def run_async(coro):
     """Run a coroutine to completion from sync code, even inside a running loop's thread."""
     result: dict[str, object] = {}
 
@@ -103,7 +103,7 @@ class Mailbox:
         self.port = free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope) -> str:
         with self._lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
@@ -118,8 +118,8 @@ class Mailbox:
         with self._lock:
             return [m for m in self.messages if m["To"] == address]
 
-    async def wait_for(self, address: str, count: int = 1, timeout: float = 10) -> list[Message]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, address: str, count: int = 1, within: float = 10) -> list[Message]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             found = self.for_recipient(address)
             if len(found) >= count:

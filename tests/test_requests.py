@@ -1,4 +1,4 @@
-"""Bad input gets a clear error in the standard shape, in the request's language, and changes nothing."""
+"""Bad input gets a clear error in the standard shape and language, and changes nothing."""
 
 from __future__ import annotations
 
