@@ -363,12 +363,13 @@ class Auth:
     async def reset_password(self, token: str, password: str, *, client_ip: str) -> None:
         await self.limiter.hit(self.limits.forgot_ip, "reset", client_ip)
         password_hash = await self.hasher.hash(password)
-        grant = await one_time.consume_token(self.db, one_time.PASSWORD_RESET, token)
-        if grant is None:
-            raise HubError(400, "auth.invalid_reset_token")
-        await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
-        await one_time.discard_user_tokens(self.db, grant.user_id, one_time.PASSWORD_RESET)
-        revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
+        async with self.db.transaction():
+            grant = await one_time.consume_token(self.db, one_time.PASSWORD_RESET, token)
+            if grant is None:
+                raise HubError(400, "auth.invalid_reset_token")
+            await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
+            await one_time.discard_user_tokens(self.db, grant.user_id, one_time.PASSWORD_RESET)
+            revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
         logger.info("password reset for user %s; %d sessions revoked", grant.user_id, len(revoked))
 
     async def me(self, ctx: AccessContext) -> dict[str, Any]:

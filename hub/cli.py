@@ -40,10 +40,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = _settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
     if "HUB_PUBLIC_URL" not in os.environ:
         # The demo product allows the hub's own origin; make that the address we listen on.
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
-        os.environ["HUB_PUBLIC_URL"] = f"http://{host}:{args.port}"
+        # (Set in the environment because uvicorn's factory reads its settings afresh.)
+        own_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        os.environ["HUB_PUBLIC_URL"] = f"http://{own_host}:{port}"
     if not settings.production:
         from hub.migrate import migrate
 
@@ -51,12 +54,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     uvicorn.run(
         "hub.app:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         workers=args.workers,
         log_config=logging_config(settings.log_level, development=not settings.production),
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("HUB_TRUSTED_PROXIES", "127.0.0.1"),
+        forwarded_allow_ips=settings.trusted_proxies,
         timeout_graceful_shutdown=10,
     )
 
@@ -149,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the hub (development: migrates first)")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--host", help="default: $HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(run=cmd_serve)
 
@@ -194,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.config.dictConfig(logging_config(os.environ.get("HUB_LOG_LEVEL", "info")))
+    settings = _settings()
+    logging.config.dictConfig(
+        logging_config(settings.log_level, development=not settings.production)
+    )
     args.run(args)
 
 

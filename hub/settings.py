@@ -72,6 +72,9 @@ class Settings:
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     log_level: str = "info"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    trusted_proxies: str = "127.0.0.1"
 
     @property
     def production(self) -> bool:
@@ -120,6 +123,9 @@ class Settings:
             hash_threads=_int(env, "HUB_HASH_THREADS", os.cpu_count() or 2, 1),
             rate_limits=rate_limits,
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
+            host=env.get("HOST") or cls.host,
+            port=_int(env, "PORT", cls.port, 1),
+            trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
         )
         settings.validate()
         return settings
