@@ -168,9 +168,9 @@ async def reset_password(request: Request) -> Response:
     token = fields.string("token", max_length=200)
     password = _new_password(fields)
     fields.check()
-    grant = await auth.reset_grant(token)
+    grant = await auth.reset_grant(token, client_ip=_client_ip(request))
     check_origin(request, await auth.product_by_id(grant.product_id))
-    await auth.reset_password(token, password, client_ip=_client_ip(request))
+    await auth.reset_password(token, password)
     return JSONResponse({"message": translate("password_reset.done", request_locale(request))})
 
 

@@ -354,21 +354,24 @@ class Auth:
         except Exception:
             logger.exception("password reset mail for product %s failed", product.slug)
 
-    async def reset_grant(self, token: str) -> one_time.OneTimeGrant:
+    async def reset_grant(self, token: str, *, client_ip: str) -> one_time.OneTimeGrant:
+        """What a reset token grants (checked before anything is changed); counts the attempt."""
+        await self.limiter.hit(self.limits.forgot_ip, "reset", client_ip)
         grant = await one_time.find_token(self.db, one_time.PASSWORD_RESET, token)
         if grant is None:
             raise HubError(400, "auth.invalid_reset_token")
         return grant
 
-    async def reset_password(self, token: str, password: str, *, client_ip: str) -> None:
-        await self.limiter.hit(self.limits.forgot_ip, "reset", client_ip)
+    async def reset_password(self, token: str, password: str) -> None:
         password_hash = await self.hasher.hash(password)
         async with self.db.transaction():
             grant = await one_time.consume_token(self.db, one_time.PASSWORD_RESET, token)
             if grant is None:
                 raise HubError(400, "auth.invalid_reset_token")
             await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
-            await one_time.discard_user_tokens(self.db, grant.user_id, one_time.PASSWORD_RESET)
+            # Every outstanding link and half-finished login was made with the old password.
+            for purpose in (one_time.PASSWORD_RESET, one_time.LOGIN):
+                await one_time.discard_user_tokens(self.db, grant.user_id, purpose)
             revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
         logger.info("password reset for user %s; %d sessions revoked", grant.user_id, len(revoked))
 
