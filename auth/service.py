@@ -35,6 +35,21 @@ def invalid_credentials() -> HubError:
     return HubError(401, "auth.invalid_credentials")
 
 
+def token_ids(claims: dict[str, Any]) -> tuple[int, int]:
+    """The (user id, organization id) a verified token names; 401 if they are not ids.
+
+    Only a holder of our signing key could make such a token, but a malformed claim must
+    still answer 401, never 500.
+    """
+    try:
+        user_id, org_id = int(claims["sub"]), int(claims["org"])
+    except (KeyError, TypeError, ValueError):
+        raise unauthorized() from None
+    if not (0 < user_id < 2**63 and 0 < org_id < 2**63):
+        raise unauthorized()
+    return user_id, org_id
+
+
 @dataclass(frozen=True)
 class AccessContext:
     """Who an access token speaks for, after every check has passed."""
@@ -265,7 +280,7 @@ class Auth:
         session = await sessions.get_session(self.db, sid)
         if session is None or session.product_id != product.id:
             raise unauthorized()
-        user_id = int(claims["sub"])
+        user_id, _ = token_ids(claims)
         org = await accounts.user_organization(
             self.db, user_id, session.organization_id, product.id, session.env
         )
@@ -302,13 +317,11 @@ class Auth:
     async def access_context(self, claims: dict[str, Any], product: Product) -> AccessContext:
         if not await sessions.is_session_active(self.db, str(claims.get("sid", ""))):
             raise unauthorized()
-        try:
-            user = await accounts.get_user(self.db, int(claims["sub"]))
-        except ValueError:
-            user = None
+        user_id, org_id = token_ids(claims)
+        user = await accounts.get_user(self.db, user_id)
         if user is None:
             raise unauthorized()
-        return AccessContext(claims, user, product, str(claims.get("env")), int(claims["org"]))
+        return AccessContext(claims, user, product, str(claims.get("env")), org_id)
 
     async def request_password_reset(
         self, product: Product, env: str, *, email: str, client_ip: str
