@@ -6,13 +6,21 @@ memberships and plans) belongs to one product environment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from databases import Database
 
-from auth.tables import memberships, organizations, plans, subscriptions, users
+from auth.tables import (
+    external_identities,
+    memberships,
+    organizations,
+    plans,
+    subscriptions,
+    users,
+)
 from hub.db import json_column, utcnow
 
 ROLES = ("owner", "admin", "member")
@@ -23,7 +31,7 @@ USABLE_STATUSES = ("active", "trialing")
 @dataclass(frozen=True)
 class User:
     id: int
-    email: str
+    email: str | None
     name: str
     locale: str | None
     password_hash: str | None
@@ -175,3 +183,169 @@ async def set_subscription_status(db: Database, org_id: int, status: str) -> boo
         .returning(subscriptions.c.id)
     )
     return row is not None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int
+    locale: str | None
+
+
+def _member_of_env(product_id: int, env: str) -> sa.Select:
+    """User ids with a membership in an organization of the product environment."""
+    return (
+        sa.select(memberships.c.user_id)
+        .select_from(memberships.join(organizations))
+        .where(organizations.c.product_id == product_id, organizations.c.env == env)
+    )
+
+
+async def resolve_recipients(
+    db: Database,
+    product_id: int,
+    env: str,
+    *,
+    user_ids: Sequence[int] = (),
+    emails: Sequence[str] = (),
+    external_ids: Sequence[str] = (),
+) -> dict[tuple[str, object], Recipient]:
+    """Map each (`user_id`|`email`|`external_id`, value) that names a user of this product
+    environment to that user; names of anyone else (other products, the other environment,
+    nobody) are simply absent.
+    """
+    found: dict[tuple[str, object], Recipient] = {}
+    members = _member_of_env(product_id, env)
+    columns = (users.c.id, users.c.email, users.c.locale)
+    if user_ids:
+        rows = await db.fetch_all(
+            sa.select(*columns).where(users.c.id.in_(user_ids), users.c.id.in_(members))
+        )
+        for r in rows:
+            found[("user_id", r._mapping["id"])] = Recipient(r._mapping["id"], r._mapping["locale"])
+    if emails:
+        rows = await db.fetch_all(
+            sa.select(*columns).where(
+                users.c.email.in_([normalize_email(e) for e in emails]), users.c.id.in_(members)
+            )
+        )
+        by_email = {r._mapping["email"]: r for r in rows}
+        for email in emails:
+            r = by_email.get(normalize_email(email))
+            if r is not None:
+                found[("email", email)] = Recipient(r._mapping["id"], r._mapping["locale"])
+    if external_ids:
+        rows = await db.fetch_all(
+            sa.select(external_identities.c.external_id, users.c.id, users.c.locale)
+            .select_from(external_identities.join(users))
+            .where(
+                external_identities.c.product_id == product_id,
+                external_identities.c.env == env,
+                external_identities.c.external_id.in_(external_ids),
+            )
+        )
+        for r in rows:
+            m = r._mapping
+            found[("external_id", m["external_id"])] = Recipient(m["id"], m["locale"])
+    return found
+
+
+async def default_organization(
+    db: Database, *, product_id: int, env: str, name: str, plan_id: int
+) -> int:
+    """The environment's organization for server-managed users, created on first use."""
+    query = sa.select(organizations.c.id).where(
+        organizations.c.product_id == product_id,
+        organizations.c.env == env,
+        organizations.c.is_default.is_(True),
+    )
+    row = await db.fetch_one(query)
+    if row is not None:
+        return row._mapping["id"]
+    now = utcnow()
+    async with db.transaction():
+        org_id = await db.execute(
+            organizations.insert().values(
+                product_id=product_id, env=env, name=name, is_default=True, created_at=now
+            )
+        )
+        await db.execute(
+            subscriptions.insert().values(
+                organization_id=org_id,
+                plan_id=plan_id,
+                status="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return org_id
+
+
+async def upsert_external_user(
+    db: Database,
+    *,
+    product_id: int,
+    env: str,
+    external_id: str,
+    email: str | None,
+    name: str | None,
+    locale: str | None,
+    org_id: int,
+) -> tuple[User, bool]:
+    """Create or update the user a product knows as `external_id`; (user, created?).
+
+    An email that already has an identity links to it (one identity per email).
+    """
+    row = await db.fetch_one(
+        sa.select(external_identities.c.user_id).where(
+            external_identities.c.product_id == product_id,
+            external_identities.c.env == env,
+            external_identities.c.external_id == external_id,
+        )
+    )
+    changes = {k: v for k, v in (("name", name), ("locale", locale)) if v is not None}
+    if row is not None:
+        user_id = row._mapping["user_id"]
+        if changes:
+            await update_user(db, user_id, **changes)
+        user = await get_user(db, user_id)
+        assert user is not None
+        return user, False
+    existing = await get_user_by_email(db, email) if email else None
+    now = utcnow()
+    async with db.transaction():
+        if existing is None:
+            user_id = await db.execute(
+                users.insert().values(
+                    email=normalize_email(email) if email else None,
+                    password_hash=None,
+                    name=name or "",
+                    locale=locale,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            user_id = existing.id
+        await db.execute(
+            external_identities.insert().values(
+                product_id=product_id,
+                env=env,
+                external_id=external_id,
+                user_id=user_id,
+                created_at=now,
+            )
+        )
+        already_member = await db.fetch_one(
+            sa.select(memberships.c.id).where(
+                memberships.c.organization_id == org_id, memberships.c.user_id == user_id
+            )
+        )
+        if already_member is None:
+            await db.execute(
+                memberships.insert().values(
+                    organization_id=org_id, user_id=user_id, role="member", created_at=now
+                )
+            )
+    user = await get_user(db, user_id)
+    assert user is not None
+    return user, True

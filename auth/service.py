@@ -8,6 +8,7 @@ failure is a `HubError` with a stable code, raised before anything is written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,12 @@ class Auth:
         self.mailer = mailer
         self.limiter = limiter
         self.limits = settings.rate_limits
+        # Set by the app: tells every hub process to drop these sessions' sockets at once.
+        self.on_sessions_revoked: Callable[[list[str]], Awaitable[None]] | None = None
+
+    async def _revoked(self, sids: list[str]) -> None:
+        if sids and self.on_sessions_revoked is not None:
+            await self.on_sessions_revoked(sids)
 
     # -- products -------------------------------------------------------------------------
 
@@ -110,6 +117,24 @@ class Auth:
             "subscription": subscription.public(),
         }
 
+    def _claims(
+        self,
+        user_id: int,
+        product: Product,
+        env: str,
+        org_id: int,
+        scopes: tuple[str, ...],
+        session: sessions.Session,
+    ) -> dict[str, Any]:
+        return {
+            "sub": str(user_id),
+            "org": org_id,
+            "product": product.slug,
+            "env": env,
+            "scopes": list(scopes),
+            "sid": session.id,
+        }
+
     def _token_pair(
         self,
         user_id: int,
@@ -119,14 +144,7 @@ class Auth:
         subscription: Subscription,
         session: sessions.Session,
     ) -> dict[str, Any]:
-        claims = {
-            "sub": str(user_id),
-            "org": org_id,
-            "product": product.slug,
-            "env": env,
-            "scopes": list(subscription.features),
-            "sid": session.id,
-        }
+        claims = self._claims(user_id, product, env, org_id, subscription.features, session)
         access, _ = self.signer.issue(ACCESS, claims, self.settings.access_token_ttl)
         # The refresh token carries the session's current jti and dies with the session.
         refresh_ttl = max(1, int((session.expires_at - utcnow()).total_seconds()))
@@ -286,6 +304,7 @@ class Auth:
         )
         if org is None:
             await sessions.revoke_session(self.db, sid, "membership_removed")
+            await self._revoked([sid])
             raise unauthorized()
         # Checked before rotating, so the refresh token still works once the plan is fixed.
         subscription = await self._usable_subscription(org.id)
@@ -299,11 +318,66 @@ class Auth:
             )
         except sessions.RefreshRejected as exc:
             logger.warning("refresh refused for session %s…: %s", sid[:8], exc.reason)
+            await self._revoked([sid])
             raise unauthorized() from None
         return self._token_pair(user_id, product, session.env, org.id, subscription, session)
 
+    async def mint_access_token(self, product: Product, env: str, user_id: int) -> dict[str, Any]:
+        """An access token for a user of the product environment (server API: products that
+        keep their own login). It gets a session of its own, so it can be revoked."""
+        orgs = await accounts.user_organizations(self.db, user_id, product.id, env)
+        if not orgs:
+            raise HubError(404, "user.not_found")
+        subscription = await self._usable_subscription(orgs[0].id)
+        session = await sessions.create_session(
+            self.db,
+            user_id=user_id,
+            org_id=orgs[0].id,
+            product_id=product.id,
+            env=env,
+            ttl=self.settings.access_token_ttl,
+        )
+        claims = self._claims(user_id, product, env, orgs[0].id, subscription.features, session)
+        access, _ = self.signer.issue(ACCESS, claims, self.settings.access_token_ttl)
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.settings.access_token_ttl,
+        }
+
+    async def upsert_user(
+        self,
+        product: Product,
+        env: str,
+        *,
+        external_id: str,
+        email: str | None,
+        name: str | None,
+        locale: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        org_id = await accounts.default_organization(
+            self.db,
+            product_id=product.id,
+            env=env,
+            name=product.name,
+            plan_id=await default_plan_id(self.db, product.id),
+        )
+        user, created = await accounts.upsert_external_user(
+            self.db,
+            product_id=product.id,
+            env=env,
+            external_id=external_id,
+            email=email,
+            name=name,
+            locale=locale,
+            org_id=org_id,
+        )
+        return {**user.public(), "external_id": external_id}, created
+
     async def logout(self, claims: dict[str, Any]) -> None:
-        await sessions.revoke_session(self.db, str(claims.get("sid", "")), "logout")
+        sid = str(claims.get("sid", ""))
+        await sessions.revoke_session(self.db, sid, "logout")
+        await self._revoked([sid])
 
     async def authenticate_access(self, token: str) -> tuple[dict[str, Any], Product]:
         """Verify an access token and its session; the product comes from the token."""
@@ -387,6 +461,7 @@ class Auth:
                 await one_time.discard_user_tokens(self.db, grant.user_id, purpose)
             revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
         logger.info("password reset for user %s; %d sessions revoked", grant.user_id, len(revoked))
+        await self._revoked(revoked)
 
     async def me(self, ctx: AccessContext) -> dict[str, Any]:
         org = await accounts.user_organization(

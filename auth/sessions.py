@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from databases import Database
 
 from auth.secrets import new_id
@@ -155,3 +156,19 @@ async def revoke_user_sessions(db: Database, user_id: int, reason: str) -> list[
         .returning(auth_sessions.c.id)
     )
     return [row._mapping["id"] for row in rows]
+
+
+async def inactive_among(db: Database, sids: set[str]) -> set[str]:
+    """Those of `sids` that are revoked, expired or unknown."""
+    active: set[str] = set()
+    ordered = sorted(sids)
+    for start in range(0, len(ordered), 500):
+        rows = await db.fetch_all(
+            sa.select(auth_sessions.c.id).where(
+                auth_sessions.c.id.in_(ordered[start : start + 500]),
+                auth_sessions.c.revoked_at.is_(None),
+                auth_sessions.c.expires_at > utcnow(),
+            )
+        )
+        active.update(row._mapping["id"] for row in rows)
+    return sids - active

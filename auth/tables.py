@@ -60,7 +60,8 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    # NULL for users a product created through the server API without an email.
+    sa.Column("email", sa.String(320), nullable=True, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=True),
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("locale", sa.String(8), nullable=True),
@@ -75,6 +76,8 @@ organizations = sa.Table(
     sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
     sa.Column("env", sa.String(8), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
+    # The environment's organization for users a product manages itself (server API).
+    sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index(None, "product_id", "env"),
 )
@@ -107,6 +110,20 @@ subscriptions = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# A product's own id for a user, for products that keep their own login (server API upsert).
+external_identities = sa.Table(
+    "external_identities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("product_id", "env", "external_id"),
+    sa.Index(None, "user_id"),
 )
 
 # A refresh session is one login: every refresh token it hands out shares its id (`sid`).

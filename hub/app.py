@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,16 +18,23 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from auth import products
+from auth import products, sessions
+from auth.keys import KeyAuthenticator
 from auth.mail import make_mailer
 from auth.origins import CORSMiddleware
 from auth.passwords import PasswordHasher
 from auth.ratelimit import RateLimiter
 from auth.routes import routes as auth_routes
+from auth.server_routes import routes as server_routes
 from auth.service import Auth
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
+from hub.broker import CONTROL_CHANNEL, Broker
+from hub.cable.endpoint import routes as cable_routes
+from hub.cable.registry import CableRegistry
 from hub.db import connect_database
 from hub.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
+from hub.notifications.routes import routes as notification_routes
+from hub.notifications.service import NotificationService
 from hub.settings import Settings
 
 logger = logging.getLogger("hub.app")
@@ -69,11 +77,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    failing = []
     try:
         await request.app.state.db.fetch_val("SELECT 1")
     except Exception:
-        logger.warning("readiness: SQL unreachable")
-        return JSONResponse({"status": "unavailable", "failing": ["sql"]}, status_code=503)
+        failing.append("sql")
+    if not await request.app.state.broker.ping():
+        failing.append("broker")
+    if failing:
+        logger.warning("readiness: %s unreachable", ", ".join(failing))
+        return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -99,20 +112,40 @@ def create_app(settings: Settings | None = None) -> Starlette:
         mailer=make_mailer(settings.smtp_url, development=not settings.production),
         limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
     )
+    broker = Broker(settings.redis_url, settings.redis_prefix)
+    notifications = NotificationService(db, broker)
+
+    async def revoked_among(sids: set[str]) -> set[str]:
+        return await sessions.inactive_among(db, sids)
+
+    cable = CableRegistry(broker, revoked_among=revoked_among)
+
+    async def announce_revoked(sids: list[str]) -> None:
+        await broker.publish(
+            CONTROL_CHANNEL, json.dumps({"type": "sessions_revoked", "sids": sids})
+        )
+
+    auth.on_sessions_revoked = announce_revoked
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.connect()
+        await cable.start()
         try:
             if not settings.production:
                 await ensure_demo_product(db, settings)
             yield
         finally:
+            await cable.disconnect_all("server_restart", reconnect=True)
+            await cable.stop()
             await db.disconnect()
             hasher.close()
 
     routes = [
         *auth_routes,
+        *server_routes,
+        *notification_routes,
+        *cable_routes,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/demo", demo_redirect, methods=["GET"]),
@@ -131,4 +164,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.db = db
     app.state.auth = auth
+    app.state.keys = KeyAuthenticator(db)
+    app.state.broker = broker
+    app.state.notifications = notifications
+    app.state.cable = cable
     return app

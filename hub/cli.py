@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import logging.config
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import uvicorn
 from databases import Database
+from starlette.applications import Starlette
 
 from hub.db import connect_database
 from hub.logs import logging_config
@@ -37,8 +40,6 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> 
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
@@ -51,17 +52,36 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from hub.migrate import migrate
 
         migrate(settings.database_url)
-    uvicorn.run(
-        "hub.app:create_app",
-        factory=True,
+    from hub.app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
-        workers=args.workers,
         log_config=logging_config(settings.log_level, development=not settings.production),
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
+        ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         timeout_graceful_shutdown=10,
     )
+    CableAwareServer(config, app).run()
+
+
+class CableAwareServer(uvicorn.Server):
+    """uvicorn's server, telling cable clients `server_restart` before it closes sockets.
+
+    (uvicorn closes WebSockets before the app's lifespan shutdown runs, which would be too
+    late to say why.)
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.hub_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.hub_app.state.cable.disconnect_all("server_restart", reconnect=True)
+        await super().shutdown(sockets)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -154,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hub (development: migrates first)")
     serve.add_argument("--host", help="default: $HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $PORT or 8000")
-    serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(run=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")

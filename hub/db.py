@@ -65,3 +65,20 @@ def as_utc(value: datetime | None) -> datetime | None:
 def json_column(value: Any) -> Any:
     """A JSON column's value: `databases` hands PostgreSQL's back as undecoded text."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True for a duplicate-key error from either driver (sqlite3 or asyncpg)."""
+    name = type(exc).__name__
+    return name in ("IntegrityError", "UniqueViolationError") and (
+        "unique" in str(exc).lower() or name == "UniqueViolationError"
+    )
+
+
+def dialect_insert(db: Database, table: sa.Table) -> Any:
+    """INSERT with `on_conflict_do_update`, in the dialect of `db` (SQLite or PostgreSQL)."""
+    if db.url.dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert(table)

@@ -44,6 +44,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Nejste členem této organizace.",
         "de": "Sie sind kein Mitglied dieser Organisation.",
     },
+    "user.not_found": {
+        "en": "No such user in this product environment.",
+        "cs": "Takový uživatel v tomto prostředí produktu neexistuje.",
+        "de": "Diesen Benutzer gibt es in dieser Produktumgebung nicht.",
+    },
+    "notification.not_found": {
+        "en": "No such notification.",
+        "cs": "Takové oznámení neexistuje.",
+        "de": "Diese Benachrichtigung gibt es nicht.",
+    },
+    "notification.unknown_recipients": {
+        "en": "Some recipients are not users of this product environment; nothing was sent.",
+        "cs": "Někteří příjemci nejsou uživateli tohoto prostředí produktu; nic nebylo odesláno.",
+        "de": "Einige Empfänger sind keine Benutzer dieser Produktumgebung; nichts wurde gesendet.",
+    },
+    "idempotency.conflict": {
+        "en": "This Idempotency-Key was used with a different request.",
+        "cs": "Tento Idempotency-Key byl použit s jiným požadavkem.",
+        "de": "Dieser Idempotency-Key wurde mit einer anderen Anfrage verwendet.",
+    },
     "subscription.inactive": {
         "en": "The organization's subscription is not active.",
         "cs": "Předplatné organizace není aktivní.",
@@ -130,6 +150,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This field must be a string.",
         "cs": "Toto pole musí být text.",
         "de": "Dieses Feld muss eine Zeichenkette sein.",
+    },
+    "field.too_many": {
+        "en": "At most {max} items are allowed.",
+        "cs": "Povoleno je nejvýše {max} položek.",
+        "de": "Höchstens {max} Einträge sind erlaubt.",
+    },
+    "field.not_object": {
+        "en": "This field must be a JSON object.",
+        "cs": "Toto pole musí být objekt JSON.",
+        "de": "Dieses Feld muss ein JSON-Objekt sein.",
+    },
+    "field.one_recipient_key": {
+        "en": "Name each recipient by exactly one of user_id, email or external_id.",
+        "cs": "Každého příjemce uveďte právě jedním z user_id, email nebo external_id.",
+        "de": "Benennen Sie jeden Empfänger mit genau einem von user_id, email oder external_id.",
     },
     "field.not_integer": {
         "en": "This field must be a whole number.",

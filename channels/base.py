@@ -1,0 +1,79 @@
+"""The Channel base class: what an ActionCable channel can do, and nothing more.
+
+A channel is one subscription of one connection. Subclass it, set `name` (the `channel` of
+the client's identifier) and `actions` (the client may `perform` only these), then use
+`stream_from` in `subscribed` to receive broadcasts, `transmit` to answer this subscription
+alone, and `reject` to refuse it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from hub.errors import HubError
+
+
+class ChannelConnection(Protocol):
+    """What a channel sees of its connection (`hub.cable.connection.CableConnection`)."""
+
+    user_id: int
+    product_id: int
+    env: str
+    locale: str
+    services: dict[str, Any]
+
+
+class ChannelHost(Protocol):
+    """What the cable offers a channel: streams and frames for one subscription."""
+
+    async def stream_from(self, channel: Channel, stream: str, recover: Any = None) -> None: ...
+
+    def transmit(self, channel: Channel, message: Any) -> None: ...
+
+
+class Channel:
+    name: ClassVar[str] = ""
+    actions: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self, host: ChannelHost, connection: ChannelConnection, identifier: str, params: dict
+    ) -> None:
+        self.host = host
+        self.connection = connection
+        self.identifier = identifier
+        self.params = params
+        self.streams: list[str] = []
+        self.rejected = False
+
+    async def subscribed(self) -> None:
+        """Called once on subscribe; stream_from() here, or reject()."""
+
+    async def unsubscribed(self) -> None:
+        """Called when the client unsubscribes or the connection closes."""
+
+    async def stream_from(self, stream: str, recover: Any = None) -> None:
+        self.streams.append(stream)
+        await self.host.stream_from(self, stream, recover)
+
+    def transmit(self, message: Any) -> None:
+        self.host.transmit(self, message)
+
+    def reject(self) -> None:
+        self.rejected = True
+
+    async def perform(self, action: str, data: dict[str, Any]) -> bool:
+        """Run `action` if it is one of `actions`; False for anything else.
+
+        A `HubError` (e.g. a notification that is not the user's) is answered on this
+        subscription as `{"action": "error", "for": action, "code": …}`.
+        """
+        if action not in self.actions:
+            return False
+        try:
+            await getattr(self, action)(data)
+        except HubError as exc:
+            self.transmit_error(action, exc.code)
+        return True
+
+    def transmit_error(self, action: str, code: str) -> None:
+        self.transmit({"action": "error", "for": action, "code": code})

@@ -1,0 +1,104 @@
+"""One WebSocket of the cable: who it is, what it subscribed to, and its bounded send queue.
+
+Frames are queued, never sent inline: a broadcast must not wait on one slow socket. A writer
+task drains the queue; a client that lets the queue fill (it stopped reading) is told
+`too_slow` and dropped, so a stuck client costs a bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+if TYPE_CHECKING:
+    from channels.base import Channel
+
+logger = logging.getLogger("hub.cable")
+
+# How long a dropped client gets to take its last frames before the socket is closed.
+CLOSE_GRACE_SECONDS = 3.0
+
+
+def disconnect_frame(reason: str, reconnect: bool) -> str:
+    return json.dumps({"type": "disconnect", "reason": reason, "reconnect": reconnect})
+
+
+class CableConnection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        user_id: int,
+        product_id: int,
+        env: str,
+        session_id: str,
+        locale: str,
+        expires_at: float,
+        services: dict[str, Any],
+        max_queue: int,
+    ) -> None:
+        self.websocket = websocket
+        self.user_id = user_id
+        self.product_id = product_id
+        self.env = env
+        self.session_id = session_id
+        self.locale = locale
+        self.expires_at = expires_at
+        self.services = services
+        self.subscriptions: dict[str, Channel] = {}
+        self.invalid_commands = 0
+        self._max_queue = max_queue
+        self._queue: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self._closing: str | None = None
+        self.closed = asyncio.Event()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, frame: str) -> None:
+        """Queue a frame; a client whose queue is full is disconnected as too slow."""
+        if self._closing is not None:
+            return
+        if len(self._queue) >= self._max_queue:
+            self.disconnect("too_slow", reconnect=True)
+            return
+        self._queue.append(frame)
+        self._ready.set()
+
+    def disconnect(self, reason: str, *, reconnect: bool) -> None:
+        """Send a disconnect frame as the last thing this socket hears, then close it."""
+        if self._closing is not None:
+            return
+        self._closing = reason
+        self._queue.clear()  # a slow client does not need the backlog, only the verdict
+        self._queue.append(disconnect_frame(reason, reconnect))
+        self._ready.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    async def write_loop(self) -> None:
+        """Drain the queue into the socket until a disconnect frame has gone out."""
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._queue:
+                    await self.websocket.send_text(self._queue.popleft())
+                if self._closing is not None:
+                    break
+        except Exception as exc:  # the peer went away; the reader notices too
+            logger.debug("send to user %s failed: %s", self.user_id, exc)
+        finally:
+            self.closed.set()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(), timeout=CLOSE_GRACE_SECONDS)

@@ -1,0 +1,251 @@
+"""The process's one registry: connections, sessions, and stream → subscribers.
+
+Each stream has exactly one broker subscription in this process however many sockets share
+it, and a broadcast is encoded once per (stream, identifier) — in practice once per stream —
+then queued on every subscriber. The registry also drives the process-wide timers (pings),
+acts on control messages (session revoked, recover a gap) and recovers streams from SQL after
+the broker reports a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from hub.broker import CONTROL_CHANNEL, Broker, parse_stream_message
+from hub.cable.connection import CableConnection
+
+logger = logging.getLogger("hub.cable")
+
+# Returns what a stream may have missed since a moment: (offset, payload) pairs, oldest first.
+Recover = Callable[[datetime], Awaitable[list[tuple[int, str]]]]
+# Of these session ids, the ones that are revoked.
+RevokedAmong = Callable[[set[str]], Awaitable[set[str]]]
+
+RECENT_OFFSETS = 1024
+RECOVERY_CONCURRENCY = 16
+
+
+def message_frame(identifier: str, payload: str) -> str:
+    """`{"identifier": …, "message": …}` with the payload as a JSON string (the seed's shape)."""
+    return f'{{"identifier":{json.dumps(identifier)},"message":{json.dumps(payload)}}}'
+
+
+class _Stream:
+    __slots__ = ("recent", "recover", "subscribers")
+
+    def __init__(self, recover: Recover | None) -> None:
+        self.subscribers: dict[str, set[CableConnection]] = {}
+        # Offsets (SQL ids) delivered lately, so a recovered message and its late original
+        # are delivered once.
+        self.recent: OrderedDict[int, None] = OrderedDict()
+        self.recover = recover
+
+    def first_delivery(self, offset: int | None) -> bool:
+        if offset is None:
+            return True
+        if offset in self.recent:
+            return False
+        self.recent[offset] = None
+        if len(self.recent) > RECENT_OFFSETS:
+            self.recent.popitem(last=False)
+        return True
+
+    def empty(self) -> bool:
+        return not self.subscribers
+
+
+class CableRegistry:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        revoked_among: RevokedAmong,
+        ping_interval: float = 3.0,
+        session_check_interval: float = 30.0,
+    ) -> None:
+        self.broker = broker
+        self._revoked_among = revoked_among
+        self._ping_interval = ping_interval
+        self._session_check_interval = session_check_interval
+        self.connections: set[CableConnection] = set()
+        self._by_session: dict[str, set[CableConnection]] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._expiry: dict[CableConnection, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.frames_sent = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_broker_message, self.recover_gap)
+        await self.broker.subscribe(CONTROL_CHANNEL)
+        self._tasks = [
+            asyncio.create_task(self._every(self._ping_interval, self._ping), name="cable-ping"),
+            asyncio.create_task(
+                self._every(self._session_check_interval, self._check_sessions),
+                name="cable-sessions",
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.stop()
+
+    async def disconnect_all(self, reason: str, *, reconnect: bool) -> None:
+        """Tell every socket `reason` and wait (briefly) until the frames have gone out."""
+        for connection in list(self.connections):
+            connection.disconnect(reason, reconnect=reconnect)
+        waits = [c.closed.wait() for c in list(self.connections)]
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=3)
+
+    # -- connections ----------------------------------------------------------------------
+
+    def add(self, connection: CableConnection) -> None:
+        self.connections.add(connection)
+        self._by_session.setdefault(connection.session_id, set()).add(connection)
+        delay = max(0.0, connection.expires_at - time.time())
+        self._expiry[connection] = asyncio.get_running_loop().call_later(
+            delay, lambda: connection.disconnect("token_expired", reconnect=True)
+        )
+
+    def remove(self, connection: CableConnection) -> None:
+        """Forget the connection (its subscriptions leave their streams separately)."""
+        self.connections.discard(connection)
+        peers = self._by_session.get(connection.session_id)
+        if peers is not None:
+            peers.discard(connection)
+            if not peers:
+                del self._by_session[connection.session_id]
+        timer = self._expiry.pop(connection, None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def join(
+        self,
+        stream: str,
+        connection: CableConnection,
+        identifier: str,
+        recover: Recover | None = None,
+    ) -> None:
+        state = self._streams.get(stream)
+        new = state is None
+        if state is None:
+            # Registered before awaiting the broker, so a concurrent join of the same new
+            # stream shares this state instead of subscribing twice.
+            state = self._streams[stream] = _Stream(recover)
+        state.subscribers.setdefault(identifier, set()).add(connection)
+        if new:
+            await self.broker.subscribe(stream)
+
+    async def leave(self, stream: str, connection: CableConnection, identifier: str) -> None:
+        state = self._streams.get(stream)
+        if state is None:
+            return
+        members = state.subscribers.get(identifier)
+        if members is not None:
+            members.discard(connection)
+            if not members:
+                del state.subscribers[identifier]
+        if state.empty():
+            del self._streams[stream]
+            await self.broker.unsubscribe(stream)
+
+    def broadcast(self, stream: str, payload: str, offset: int | None = None) -> None:
+        """Deliver to this process's subscribers of `stream` (encoded once per identifier)."""
+        state = self._streams.get(stream)
+        if state is None or not state.first_delivery(offset):
+            return
+        for identifier, members in state.subscribers.items():
+            frame = message_frame(identifier, payload)
+            for connection in members:
+                connection.send(frame)
+            self.frames_sent += len(members)
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    # -- broker ---------------------------------------------------------------------------
+
+    def _on_broker_message(self, channel: str, raw: str) -> None:
+        if channel == CONTROL_CHANNEL:
+            self._on_control(raw)
+            return
+        try:
+            offset, payload = parse_stream_message(raw)
+        except ValueError:
+            logger.warning("dropped a malformed message on %s", channel)
+            return
+        self.broadcast(channel, payload, offset)
+
+    def _on_control(self, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("dropped a malformed control message")
+            return
+        if kind == "sessions_revoked":
+            self.revoke_sessions(set(message.get("sids", ())))
+        elif kind == "recover":
+            asyncio.get_running_loop().create_task(self.recover_gap(float(message["since"])))
+
+    def revoke_sessions(self, session_ids: set[str]) -> None:
+        for sid in session_ids:
+            for connection in list(self._by_session.get(sid, ())):
+                connection.disconnect("unauthorized", reconnect=False)
+
+    async def recover_gap(self, since: float) -> None:
+        """Re-deliver from SQL what every stream may have missed since `since`."""
+        moment = datetime.fromtimestamp(since, UTC)
+        limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+
+        async def recover(stream: str, state: _Stream) -> None:
+            if state.recover is None:
+                return
+            async with limit:
+                try:
+                    missed = await state.recover(moment)
+                except Exception:
+                    logger.exception("recovering %s failed", stream)
+                    return
+            for offset, payload in missed:
+                self.broadcast(stream, payload, offset)
+
+        streams = list(self._streams.items())
+        await asyncio.gather(*(recover(stream, state) for stream, state in streams))
+        logger.info("recovered %d streams from SQL after a broker gap", len(streams))
+
+    # -- timers ---------------------------------------------------------------------------
+
+    async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                logger.exception("periodic cable task failed")
+
+    async def _ping(self) -> None:
+        frame = json.dumps({"type": "ping", "message": int(time.time())})
+        for connection in self.connections:
+            connection.send(frame)
+
+    async def _check_sessions(self) -> None:
+        # A backstop for revocations whose control message was lost (e.g. a Redis outage).
+        if self._by_session:
+            self.revoke_sessions(await self._revoked_among(set(self._by_session)))

@@ -1,0 +1,200 @@
+"""HTTP API of notifications.
+
+Server side (product secret key): `POST /api/v1/notifications` to one recipient or up to 1000.
+User side (access token): list, unread count, mark one read, mark all read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from auth.accounts import resolve_recipients
+from auth.keys import require_server_key
+from auth.routes import access_context
+from auth.service import AccessContext
+from hub.errors import FieldError, HubError, validation_failed
+from hub.http import Fields, read_json
+from hub.i18n import negotiate_locale
+from hub.notifications.service import (
+    MAX_RECIPIENTS,
+    NotificationService,
+    Recipient,
+    request_fingerprint,
+)
+
+RECIPIENT_KEYS = ("user_id", "email", "external_id")
+MAX_DATA_BYTES = 16 * 1024
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+
+
+def _service(request: Request) -> NotificationService:
+    return request.app.state.notifications
+
+
+def _recipient_names(fields: Fields) -> list[tuple[str, Any]]:
+    """The recipients a publish request names, as (key, value) pairs, validated."""
+    body = fields.body
+    if "recipients" not in body:
+        named = [k for k in RECIPIENT_KEYS if body.get(k) is not None]
+        if len(named) != 1:
+            fields.error("recipients", "field.one_recipient_key")
+            return []
+        entries: list[Any] = [{named[0]: body[named[0]]}]
+    else:
+        entries = body["recipients"]
+        if not isinstance(entries, list) or not entries:
+            fields.error("recipients", "field.required")
+            return []
+        if len(entries) > MAX_RECIPIENTS:
+            fields.error("recipients", "field.too_many", max=MAX_RECIPIENTS)
+            return []
+    names: list[tuple[str, Any]] = []
+    for index, entry in enumerate(entries):
+        keys = [k for k in RECIPIENT_KEYS if isinstance(entry, dict) and entry.get(k) is not None]
+        if len(keys) != 1 or len(entry) != 1:
+            fields.error(f"recipients[{index}]", "field.one_recipient_key")
+            continue
+        value = entry[keys[0]]
+        valid = (
+            isinstance(value, int) and not isinstance(value, bool)
+            if keys[0] == "user_id"
+            else isinstance(value, str) and 0 < len(value) <= 320
+        )
+        if not valid:
+            fields.error(f"recipients[{index}]", "field.one_recipient_key")
+            continue
+        names.append((keys[0], value))
+    return names
+
+
+def _content(fields: Fields) -> dict[str, Any]:
+    content = {
+        "title": fields.string("title", max_length=200),
+        "message": fields.string("message", required=False, max_length=5000) or "",
+        "url": fields.string("url", required=False, max_length=2000),
+        "type": fields.string("type", required=False, max_length=64),
+        "data": fields.body.get("data"),
+    }
+    data = content["data"]
+    if data is not None:
+        if not isinstance(data, dict):
+            fields.error("data", "field.not_object")
+        elif len(str(data).encode()) > MAX_DATA_BYTES:
+            fields.error("data", "field.too_long", max=MAX_DATA_BYTES)
+    return content
+
+
+async def send_notifications(request: Request) -> Response:
+    key = await require_server_key(request)
+    body = await read_json(request, request.app.state.settings.max_body_bytes * 4)
+    fields = Fields(body)
+    names = _recipient_names(fields)
+    content = _content(fields)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+        fields.error("Idempotency-Key", "field.too_long", max=255)
+    fields.check()
+
+    service = _service(request)
+    found = await resolve_recipients(
+        service.db,
+        key.product.id,
+        key.env,
+        user_ids=[v for k, v in names if k == "user_id"],
+        emails=[v for k, v in names if k == "email"],
+        external_ids=[v for k, v in names if k == "external_id"],
+    )
+    unknown = {
+        (f"recipients[{i}]" if "recipients" in body else k): FieldError("user.not_found")
+        for i, (k, v) in enumerate(names)
+        if (k, v) not in found
+    }
+    if unknown:
+        raise HubError(
+            422, "notification.unknown_recipients", fields=dict(list(unknown.items())[:50])
+        )
+    recipients: dict[int, Recipient] = {}
+    for name in names:
+        match = found[name]
+        recipients.setdefault(
+            match.user_id, Recipient(match.user_id, match.locale or key.product.default_locale)
+        )
+    answer, replayed = await service.send(
+        product_id=key.product.id,
+        env=key.env,
+        recipients=list(recipients.values()),
+        content=content,
+        idempotency_key=idempotency_key,
+        fingerprint=request_fingerprint(body),
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(answer, status_code=201, headers=headers)
+
+
+def _locale(request: Request, ctx: AccessContext) -> str:
+    return negotiate_locale(
+        request.query_params, request.headers, ctx.user.locale or ctx.product.default_locale
+    )
+
+
+def _int_param(request: Request, name: str, default: int | None, maximum: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise validation_failed({name: FieldError("field.not_integer")})
+    return int(raw)
+
+
+async def list_notifications(request: Request) -> Response:
+    ctx = await access_context(request)
+    service = _service(request)
+    limit = _int_param(request, "limit", PAGE_DEFAULT, PAGE_MAX)
+    before = _int_param(request, "cursor", None, 2**63 - 1)
+    unread_only = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
+    items, next_cursor = await service.page(
+        ctx.product.id, ctx.env, ctx.user.id, before=before, limit=limit, unread_only=unread_only
+    )
+    locale = _locale(request, ctx)
+    return JSONResponse(
+        {
+            "notifications": [n.public(locale) for n in items],
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+            "unread_count": await service.unread_count(ctx.product.id, ctx.env, ctx.user.id),
+        }
+    )
+
+
+async def unread_count(request: Request) -> Response:
+    ctx = await access_context(request)
+    count = await _service(request).unread_count(ctx.product.id, ctx.env, ctx.user.id)
+    return JSONResponse({"unread_count": count})
+
+
+async def mark_read(request: Request) -> Response:
+    ctx = await access_context(request)
+    try:
+        notification_id = int(request.path_params["notification_id"])
+    except ValueError:
+        raise HubError(404, "notification.not_found") from None
+    count = await _service(request).mark_read(ctx.product.id, ctx.env, ctx.user.id, notification_id)
+    return JSONResponse({"id": notification_id, "read": True, "unread_count": count})
+
+
+async def mark_all_read(request: Request) -> Response:
+    ctx = await access_context(request)
+    count = await _service(request).mark_all_read(ctx.product.id, ctx.env, ctx.user.id)
+    return JSONResponse({"unread_count": count})
+
+
+routes = [
+    Route("/api/v1/notifications", send_notifications, methods=["POST"]),
+    Route("/api/v1/notifications", list_notifications, methods=["GET"]),
+    Route("/api/v1/notifications/unread_count", unread_count, methods=["GET"]),
+    Route("/api/v1/notifications/read_all", mark_all_read, methods=["POST"]),
+    Route("/api/v1/notifications/{notification_id}/read", mark_read, methods=["POST"]),
+]

@@ -1,0 +1,373 @@
+"""Store notifications, keep unread counts, and publish both to the users' streams.
+
+SQL is the source of truth: a notification is committed before it is published, so anything
+the fast path (the broker) drops can be read back (`since`, `created_since`). Unread counts
+are kept in their own table in the same transaction, so a badge never counts rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database
+
+from hub.broker import Broker, stream_message
+from hub.db import as_utc, dialect_insert, is_unique_violation, json_column, utcnow
+from hub.errors import HubError
+from hub.notifications.format import notification_json
+from hub.notifications.tables import idempotency_keys, notifications, unread_counts
+
+MAX_RECIPIENTS = 1000
+_INSERT_CHUNK = 500
+
+
+def notifications_stream(product_id: int, env: str, user_id: int) -> str:
+    """The stream of one user in one product environment.
+
+    The product is part of the name because a user is one identity across products: without
+    it, product B's notifications would reach the tabs of product A.
+    """
+    return f"notifications:{product_id}:{env}:{user_id}"
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    user_id: int
+    title: str
+    message: str
+    url: str | None
+    type: str | None
+    data: Any
+    created_at: datetime
+    read_at: datetime | None
+
+    def public(self, locale: str, now: datetime | None = None) -> dict[str, Any]:
+        return notification_json(self, locale, now or utcnow())
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int
+    locale: str
+
+
+def _notification(row: object) -> Notification:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Notification(
+        id=m["id"],
+        user_id=m["user_id"],
+        title=m["title"],
+        message=m["message"],
+        url=m["url"],
+        type=m["type"],
+        data=json_column(m["data"]),
+        created_at=as_utc(m["created_at"]),
+        read_at=as_utc(m["read_at"]),
+    )
+
+
+def new_notification_message(notification: Notification, unread_count: int, locale: str) -> str:
+    """The cable message for a new notification: the Kiket seed's shape, as a JSON string."""
+    return json.dumps(
+        {
+            "action": "new_notification",
+            "unread_count": unread_count,
+            "notification": notification.public(locale),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class NotificationService:
+    def __init__(self, db: Database, broker: Broker) -> None:
+        self.db = db
+        self.broker = broker
+
+    def _owned(self, product_id: int, env: str, user_id: int) -> list[sa.ColumnElement[bool]]:
+        return [
+            notifications.c.product_id == product_id,
+            notifications.c.env == env,
+            notifications.c.user_id == user_id,
+        ]
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(
+        self,
+        *,
+        product_id: int,
+        env: str,
+        recipients: Sequence[Recipient],
+        content: dict[str, Any],
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> tuple[dict[str, Any], bool]:
+        """Store one notification per recipient, then publish them; (response, replayed?).
+
+        With an `idempotency_key`, a retry of the same request returns the first answer and
+        stores nothing; the same key with a different request is a 409.
+        """
+        if idempotency_key:
+            stored = await self._idempotent_answer(product_id, env, idempotency_key, fingerprint)
+            if stored is not None:
+                return stored, True
+        try:
+            created, counts = await self._store(
+                product_id, env, recipients, content, idempotency_key, fingerprint
+            )
+        except Exception as exc:
+            if idempotency_key and is_unique_violation(exc):
+                # A concurrent request with the same key committed first.
+                stored = await self._idempotent_answer(
+                    product_id, env, idempotency_key, fingerprint
+                )
+                if stored is not None:
+                    return stored, True
+            raise
+        locales = {r.user_id: r.locale for r in recipients}
+        await self.broker.publish_many(
+            [
+                (
+                    notifications_stream(product_id, env, n.user_id),
+                    stream_message(
+                        new_notification_message(n, counts[n.user_id], locales[n.user_id]),
+                        offset=n.id,
+                    ),
+                )
+                for n in created
+            ]
+        )
+        return _send_answer(created), False
+
+    async def _idempotent_answer(
+        self, product_id: int, env: str, key: str, fingerprint: str
+    ) -> dict[str, Any] | None:
+        row = await self.db.fetch_one(
+            idempotency_keys.select().where(
+                idempotency_keys.c.product_id == product_id,
+                idempotency_keys.c.env == env,
+                idempotency_keys.c.key == key,
+            )
+        )
+        if row is None:
+            return None
+        if row._mapping["request_hash"] != fingerprint:
+            raise HubError(409, "idempotency.conflict")
+        return json_column(row._mapping["response"])
+
+    async def _store(
+        self,
+        product_id: int,
+        env: str,
+        recipients: Sequence[Recipient],
+        content: dict[str, Any],
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> tuple[list[Notification], dict[int, int]]:
+        now = utcnow()
+        created: list[Notification] = []
+        async with self.db.transaction():
+            key_id = None
+            if idempotency_key:
+                key_id = await self.db.execute(
+                    idempotency_keys.insert().values(
+                        product_id=product_id,
+                        env=env,
+                        key=idempotency_key,
+                        request_hash=fingerprint,
+                        created_at=now,
+                    )
+                )
+            for start in range(0, len(recipients), _INSERT_CHUNK):
+                chunk = recipients[start : start + _INSERT_CHUNK]
+                rows = await self.db.fetch_all(
+                    notifications.insert()
+                    .values(
+                        [
+                            {
+                                "product_id": product_id,
+                                "env": env,
+                                "user_id": r.user_id,
+                                "created_at": now,
+                                **content,
+                            }
+                            for r in chunk
+                        ]
+                    )
+                    .returning(*notifications.c)
+                )
+                created.extend(_notification(row) for row in rows)
+            counts = await self._add_unread(product_id, env, [n.user_id for n in created])
+            if key_id is not None:
+                await self.db.execute(
+                    idempotency_keys.update()
+                    .where(idempotency_keys.c.id == key_id)
+                    .values(response=_send_answer(created))
+                )
+        return created, counts
+
+    async def _add_unread(self, product_id: int, env: str, user_ids: list[int]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for start in range(0, len(user_ids), _INSERT_CHUNK):
+            chunk = user_ids[start : start + _INSERT_CHUNK]
+            insert = dialect_insert(self.db, unread_counts).values(
+                [{"product_id": product_id, "env": env, "user_id": u, "count": 1} for u in chunk]
+            )
+            upsert = insert.on_conflict_do_update(
+                index_elements=["product_id", "env", "user_id"],
+                set_={"count": unread_counts.c.count + insert.excluded.count},
+            ).returning(unread_counts.c.user_id, unread_counts.c.count)
+            for row in await self.db.fetch_all(upsert):
+                counts[row._mapping["user_id"]] = row._mapping["count"]
+        return counts
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def unread_count(self, product_id: int, env: str, user_id: int) -> int:
+        value = await self.db.fetch_val(
+            sa.select(unread_counts.c.count).where(
+                unread_counts.c.product_id == product_id,
+                unread_counts.c.env == env,
+                unread_counts.c.user_id == user_id,
+            )
+        )
+        return int(value or 0)
+
+    async def page(
+        self,
+        product_id: int,
+        env: str,
+        user_id: int,
+        *,
+        before: int | None,
+        limit: int,
+        unread_only: bool,
+    ) -> tuple[list[Notification], int | None]:
+        """Newest first, `limit` at a time; the id to pass as `before` for the next page."""
+        query = sa.select(notifications).where(*self._owned(product_id, env, user_id))
+        if before is not None:
+            query = query.where(notifications.c.id < before)
+        if unread_only:
+            query = query.where(notifications.c.read_at.is_(None))
+        rows = await self.db.fetch_all(query.order_by(notifications.c.id.desc()).limit(limit + 1))
+        items = [_notification(row) for row in rows[:limit]]
+        return items, (items[-1].id if len(rows) > limit else None)
+
+    async def since(
+        self, product_id: int, env: str, user_id: int, since_id: int, limit: int
+    ) -> tuple[list[Notification], bool]:
+        """Notifications after `since_id`, oldest first, at most `limit`; (items, has_more)."""
+        rows = await self.db.fetch_all(
+            sa.select(notifications)
+            .where(*self._owned(product_id, env, user_id), notifications.c.id > since_id)
+            .order_by(notifications.c.id)
+            .limit(limit + 1)
+        )
+        return [_notification(row) for row in rows[:limit]], len(rows) > limit
+
+    async def created_since(
+        self, product_id: int, env: str, user_id: int, since: datetime, limit: int
+    ) -> list[Notification]:
+        rows = await self.db.fetch_all(
+            sa.select(notifications)
+            .where(*self._owned(product_id, env, user_id), notifications.c.created_at >= since)
+            .order_by(notifications.c.id)
+            .limit(limit)
+        )
+        return [_notification(row) for row in rows]
+
+    # -- read state -----------------------------------------------------------------------
+
+    async def mark_read(self, product_id: int, env: str, user_id: int, notification_id: int) -> int:
+        """Mark one notification read; the new unread count. 404 if it is not the user's."""
+        async with self.db.transaction():
+            changed = await self.db.fetch_one(
+                notifications.update()
+                .where(
+                    *self._owned(product_id, env, user_id),
+                    notifications.c.id == notification_id,
+                    notifications.c.read_at.is_(None),
+                )
+                .values(read_at=utcnow())
+                .returning(notifications.c.id)
+            )
+            if changed is None:
+                exists = await self.db.fetch_one(
+                    sa.select(notifications.c.id).where(
+                        *self._owned(product_id, env, user_id),
+                        notifications.c.id == notification_id,
+                    )
+                )
+                if exists is None:
+                    raise HubError(404, "notification.not_found")
+                return await self.unread_count(product_id, env, user_id)
+            count = await self.db.fetch_val(
+                unread_counts.update()
+                .where(
+                    unread_counts.c.product_id == product_id,
+                    unread_counts.c.env == env,
+                    unread_counts.c.user_id == user_id,
+                )
+                .values(
+                    count=sa.case((unread_counts.c.count > 0, unread_counts.c.count - 1), else_=0)
+                )
+                .returning(unread_counts.c.count)
+            )
+        count = int(count or 0)
+        await self._publish_state(
+            product_id,
+            env,
+            user_id,
+            {"action": "notification_read", "id": notification_id, "unread_count": count},
+        )
+        return count
+
+    async def mark_all_read(self, product_id: int, env: str, user_id: int) -> int:
+        async with self.db.transaction():
+            await self.db.execute(
+                notifications.update()
+                .where(*self._owned(product_id, env, user_id), notifications.c.read_at.is_(None))
+                .values(read_at=utcnow())
+            )
+            await self.db.execute(
+                unread_counts.update()
+                .where(
+                    unread_counts.c.product_id == product_id,
+                    unread_counts.c.env == env,
+                    unread_counts.c.user_id == user_id,
+                )
+                .values(count=0)
+            )
+        await self._publish_state(
+            product_id, env, user_id, {"action": "all_read", "unread_count": 0}
+        )
+        return 0
+
+    async def _publish_state(
+        self, product_id: int, env: str, user_id: int, message: dict[str, Any]
+    ) -> None:
+        # Every tab of the user hears it, so each badge stays right.
+        await self.broker.publish(
+            notifications_stream(product_id, env, user_id),
+            stream_message(json.dumps(message, separators=(",", ":"))),
+        )
+
+
+def _send_answer(created: list[Notification]) -> dict[str, Any]:
+    return {
+        "notifications": [{"id": n.id, "user_id": n.user_id} for n in created],
+        "count": len(created),
+    }
