@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -291,3 +293,111 @@ async def login(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# -- server API and cable shortcuts ---------------------------------------------------------
+
+NOTIFICATIONS_IDENTIFIER = json.dumps({"channel": "NotificationsChannel"})
+_KEY_LINE = re.compile(r"^\s+(pk_live|sk_live|pk_test|sk_test)\s+(\S+)$", re.MULTILINE)
+
+
+def create_product(hub: HubServer, slug: str | None = None, *args: str) -> dict[str, str]:
+    """Create a product through the CLI; its keys {"pk_live": …, "sk_live": …, …}."""
+    slug = slug or f"p-{uuid.uuid4().hex[:10]}"
+    result = hub.cli("products", "create", "--slug", slug, "--name", slug.title(), *args)
+    assert result.returncode == 0, result.stderr
+    return {"slug": slug, **dict(_KEY_LINE.findall(result.stdout))}
+
+
+async def api_user(
+    client: httpx.AsyncClient, secret_key: str, external_id: str | None = None, **fields: str
+) -> tuple[int, str]:
+    """Upsert a user through the server API and mint an access token: (user id, token)."""
+    external_id = external_id or f"ext-{uuid.uuid4().hex[:10]}"
+    response = await client.post(
+        "/api/v1/users", headers=bearer(secret_key), json={"external_id": external_id, **fields}
+    )
+    assert response.status_code in (200, 201), response.text
+    user_id = response.json()["user"]["id"]
+    minted = await client.post(f"/api/v1/users/{user_id}/tokens", headers=bearer(secret_key))
+    assert minted.status_code == 201, minted.text
+    return user_id, minted.json()["access_token"]
+
+
+async def publish(
+    client: httpx.AsyncClient, secret_key: str, user_ids: list[int] | int, **content: object
+) -> list[int]:
+    """Send a notification to each user through the server API; the new notification ids."""
+    ids = [user_ids] if isinstance(user_ids, int) else user_ids
+    body = {"title": "Hello", "recipients": [{"user_id": u} for u in ids], **content}
+    response = await client.post("/api/v1/notifications", headers=bearer(secret_key), json=body)
+    assert response.status_code == 201, response.text
+    return [n["id"] for n in response.json()["notifications"]]
+
+
+class CableClient:
+    """A raw ActionCable client over `websockets`, for protocol-level tests."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, hub_url: str, token: str, **kwargs: object) -> CableClient:
+        import websockets
+
+        url = hub_url.replace("http://", "ws://") + f"/cable?token={token}"
+        ws = await websockets.connect(url, subprotocols=["actioncable-v1-json"], **kwargs)
+        return cls(ws)
+
+    async def recv(self, within: float = 5) -> dict:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), within))
+
+    async def expect(self, predicate, within: float = 5) -> dict:
+        """The next frame (pings skipped) for which predicate(frame) holds; fails after `within`."""
+        deadline = time.monotonic() + within
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("expected frame did not arrive")
+            try:
+                frame = await self.recv(left)
+            except TimeoutError:
+                raise AssertionError("expected frame did not arrive") from None
+            if frame.get("type") != "ping" and predicate(frame):
+                return frame
+
+    async def send(self, command: dict | str) -> None:
+        await self.ws.send(command if isinstance(command, str) else json.dumps(command))
+
+    async def subscribe(self, identifier: str = NOTIFICATIONS_IDENTIFIER) -> dict:
+        await self.send({"command": "subscribe", "identifier": identifier})
+        return await self.expect(lambda f: f.get("identifier") == identifier and "type" in f)
+
+    async def perform(
+        self, action: str, identifier: str = NOTIFICATIONS_IDENTIFIER, **data
+    ) -> None:
+        payload = json.dumps({"action": action, **data})
+        await self.send({"command": "message", "identifier": identifier, "data": payload})
+
+    async def next_message(self, action: str | None = None, within: float = 5) -> dict:
+        """The next channel message (decoded from its JSON string), optionally of `action`."""
+        frame = await self.expect(
+            lambda f: (
+                "message" in f
+                and (action is None or json.loads(f["message"]).get("action") == action)
+            ),
+            within,
+        )
+        return json.loads(frame["message"])
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def cable(hub_url: str, token: str) -> CableClient:
+    """A connected client that has seen `welcome` and is subscribed to NotificationsChannel."""
+    client = await CableClient.connect(hub_url, token)
+    assert (await client.recv()) == {"type": "welcome"}
+    confirmed = await client.subscribe()
+    assert confirmed["type"] == "confirm_subscription", confirmed
+    return client

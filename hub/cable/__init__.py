@@ -1,0 +1,1 @@
+"""The cable: the ActionCable WebSocket endpoint and this process's stream registry."""
