@@ -252,3 +252,20 @@ async def test_shutdown_tells_clients_server_restart(tmp_path, mailbox):
         assert frame == {"type": "disconnect", "reason": "server_restart", "reconnect": True}
     finally:
         server.stop()
+
+
+async def test_token_expiry_while_connected(hub, client, product):
+    import time
+
+    import jwt
+
+    from auth.tokens import load_signing_keys
+
+    _, token = await api_user(client, product["sk_live"])
+    key = load_signing_keys(hub.private_key_pem)[-1]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["exp"] = int(time.time()) + 2  # a genuine token with two seconds left
+    short = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    tab = await cable(hub.url, short)
+    frame = await tab.expect(lambda f: f.get("type") == "disconnect", within=5)
+    assert frame == {"type": "disconnect", "reason": "token_expired", "reconnect": True}
