@@ -111,18 +111,28 @@ async def update_user(db: Database, user_id: int, **fields: object) -> None:
 
 
 async def create_organization(
-    db: Database, *, product_id: int, env: str, name: str, owner_id: int, plan_id: int
+    db: Database,
+    *,
+    product_id: int,
+    env: str,
+    name: str,
+    owner_id: int | None,
+    plan_id: int,
+    is_default: bool = False,
 ) -> int:
-    """A new organization with `owner_id` as its owner and an active subscription."""
+    """A new organization with an active subscription, and `owner_id` as its owner if given."""
     now = utcnow()
     org_id = await db.execute(
-        organizations.insert().values(product_id=product_id, env=env, name=name, created_at=now)
-    )
-    await db.execute(
-        memberships.insert().values(
-            organization_id=org_id, user_id=owner_id, role="owner", created_at=now
+        organizations.insert().values(
+            product_id=product_id, env=env, name=name, is_default=is_default, created_at=now
         )
     )
+    if owner_id is not None:
+        await db.execute(
+            memberships.insert().values(
+                organization_id=org_id, user_id=owner_id, role="owner", created_at=now
+            )
+        )
     await db.execute(
         subscriptions.insert().values(
             organization_id=org_id,
@@ -261,23 +271,16 @@ async def default_organization(
     row = await db.fetch_one(query)
     if row is not None:
         return row._mapping["id"]
-    now = utcnow()
     async with db.transaction():
-        org_id = await db.execute(
-            organizations.insert().values(
-                product_id=product_id, env=env, name=name, is_default=True, created_at=now
-            )
+        return await create_organization(
+            db,
+            product_id=product_id,
+            env=env,
+            name=name,
+            owner_id=None,
+            plan_id=plan_id,
+            is_default=True,
         )
-        await db.execute(
-            subscriptions.insert().values(
-                organization_id=org_id,
-                plan_id=plan_id,
-                status="active",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    return org_id
 
 
 async def upsert_external_user(

@@ -20,7 +20,7 @@ from databases import Database
 from hub.broker import Broker, stream_message
 from hub.db import as_utc, dialect_insert, is_unique_violation, json_column, utcnow
 from hub.errors import HubError
-from hub.notifications.format import notification_json
+from hub.notifications.format import relative_time
 from hub.notifications.tables import idempotency_keys, notifications, unread_counts
 
 MAX_RECIPIENTS = 1000
@@ -49,7 +49,19 @@ class Notification:
     read_at: datetime | None
 
     def public(self, locale: str, now: datetime | None = None) -> dict[str, Any]:
-        return notification_json(self, locale, now or utcnow())
+        """How clients see it: the Kiket seed's fields, `created_at` relative and localized
+        as in the seed, plus the exact time (`created_at_iso`), the read state and `data`."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "message": self.message,
+            "url": self.url,
+            "type": self.type,
+            "created_at": relative_time(self.created_at, now or utcnow(), locale),
+            "created_at_iso": self.created_at.isoformat().replace("+00:00", "Z"),
+            "read": self.read_at is not None,
+            "data": self.data,
+        }
 
 
 @dataclass(frozen=True)
