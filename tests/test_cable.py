@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -269,3 +270,25 @@ async def test_token_expiry_while_connected(hub, client, product):
     tab = await cable(hub.url, short)
     frame = await tab.expect(lambda f: f.get("type") == "disconnect", within=5)
     assert frame == {"type": "disconnect", "reason": "token_expired", "reconnect": True}
+
+
+async def test_concurrent_first_subscribes_to_one_stream_both_deliver(hub, client, product):
+    # broadcaster's own subscribe() loses a subscriber when two sockets subscribe one new
+    # channel at once; the registry must not.
+    user_id, token = await api_user(client, product["sk_live"])
+    tabs = [await CableClient.connect(hub.url, token) for _ in range(4)]
+    for tab in tabs:
+        assert await tab.recv() == {"type": "welcome"}
+    confirmations = await asyncio.gather(*(tab.subscribe() for tab in tabs))
+    assert {c["type"] for c in confirmations} == {"confirm_subscription"}
+    await publish(client, product["sk_live"], user_id)
+    for tab in tabs:
+        assert (await tab.next_message("new_notification"))["unread_count"] == 1
+    # The last one out unsubscribes the stream; a newcomer subscribes it again.
+    for tab in tabs:
+        await tab.close()
+    await asyncio.sleep(0.3)
+    again = await cable(hub.url, token)
+    await publish(client, product["sk_live"], user_id)
+    assert (await again.next_message("new_notification"))["unread_count"] == 2
+    await again.close()
