@@ -34,6 +34,8 @@ OnGap = Callable[[float], Awaitable[None]]
 # Messages published up to this long before an outage was noticed may have been lost with it.
 GAP_MARGIN_SECONDS = 5.0
 
+INITIAL_BACKOFF = 0.05  # seconds before the first reconnect attempt; doubles up to 2 s
+
 # Hub-internal messages every process listens to (session revocations, recovery requests).
 CONTROL_CHANNEL = "control"
 
@@ -66,6 +68,8 @@ class RedisPubSubBackend(BroadcastBackend):
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._healthy_at = time.time()
+        self._was_connected = False
+        self._backoff = INITIAL_BACKOFF
         self.connected = asyncio.Event()
 
     async def connect(self) -> None:
@@ -115,12 +119,10 @@ class RedisPubSubBackend(BroadcastBackend):
             return False
 
     async def _run(self) -> None:
-        backoff = 0.05
-        ever_connected = False
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await self._listen(pubsub, reconnected=ever_connected)
+                await self._listen(pubsub)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -132,13 +134,10 @@ class RedisPubSubBackend(BroadcastBackend):
                 self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            finally:
-                ever_connected = ever_connected or self.connected.is_set()
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, 2.0)
 
-    async def _listen(self, pubsub: aioredis.client.PubSub, *, reconnected: bool) -> None:
+    async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
         subscribed = set(self._channels)
         await pubsub.subscribe(*subscribed)
         self._pubsub = pubsub
@@ -148,6 +147,8 @@ class RedisPubSubBackend(BroadcastBackend):
         if subscribed - self._channels:
             await pubsub.unsubscribe(*(subscribed - self._channels))
         self.connected.set()
+        self._backoff = INITIAL_BACKOFF
+        reconnected, self._was_connected = self._was_connected, True
         if reconnected:
             logger.warning("redis pub/sub reconnected; %d channels restored", len(self._channels))
             if self._on_reconnect is not None:
