@@ -1,0 +1,5 @@
+"""`python -m bench`: the fan-out benchmark's command line."""
+
+from bench.fanout import main
+
+main()
