@@ -10,8 +10,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 import sqlalchemy as sa
-from databases import Database
+from databases import Database, DatabaseURL
+from databases.backends.sqlite import SQLiteBackend, SQLitePool
 
 metadata = sa.MetaData(
     naming_convention={
@@ -34,13 +36,58 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+class _SQLitePool(SQLitePool):
+    """Keeps idle SQLite connections for reuse.
+
+    `databases` opens a new aiosqlite connection (and with it a new thread) for every
+    statement outside a transaction; reusing them takes that cost off every request.
+    """
+
+    def __init__(self, url: DatabaseURL, **options: Any) -> None:
+        self._keep = int(options.pop("keep", 8))
+        super().__init__(url, **options)
+        self._idle: list[aiosqlite.Connection] = []
+
+    async def acquire(self) -> aiosqlite.Connection:
+        if self._idle:
+            return self._idle.pop()
+        return await super().acquire()
+
+    async def release(self, connection: aiosqlite.Connection) -> None:
+        if len(self._idle) < self._keep and connection.in_transaction is False:
+            self._idle.append(connection)
+        else:
+            await super().release(connection)
+
+    async def close(self) -> None:
+        while self._idle:
+            await super().release(self._idle.pop())
+
+
+class PooledSQLiteBackend(SQLiteBackend):
+    def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
+        super().__init__(database_url, **options)
+        self._pool = _SQLitePool(self._database_url, **options)
+
+    async def disconnect(self) -> None:
+        await self._pool.close()
+        await super().disconnect()
+
+
+class _Database(Database):
+    SUPPORTED_BACKENDS = {  # noqa: RUF012 (databases' own class attribute, extended)
+        **Database.SUPPORTED_BACKENDS,
+        "sqlite": "hub.db:PooledSQLiteBackend",
+    }
+
+
 def connect_database(url: str) -> Database:
     """A `databases.Database` for the URL; call `await db.connect()` before use."""
     url = normalize_url(url)
     if is_sqlite(url):
         # Several connections share one file: wait for a lock instead of failing at once.
-        return Database(url, timeout=15)
-    return Database(url, min_size=1, max_size=20)
+        return _Database(url, timeout=15)
+    return _Database(url, min_size=1, max_size=20)
 
 
 def async_engine_url(url: str) -> str:
