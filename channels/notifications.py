@@ -24,6 +24,15 @@ SYNC_LIMIT = 100
 RECOVER_LIMIT = 500
 
 
+def _notification_id(value: Any) -> int:
+    """An id (or 0) from a JSON number or a string of ASCII digits; 422 for anything else."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise HubError(422, "validation.failed")
+    return value
+
+
 class NotificationsChannel(Channel):
     name = "NotificationsChannel"
     actions = frozenset({"mark_read", "mark_all_read", "sync"})
@@ -54,11 +63,7 @@ class NotificationsChannel(Channel):
         await self.stream_from(notifications_stream(product_id, env, user_id), recover)
 
     async def mark_read(self, data: dict[str, Any]) -> None:
-        notification_id = data.get("id")
-        if isinstance(notification_id, str) and notification_id.isdigit():
-            notification_id = int(notification_id)
-        if not isinstance(notification_id, int) or isinstance(notification_id, bool):
-            raise HubError(422, "validation.failed")
+        notification_id = _notification_id(data.get("id"))
         # The service broadcasts the new state to every tab of the user, this one included.
         await self.service.mark_read(*self._scope(), notification_id)
 
@@ -66,11 +71,7 @@ class NotificationsChannel(Channel):
         await self.service.mark_all_read(*self._scope())
 
     async def sync(self, data: dict[str, Any]) -> None:
-        since = data.get("since") or 0
-        if isinstance(since, str) and since.isdigit():
-            since = int(since)
-        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise HubError(422, "validation.failed")
+        since = _notification_id(data.get("since") or 0)
         items, has_more = await self.service.since(*self._scope(), since, SYNC_LIMIT)
         self.transmit(
             {

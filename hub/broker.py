@@ -184,6 +184,8 @@ class Broker:
     async def start(self, on_message: OnMessage, on_gap: OnGap) -> None:
         self._on_message = on_message
         self._on_gap = on_gap
+        # Subscribed before connecting, so the first connection never has zero channels.
+        await self._backend.subscribe(self._name(CONTROL_CHANNEL))
         await self._backend.connect()
         self._listener = asyncio.create_task(self._listen(), name="broker-listener")
 

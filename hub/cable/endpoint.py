@@ -68,9 +68,8 @@ class CableHost:
         if len(text) > MAX_FRAME_BYTES:
             self.invalid("oversized frame")
             return
-        try:
-            command = json.loads(text)
-        except ValueError:
+        command = _json(text)
+        if command is None:
             self.invalid("not JSON")
             return
         if not isinstance(command, dict) or not isinstance(command.get("identifier"), str):
@@ -92,11 +91,9 @@ class CableHost:
             # The JS client retries subscribe until confirmed: confirm again, change nothing.
             self._answer(identifier, "confirm_subscription")
             return
-        try:
-            params = json.loads(identifier)
-        except ValueError:
-            params = None
-        channel_class = CHANNELS.get(params.get("channel")) if isinstance(params, dict) else None
+        params = _json(identifier)
+        name = params.get("channel") if isinstance(params, dict) else None
+        channel_class = CHANNELS.get(name) if isinstance(name, str) else None
         if channel_class is None:
             self._answer(identifier, "reject_subscription")
             return
@@ -131,10 +128,7 @@ class CableHost:
         if channel is None:
             self.invalid("message for an unknown identifier")
             return
-        try:
-            payload = json.loads(data) if isinstance(data, str) else None
-        except ValueError:
-            payload = None
+        payload = _json(data) if isinstance(data, str) else None
         action = payload.get("action") if isinstance(payload, dict) else None
         if not isinstance(action, str):
             self.invalid("message without an action")
@@ -148,6 +142,14 @@ class CableHost:
     async def close(self) -> None:
         for identifier in list(self.connection.subscriptions):
             await self._drop(identifier)
+
+
+def _json(text: str) -> Any:
+    """Parsed JSON, or None for anything that is not (deep nesting included)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:
@@ -224,7 +226,12 @@ async def _read_loop(websocket: WebSocket, host: CableHost) -> None:
             if text is None:
                 host.invalid("binary frame")
                 continue
-            await host.handle(text)
+            try:
+                await host.handle(text)
+            except Exception:
+                # A bug must cost the offending frame, not the connection.
+                logger.exception("cable command failed")
+                host.invalid("command failed")
 
 
 routes = [WebSocketRoute("/cable", cable)]

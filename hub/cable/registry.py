@@ -85,7 +85,6 @@ class CableRegistry:
 
     async def start(self) -> None:
         await self.broker.start(self._on_broker_message, self.recover_gap)
-        await self.broker.subscribe(CONTROL_CHANNEL)
         self._tasks = [
             asyncio.create_task(self._every(self._ping_interval, self._ping), name="cable-ping"),
             asyncio.create_task(
