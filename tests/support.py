@@ -298,7 +298,7 @@ def bearer(token: str) -> dict[str, str]:
 # -- server API and cable shortcuts ---------------------------------------------------------
 
 NOTIFICATIONS_IDENTIFIER = json.dumps({"channel": "NotificationsChannel"})
-_KEY_LINE = re.compile(r"^\s+(pk_live|sk_live|pk_test|sk_test)\s+(\S+)$", re.MULTILINE)
+KEY_LINE = re.compile(r"^\s+(pk_live|sk_live|pk_test|sk_test)\s+(\S+)$", re.MULTILINE)
 
 
 def create_product(hub: HubServer, slug: str | None = None, *args: str) -> dict[str, str]:
@@ -306,7 +306,7 @@ def create_product(hub: HubServer, slug: str | None = None, *args: str) -> dict[
     slug = slug or f"p-{uuid.uuid4().hex[:10]}"
     result = hub.cli("products", "create", "--slug", slug, "--name", slug.title(), *args)
     assert result.returncode == 0, result.stderr
-    return {"slug": slug, **dict(_KEY_LINE.findall(result.stdout))}
+    return {"slug": slug, **dict(KEY_LINE.findall(result.stdout))}
 
 
 async def api_user(

@@ -11,9 +11,7 @@ import sys
 import httpx
 
 from auth.secrets import hash_secret
-from tests.support import ROOT, HubServer, free_port
-
-KEY_LINE = re.compile(r"^\s+(pk_live|sk_live|pk_test|sk_test)\s+(\S+)$", re.MULTILINE)
+from tests.support import KEY_LINE, ROOT, HubServer, free_port
 
 
 def test_products_create_prints_keys_once_and_stores_only_hashes(tmp_path):
