@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +28,7 @@ from auth.routes import routes as auth_routes
 from auth.server_routes import routes as server_routes
 from auth.service import Auth
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
-from hub.broker import CONTROL_CHANNEL, Broker
+from hub.broker import CONTROL_CHANNEL, Broker, revocation_message
 from hub.cable.endpoint import routes as cable_routes
 from hub.cable.registry import CableRegistry
 from hub.db import connect_database
@@ -115,15 +115,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     broker = Broker(settings.redis_url, settings.redis_prefix)
     notifications = NotificationService(db, broker)
 
-    async def revoked_among(sids: set[str]) -> set[str]:
-        return await sessions.inactive_among(db, sids)
-
-    cable = CableRegistry(broker, revoked_among=revoked_among)
+    cable = CableRegistry(broker, revoked_among=functools.partial(sessions.inactive_among, db))
 
     async def announce_revoked(sids: list[str]) -> None:
-        await broker.publish(
-            CONTROL_CHANNEL, json.dumps({"type": "sessions_revoked", "sids": sids})
-        )
+        await broker.publish(CONTROL_CHANNEL, revocation_message(sids))
 
     auth.on_sessions_revoked = announce_revoked
 

@@ -44,6 +44,10 @@ def recover_message(since: float) -> str:
     return json.dumps({"type": "recover", "since": since})
 
 
+def revocation_message(session_ids: list[str]) -> str:
+    return json.dumps({"type": "sessions_revoked", "sids": session_ids})
+
+
 def stream_message(payload: str, offset: int | None = None) -> str:
     """A message for a stream: the payload, tagged with its SQL id when it has one, so that
     a notification recovered from SQL and the same one arriving late are delivered once."""
