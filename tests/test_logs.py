@@ -11,7 +11,7 @@ from tests.support import bearer, product_headers, register
 def test_redact_masks_credential_shapes():
     text = (
         "GET /cable?token=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl HTTP/1.1 "
-        "Authorization: Bearer abc.def.ghi sk_live_0123456789abcdefghij pk_test_abcdefghijkl "
+        "Authorization: Bearer abc.def.ghi sk_live_FAKEKEY123 pk_test_abcdefghijkl "
         "wksp_7d5c9c1a0e8c4f58 {'password': 'hunter2hunter2'} "
         '{"refresh_token": "opaque-value"} $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'
     )
@@ -19,7 +19,7 @@ def test_redact_masks_credential_shapes():
     for secret in (
         "eyJhbGciOiJFUzI1NiJ9",
         "abc.def.ghi",
-        "sk_live_0123456789",
+        "sk_live_FAKEKEY123",
         "pk_test_abcdefghijkl",
         "wksp_7d5c9c1a",
         "hunter2hunter2",

@@ -316,37 +316,22 @@ async def test_kiket_seed_snippet_receives_notifications(hub, client, node):
         confirmed = await snippet.next(lambda line: "frame" in line)
         assert confirmed == {"frame": "confirm_subscription"}
 
-        await publish(
-            client,
-            keys["sk_live"],
-            user_id,
-            title="SLA Warning",
-            message="DSAR for Jan Novak approaching 30-day deadline",
-            url="/issues/456",
-            type="sla_warning",
-        )
-        printed = await snippet.next(lambda line: "title" in line)
-        assert printed == {
-            "title": "SLA Warning",
-            "message": "DSAR for Jan Novak approaching 30-day deadline",
-            "url": "/issues/456",
-            "unread_count": 1,
-        }
-        await publish(
-            client,
-            keys["sk_live"],
-            user_id,
-            title="Nový komentář",
-            message="Žádost č. 7 — odpověď",
-            url="/issues/7#comment-3",
-        )
-        printed = await snippet.next(lambda line: "title" in line)
-        assert printed == {
-            "title": "Nový komentář",
-            "message": "Žádost č. 7 — odpověď",
-            "url": "/issues/7#comment-3",
-            "unread_count": 2,
-        }
+        sent = [
+            {
+                "title": "SLA Warning",
+                "message": "DSAR for Jan Novak approaching 30-day deadline",
+                "url": "/issues/456",
+            },
+            {
+                "title": "Nový komentář",
+                "message": "Žádost č. 7 — odpověď",
+                "url": "/issues/7#comment-3",
+            },
+        ]
+        for unread_count, content in enumerate(sent, start=1):
+            await publish(client, keys["sk_live"], user_id, type="sla_warning", **content)
+            printed = await snippet.next(lambda line: "title" in line)
+            assert printed == {**content, "unread_count": unread_count}
         assert snippet.process.returncode is None, snippet.stderr
         assert not [line for line in snippet.lines if "closed" in line]
     finally:
