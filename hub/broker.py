@@ -180,7 +180,6 @@ class Broker:
         self._listener: asyncio.Task[None] | None = None
         self._publish_failed_since: float | None = None
         self._lock = asyncio.Lock()
-        self.reconnects = 0
 
     def _name(self, channel: str) -> str:
         return self._prefix + channel
@@ -247,7 +246,6 @@ class Broker:
         return True
 
     def _reconnected(self, healthy_at: float) -> None:
-        self.reconnects += 1
         if self._on_gap is not None:
             asyncio.get_running_loop().create_task(self._on_gap(healthy_at - GAP_MARGIN_SECONDS))
 

@@ -79,7 +79,6 @@ class CableRegistry:
         self._streams: dict[str, _Stream] = {}
         self._expiry: dict[CableConnection, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.frames_sent = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -172,11 +171,6 @@ class CableRegistry:
             frame = message_frame(identifier, payload)
             for connection in members:
                 connection.send(frame)
-            self.frames_sent += len(members)
-
-    @property
-    def stream_count(self) -> int:
-        return len(self._streams)
 
     # -- broker ---------------------------------------------------------------------------
 

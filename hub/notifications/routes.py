@@ -6,6 +6,7 @@ User side (access token): list, unread count, mark one read, mark all read.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -83,7 +84,7 @@ def _content(fields: Fields) -> dict[str, Any]:
     if data is not None:
         if not isinstance(data, dict):
             fields.error("data", "field.not_object")
-        elif len(str(data).encode()) > MAX_DATA_BYTES:
+        elif len(json.dumps(data).encode()) > MAX_DATA_BYTES:
             fields.error("data", "field.too_long", max=MAX_DATA_BYTES)
     return content
 
