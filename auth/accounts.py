@@ -21,7 +21,7 @@ from auth.tables import (
     subscriptions,
     users,
 )
-from hub.db import json_column, utcnow
+from hub.db import integers, json_column, utcnow
 
 ROLES = ("owner", "admin", "member")
 SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled")
@@ -228,7 +228,11 @@ async def resolve_recipients(
     columns = (users.c.id, users.c.email, users.c.locale)
     if user_ids:
         rows = await db.fetch_all(
-            sa.select(*columns).where(users.c.id.in_(user_ids), users.c.id.in_(members))
+            sa.select(*columns).where(
+                # A bound list, not IN (…): the statement stays the same for any count.
+                users.c.id.in_(sa.select(integers(db, user_ids).c.value)),
+                users.c.id.in_(members),
+            )
         )
         for r in rows:
             found[("user_id", r._mapping["id"])] = Recipient(r._mapping["id"], r._mapping["locale"])

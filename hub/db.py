@@ -7,13 +7,13 @@ behind small functions of its own; this module only knows how to connect.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
 import sqlalchemy as sa
-from databases import Database, DatabaseURL
-from databases.backends.sqlite import SQLiteBackend, SQLitePool
+from databases import Database
+from sqlalchemy.dialects.postgresql import ARRAY
 
 metadata = sa.MetaData(
     naming_convention={
@@ -36,48 +36,11 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-class _SQLitePool(SQLitePool):
-    """Keeps idle SQLite connections for reuse.
-
-    `databases` opens a new aiosqlite connection (and with it a new thread) for every
-    statement outside a transaction; reusing them takes that cost off every request.
-    """
-
-    def __init__(self, url: DatabaseURL, **options: Any) -> None:
-        self._keep = int(options.pop("keep", 8))
-        super().__init__(url, **options)
-        self._idle: list[aiosqlite.Connection] = []
-
-    async def acquire(self) -> aiosqlite.Connection:
-        if self._idle:
-            return self._idle.pop()
-        return await super().acquire()
-
-    async def release(self, connection: aiosqlite.Connection) -> None:
-        if len(self._idle) < self._keep and connection.in_transaction is False:
-            self._idle.append(connection)
-        else:
-            await super().release(connection)
-
-    async def close(self) -> None:
-        while self._idle:
-            await super().release(self._idle.pop())
-
-
-class PooledSQLiteBackend(SQLiteBackend):
-    def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
-        super().__init__(database_url, **options)
-        self._pool = _SQLitePool(self._database_url, **options)
-
-    async def disconnect(self) -> None:
-        await self._pool.close()
-        await super().disconnect()
-
-
 class _Database(Database):
     SUPPORTED_BACKENDS = {  # noqa: RUF012 (databases' own class attribute, extended)
         **Database.SUPPORTED_BACKENDS,
-        "sqlite": "hub.db:PooledSQLiteBackend",
+        "sqlite": "hub.db_backends:PooledSQLiteBackend",
+        "postgresql": "hub.db_backends:CachingPostgresBackend",
     }
 
 
@@ -129,3 +92,16 @@ def dialect_insert(db: Database, table: sa.Table) -> Any:
     else:
         from sqlalchemy.dialects.postgresql import insert
     return insert(table)
+
+
+def integers(db: Database, values: Sequence[int]) -> sa.FromClause:
+    """A table of `values` in one column `value`, bound as one parameter.
+
+    Set-based statements over it (INSERT … SELECT, joins) keep the SQL text the same whatever
+    the number of values, so it is compiled once, and the database unpacks the list in C:
+    a JSON array through `json_each` on SQLite, a BIGINT[] through `unnest` on PostgreSQL.
+    """
+    if db.url.dialect == "sqlite":
+        return sa.func.json_each(sa.literal(json.dumps(list(values)))).table_valued("value")
+    array = sa.cast(sa.literal(list(values), ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))
+    return sa.func.unnest(array).table_valued("value").render_derived()

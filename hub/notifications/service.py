@@ -18,13 +18,19 @@ import sqlalchemy as sa
 from databases import Database
 
 from hub.broker import Broker, stream_message
-from hub.db import as_utc, dialect_insert, is_unique_violation, json_column, utcnow
+from hub.db import (
+    as_utc,
+    dialect_insert,
+    integers,
+    is_unique_violation,
+    json_column,
+    utcnow,
+)
 from hub.errors import HubError
 from hub.notifications.format import relative_time
 from hub.notifications.tables import idempotency_keys, notifications, unread_counts
 
 MAX_RECIPIENTS = 1000
-_INSERT_CHUNK = 500
 
 
 def notifications_stream(product_id: int, env: str, user_id: int) -> str:
@@ -190,7 +196,7 @@ class NotificationService:
         fingerprint: str,
     ) -> tuple[list[Notification], dict[int, int]]:
         now = utcnow()
-        created: list[Notification] = []
+        recipient_ids = integers(self.db, [r.user_id for r in recipients])
         async with self.db.transaction():
             key_id = None
             if idempotency_key:
@@ -203,26 +209,35 @@ class NotificationService:
                         created_at=now,
                     )
                 )
-            for start in range(0, len(recipients), _INSERT_CHUNK):
-                chunk = recipients[start : start + _INSERT_CHUNK]
-                rows = await self.db.fetch_all(
-                    notifications.insert()
-                    .values(
-                        [
-                            {
-                                "product_id": product_id,
-                                "env": env,
-                                "user_id": r.user_id,
-                                "created_at": now,
-                                **content,
-                            }
-                            for r in chunk
-                        ]
-                    )
-                    .returning(*notifications.c)
+            rows = await self.db.fetch_all(
+                notifications.insert()
+                .from_select(
+                    ["product_id", "env", "user_id", "created_at", *content],
+                    sa.select(
+                        self._value(notifications.c.product_id, product_id),
+                        self._value(notifications.c.env, env),
+                        recipient_ids.c.value,
+                        self._value(notifications.c.created_at, now),
+                        *(self._value(notifications.c[name], v) for name, v in content.items()),
+                    ).select_from(recipient_ids),
                 )
-                created.extend(_notification(row) for row in rows)
-            counts = await self._add_unread(product_id, env, [n.user_id for n in created])
+                .returning(notifications.c.id, notifications.c.user_id)
+            )
+            created = [
+                Notification(
+                    id=row[0],
+                    user_id=row[1],
+                    title=content["title"],
+                    message=content.get("message") or "",
+                    url=content.get("url"),
+                    type=content.get("type"),
+                    data=content.get("data"),
+                    created_at=now,
+                    read_at=None,
+                )
+                for row in rows
+            ]
+            counts = await self._add_unread(product_id, env, recipient_ids)
             if key_id is not None:
                 await self.db.execute(
                     idempotency_keys.update()
@@ -231,20 +246,33 @@ class NotificationService:
                 )
         return created, counts
 
-    async def _add_unread(self, product_id: int, env: str, user_ids: list[int]) -> dict[int, int]:
-        counts: dict[int, int] = {}
-        for start in range(0, len(user_ids), _INSERT_CHUNK):
-            chunk = user_ids[start : start + _INSERT_CHUNK]
-            insert = dialect_insert(self.db, unread_counts).values(
-                [{"product_id": product_id, "env": env, "user_id": u, "count": 1} for u in chunk]
+    def _value(self, column: sa.Column[Any], value: Any) -> sa.ColumnElement[Any]:
+        # In INSERT … SELECT, PostgreSQL types a bare parameter as text; SQLite needs no cast
+        # (and would give CAST(… AS JSON) numeric affinity).
+        literal = sa.literal(value, column.type)
+        return literal if self.db.url.dialect == "sqlite" else sa.cast(literal, column.type)
+
+    async def _add_unread(
+        self, product_id: int, env: str, user_ids: sa.FromClause
+    ) -> dict[int, int]:
+        """Add one to each user's unread count; the new counts (users are distinct)."""
+        c = unread_counts.c
+        insert = dialect_insert(self.db, unread_counts).from_select(
+            ["product_id", "env", "user_id", "count"],
+            sa.select(
+                self._value(c.product_id, product_id),
+                self._value(c.env, env),
+                user_ids.c.value,
+                self._value(c.count, 1),
             )
-            upsert = insert.on_conflict_do_update(
-                index_elements=["product_id", "env", "user_id"],
-                set_={"count": unread_counts.c.count + insert.excluded.count},
-            ).returning(unread_counts.c.user_id, unread_counts.c.count)
-            for row in await self.db.fetch_all(upsert):
-                counts[row._mapping["user_id"]] = row._mapping["count"]
-        return counts
+            .select_from(user_ids)
+            # SQLite's grammar: INSERT … SELECT needs a WHERE before ON CONFLICT.
+            .where(sa.true()),
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=["product_id", "env", "user_id"], set_={"count": c.count + 1}
+        ).returning(c.user_id, c.count)
+        return {row[0]: row[1] for row in await self.db.fetch_all(upsert)}
 
     # -- reading --------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""The SQL layer under the services: cached compiled statements, bound integer lists, and
+SQLite's queued writers — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from databases import Database
+
+from hub.db import connect_database, integers
+
+scratch = sa.MetaData()
+items = sa.Table(
+    "db_layer_items",
+    scratch,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("label", sa.String(20), nullable=False),
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'layer.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = connect_database(url)
+    await database.connect()
+    await database.execute(sa.text("DROP TABLE IF EXISTS db_layer_items"))
+    await database.execute(sa.schema.CreateTable(items))
+    for i in range(1, 11):
+        await database.execute(items.insert().values(id=i, label=f"item {i}"))
+    yield database
+    await database.execute(sa.text("DROP TABLE db_layer_items"))
+    await database.disconnect()
+
+
+async def test_one_statement_shape_answers_for_each_call_s_own_values(db: Database) -> None:
+    # The second and third calls reuse the first call's compiled statement.
+    for wanted in (3, 7, 3):
+        row = await db.fetch_one(sa.select(items.c.label).where(items.c.id == wanted))
+        assert row is not None and row[0] == f"item {wanted}"
+
+
+async def test_in_lists_of_different_lengths_are_not_confused(db: Database) -> None:
+    # Expanding IN lists change the SQL text with their length: they must not share a cache
+    # entry.
+    for ids in ([1, 2], [4, 5, 6, 7], [9]):
+        rows = await db.fetch_all(sa.select(items.c.id).where(items.c.id.in_(ids)))
+        assert sorted(r[0] for r in rows) == ids
+
+
+async def test_integers_binds_a_whole_list_as_one_table(db: Database) -> None:
+    for ids in ([2, 4, 8], [10], list(range(1, 11))):
+        wanted = integers(db, ids)
+        rows = await db.fetch_all(
+            sa.select(items.c.id).where(items.c.id.in_(sa.select(wanted.c.value)))
+        )
+        assert sorted(r[0] for r in rows) == ids
+
+
+async def test_concurrent_write_transactions_all_commit(db: Database) -> None:
+    # On SQLite the writers queue on one lock instead of failing or sleeping in SQLite's
+    # busy handler; on PostgreSQL they simply run.
+    async def rename(i: int) -> None:
+        async with db.transaction():
+            await db.execute(items.update().where(items.c.id == i).values(label=f"renamed {i}"))
+            await asyncio.sleep(0)  # let the others start their transactions meanwhile
+            await db.execute(items.update().where(items.c.id == i).values(label=f"done {i}"))
+
+    await asyncio.gather(*(rename(i) for i in range(1, 11)))
+    rows = await db.fetch_all(sa.select(items.c.label).order_by(items.c.id))
+    assert [r[0] for r in rows] == [f"done {i}" for i in range(1, 11)]
+
+
+async def test_a_failed_transaction_releases_the_writers_lock(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.execute(items.update().where(items.c.id == 1).values(label="lost"))
+            raise RuntimeError("boom")
+    # The next writer is not stuck behind the rolled-back one.
+    await asyncio.wait_for(
+        db.execute(items.update().where(items.c.id == 2).values(label="kept")), timeout=5
+    )
+    labels = {r[0]: r[1] for r in await db.fetch_all(sa.select(items.c.id, items.c.label))}
+    assert labels[1] == "item 1" and labels[2] == "kept"
