@@ -201,13 +201,17 @@ class Recipient:
     locale: str | None
 
 
-def _member_of_env(product_id: int, env: str) -> sa.Select:
-    """User ids with a membership in an organization of the product environment."""
-    return (
+def _member_of_env(product_id: int, env: str, organization_id: int | None = None) -> sa.Select:
+    """User ids with a membership in an organization of the product environment (in
+    `organization_id` only, when given)."""
+    query = (
         sa.select(memberships.c.user_id)
         .select_from(memberships.join(organizations))
         .where(organizations.c.product_id == product_id, organizations.c.env == env)
     )
+    if organization_id is not None:
+        query = query.where(organizations.c.id == organization_id)
+    return query
 
 
 async def resolve_recipients(
@@ -218,13 +222,14 @@ async def resolve_recipients(
     user_ids: Sequence[int] = (),
     emails: Sequence[str] = (),
     external_ids: Sequence[str] = (),
+    organization_id: int | None = None,
 ) -> dict[tuple[str, object], Recipient]:
     """Map each (`user_id`|`email`|`external_id`, value) that names a user of this product
     environment to that user; names of anyone else (other products, the other environment,
     nobody) are simply absent.
     """
     found: dict[tuple[str, object], Recipient] = {}
-    members = _member_of_env(product_id, env)
+    members = _member_of_env(product_id, env, organization_id)
     columns = (users.c.id, users.c.email, users.c.locale)
     if user_ids:
         rows = await db.fetch_all(
@@ -255,6 +260,7 @@ async def resolve_recipients(
                 external_identities.c.product_id == product_id,
                 external_identities.c.env == env,
                 external_identities.c.external_id.in_(external_ids),
+                users.c.id.in_(members) if organization_id is not None else sa.true(),
             )
         )
         for r in rows:

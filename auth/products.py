@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from databases import Database
 
-from auth.secrets import hash_secret, new_secret
-from auth.tables import ENVIRONMENTS, plans, product_keys, products
+from auth.keys import KEY_PREFIXES, issue_key
+from auth.tables import ENVIRONMENTS, plans, products
 from hub.db import json_column, utcnow
 from hub.i18n import SUPPORTED_LOCALES
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-KEY_PREFIXES = {"publishable": "pk", "secret": "sk"}
 DEFAULT_FEATURES = ("notifications",)
 
 
@@ -28,6 +28,7 @@ class Product:
     mail_from_address: str | None
     reset_url_template: str | None
     origins: tuple[str, ...]
+    alert_webhook_url: str | None = None
 
     def allows_origin(self, origin: str) -> bool:
         # Exact match only (scheme + host + port): no wildcards, no suffix tricks.
@@ -56,6 +57,7 @@ def _product(row: object) -> Product:
         mail_from_address=m["mail_from_address"],
         reset_url_template=m["reset_url_template"],
         origins=tuple(json_column(m["origins"]) or ()),
+        alert_webhook_url=m["alert_webhook_url"],
     )
 
 
@@ -130,19 +132,8 @@ async def create_product(
             )
         )
         for env in ENVIRONMENTS:
-            for kind, prefix in KEY_PREFIXES.items():
-                key = new_secret(f"{prefix}_{env}_")
-                keys[f"{prefix}_{env}"] = key
-                await db.execute(
-                    product_keys.insert().values(
-                        product_id=product_id,
-                        env=env,
-                        kind=kind,
-                        key_hash=hash_secret(key),
-                        key_prefix=key[: len(prefix) + len(env) + 2 + 6],
-                        created_at=now,
-                    )
-                )
+            for kind in ("publishable", "secret"):
+                _, keys[f"{KEY_PREFIXES[kind]}_{env}"] = await issue_key(db, product_id, env, kind)
     product = await get_product(db, product_id)
     assert product is not None
     return product, keys
@@ -152,6 +143,22 @@ async def set_origins(db: Database, product_id: int, origins: list[str]) -> list
     clean = sorted({normalize_origin(o) for o in origins})
     await db.execute(products.update().where(products.c.id == product_id).values(origins=clean))
     return clean
+
+
+def normalize_webhook_url(url: str) -> str:
+    """An absolute http(s) URL without credentials; ValueError otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise ValueError("an absolute http:// or https:// URL without user:password")
+    if len(url) > 2000:
+        raise ValueError("at most 2000 characters")
+    return url.strip()
+
+
+async def set_alert_webhook(db: Database, product_id: int, url: str | None) -> None:
+    await db.execute(
+        products.update().where(products.c.id == product_id).values(alert_webhook_url=url)
+    )
 
 
 async def default_plan_id(db: Database, product_id: int) -> int:

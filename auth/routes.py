@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from auth.credentials import PUBLISHABLE_KEY_HEADER, bearer, credentials
 from auth.origins import check_origin
 from auth.products import Product
 from auth.service import PASSWORD_MAX, PASSWORD_MIN, AccessContext, Auth
@@ -34,25 +35,27 @@ async def _body(request: Request) -> Fields:
 
 
 async def public_product(request: Request) -> tuple[Product, str]:
-    """The product and environment a browser request is for (`X-Product-Slug`: live)."""
-    product = await _auth(request).product_for_slug(request.headers.get(PRODUCT_HEADER))
+    """The product environment a browser request is for, from its publishable key (which
+    names the environment; nothing else in the request can override it) or from
+    `X-Product-Slug` (live). Counted against the product's public rate limit."""
+    auth = _auth(request)
+    presented = request.headers.get(PUBLISHABLE_KEY_HEADER)
+    if presented is not None:
+        product, env = await credentials(request).publishable(request, presented.strip())
+    else:
+        product, env = await auth.product_for_slug(request.headers.get(PRODUCT_HEADER)), "live"
     check_origin(request, product)
-    return product, "live"
-
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    await auth.limiter.hit(auth.settings.rate_limits.public_product, "public", str(product.id), env)
+    return product, env
 
 
 async def access_context(request: Request) -> AccessContext:
     """The user behind the request's access token (401 unless every check passes)."""
     auth = _auth(request)
-    token = bearer_token(request)
+    token = bearer(request)
     if token is None:
         raise unauthorized()
+    await credentials(request).refuse_key_as_user_token(request, token)
     claims, product = await auth.authenticate_access(token)
     check_origin(request, product)
     return await auth.access_context(claims, product)
@@ -133,7 +136,7 @@ async def refresh(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Revoke the session named by the access token, or by a `refresh_token` in the body."""
     auth = _auth(request)
-    token = bearer_token(request)
+    token = bearer(request)
     if token is not None:
         claims, product = await auth.authenticate_access(token)
     else:

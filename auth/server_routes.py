@@ -1,57 +1,258 @@
-"""Server API for products that keep their own login: upsert users, mint their access tokens.
+"""Server API of a product environment: its users, its keys and its settings.
 
-Authenticated with the product's secret key; everything happens in that key's environment.
+Authenticated with a secret key (everything) or a restricted key (its scopes), always inside
+that key's product environment: a test key never sees or changes live data.
+
+- `POST /api/v1/users` (upsert by `external_id`), `POST /api/v1/users/{id}/tokens`: users:write
+- `GET /api/v1/users/{id}`: users:read
+- `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`:
+  keys:write. A restricted key never grants or handles more than its own scopes, and never
+  rotates the secret key (that would hand it full access).
+- `GET|PATCH /api/v1/product` (origins, alert webhook): the secret key only.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from auth.accounts import resolve_recipients
-from auth.keys import require_server_key
+from auth import keys
+from auth.accounts import get_user, resolve_recipients
+from auth.credentials import ServerCaller, require_server_caller
+from auth.products import (
+    normalize_origin,
+    normalize_webhook_url,
+    set_alert_webhook,
+    set_origins,
+)
 from auth.service import Auth
-from hub.errors import HubError
+from hub.errors import FieldError, HubError, forbidden, validation_failed
 from hub.http import Fields, read_json
+
+MAX_ORIGINS = 100
+MAX_RESTRICTED_KEYS = 100
 
 
 def _auth(request: Request) -> Auth:
     return request.app.state.auth
 
 
+def _path_id(request: Request, name: str, missing: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError:
+        raise HubError(404, missing) from None
+
+
+async def _fields(request: Request) -> Fields:
+    return Fields(await read_json(request, _auth(request).settings.max_body_bytes))
+
+
+# -- users -------------------------------------------------------------------------------
+
+
 async def upsert_user(request: Request) -> Response:
-    key = await require_server_key(request)
-    auth = _auth(request)
-    fields = Fields(await read_json(request, auth.settings.max_body_bytes))
+    caller = await require_server_caller(request, "users:write")
+    fields = await _fields(request)
     external_id = fields.string("external_id", max_length=255)
     email = fields.email() if fields.body.get("email") is not None else None
     name = fields.string("name", required=False)
     locale = fields.locale()
     fields.check()
-    user, created = await auth.upsert_user(
-        key.product, key.env, external_id=external_id, email=email, name=name, locale=locale
+    user, created = await _auth(request).upsert_user(
+        caller.product, caller.env, external_id=external_id, email=email, name=name, locale=locale
     )
     return JSONResponse({"user": user}, status_code=201 if created else 200)
 
 
-async def mint_token(request: Request) -> Response:
-    key = await require_server_key(request)
-    try:
-        user_id = int(request.path_params["user_id"])
-    except ValueError:
-        raise HubError(404, "user.not_found") from None
-    auth = _auth(request)
-    # Only users of this key's product environment: a test key never mints a live user's token.
-    found = await resolve_recipients(auth.db, key.product.id, key.env, user_ids=[user_id])
+async def _user_of(request: Request, caller: ServerCaller) -> int:
+    user_id = _path_id(request, "user_id", "user.not_found")
+    # Only users of this key's product environment: a test key never reaches a live user.
+    found = await resolve_recipients(
+        _auth(request).db, caller.product.id, caller.env, user_ids=[user_id]
+    )
     if not found:
         raise HubError(404, "user.not_found")
+    return user_id
+
+
+async def get_user_route(request: Request) -> Response:
+    caller = await require_server_caller(request, "users:read")
+    user = await get_user(_auth(request).db, await _user_of(request, caller))
+    if user is None:
+        raise HubError(404, "user.not_found")
+    return JSONResponse({"user": user.public()})
+
+
+async def mint_token(request: Request) -> Response:
+    caller = await require_server_caller(request, "users:write")
+    user_id = await _user_of(request, caller)
+    auth = _auth(request)
     return JSONResponse(
-        await auth.mint_access_token(key.product, key.env, user_id), status_code=201
+        await auth.mint_access_token(caller.product, caller.env, user_id), status_code=201
+    )
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def _may_handle(caller: ServerCaller, key: keys.ProductKey) -> bool:
+    if caller.kind == "secret":
+        return True
+    if key.kind == "secret":
+        return False
+    return key.kind == "publishable" or set(key.scopes or ()) <= (caller.scopes or set())
+
+
+async def _key_of(request: Request, caller: ServerCaller) -> keys.ProductKey:
+    key_id = _path_id(request, "key_id", "key.not_found")
+    key = await keys.get_key(_auth(request).db, caller.product.id, caller.env, key_id)
+    if key is None:
+        raise HubError(404, "key.not_found")
+    if not _may_handle(caller, key):
+        raise forbidden()
+    return key
+
+
+def _shown_once(key: keys.ProductKey, plaintext: str) -> dict[str, Any]:
+    return {**key.public(), "key": plaintext}
+
+
+async def list_keys(request: Request) -> Response:
+    caller = await require_server_caller(request, "keys:write")
+    found = await keys.list_keys(_auth(request).db, caller.product.id, caller.env)
+    return JSONResponse({"keys": [k.public() for k in found]})
+
+
+async def create_key(request: Request) -> Response:
+    """A new restricted key; its plaintext is in this answer and nowhere else."""
+    caller = await require_server_caller(request, "keys:write")
+    fields = await _fields(request)
+    name = fields.string("name", max_length=200)
+    scopes = fields.body.get("scopes")
+    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
+        fields.error("scopes", "field.required")
+    elif unknown := [s for s in scopes if s not in keys.PRODUCT_SCOPES]:
+        fields.error("scopes", "scope.unknown", scope=unknown[0])
+    fields.check()
+    if caller.kind != "secret" and not set(scopes) <= (caller.scopes or set()):
+        raise forbidden()
+    db = _auth(request).db
+    active = [k for k in await keys.list_keys(db, caller.product.id, caller.env) if k.active]
+    if sum(k.kind == "restricted" for k in active) >= MAX_RESTRICTED_KEYS:
+        raise HubError(409, "key.too_many")
+    key, plaintext = await keys.issue_key(
+        db, caller.product.id, caller.env, "restricted", scopes=sorted(set(scopes)), name=name
+    )
+    return JSONResponse(_shown_once(key, plaintext), status_code=201)
+
+
+async def rotate_key(request: Request) -> Response:
+    """A new key in place of this one, which stops working at once (no grace window)."""
+    caller = await require_server_caller(request, "keys:write")
+    key = await _key_of(request, caller)
+    if not key.active:
+        raise HubError(409, "key.revoked")
+    try:
+        new_key, plaintext = await keys.rotate_key(_auth(request).db, key)
+    except LookupError:
+        raise HubError(409, "key.revoked") from None
+    return JSONResponse(_shown_once(new_key, plaintext), status_code=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    caller = await require_server_caller(request, "keys:write")
+    key = await _key_of(request, caller)
+    if key.kind != "restricted":
+        # One publishable and one secret key must stay active: those are rotated instead.
+        raise HubError(409, "key.rotate_instead")
+    await keys.revoke_key(_auth(request).db, key.id, "revoked")
+    return Response(status_code=204)
+
+
+# -- product settings --------------------------------------------------------------------
+
+
+def _product_answer(caller: ServerCaller, origins: list[str], webhook: str | None) -> Response:
+    product = caller.product
+    return JSONResponse(
+        {
+            "product": {
+                "id": product.id,
+                "slug": product.slug,
+                "name": product.name,
+                "env": caller.env,
+                "default_locale": product.default_locale,
+                "origins": origins,
+                "alert_webhook_url": webhook,
+            }
+        }
+    )
+
+
+async def _secret_caller(request: Request) -> ServerCaller:
+    caller = await require_server_caller(request, "product:settings")
+    if caller.kind != "secret":
+        raise forbidden()
+    return caller
+
+
+async def get_product_settings(request: Request) -> Response:
+    caller = await _secret_caller(request)
+    product = caller.product
+    return _product_answer(caller, list(product.origins), product.alert_webhook_url)
+
+
+async def update_product_settings(request: Request) -> Response:
+    """`origins` (exact scheme://host[:port], no wildcards) and/or `alert_webhook_url`."""
+    caller = await _secret_caller(request)
+    fields = await _fields(request)
+    body = fields.body
+    origins: list[str] | None = None
+    if "origins" in body:
+        raw = body["origins"]
+        if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+            fields.error("origins", "field.not_list")
+        elif len(raw) > MAX_ORIGINS:
+            fields.error("origins", "field.too_many", max=MAX_ORIGINS)
+        else:
+            origins = []
+            for index, origin in enumerate(raw):
+                try:
+                    origins.append(normalize_origin(origin))
+                except ValueError:
+                    fields.error(f"origins[{index}]", "origin.invalid")
+    webhook = caller.product.alert_webhook_url
+    if "alert_webhook_url" in body:
+        raw = body["alert_webhook_url"]
+        try:
+            webhook = None if raw in (None, "") else normalize_webhook_url(str(raw))
+        except ValueError:
+            fields.error("alert_webhook_url", "field.not_url")
+    if "origins" not in body and "alert_webhook_url" not in body:
+        raise validation_failed({"origins": FieldError("field.required")})
+    fields.check()
+    db = _auth(request).db
+    if origins is not None:
+        origins = await set_origins(db, caller.product.id, origins)
+    if "alert_webhook_url" in body:
+        await set_alert_webhook(db, caller.product.id, webhook)
+    return _product_answer(
+        caller, origins if origins is not None else list(caller.product.origins), webhook
     )
 
 
 routes = [
     Route("/api/v1/users", upsert_user, methods=["POST"]),
+    Route("/api/v1/users/{user_id}", get_user_route, methods=["GET"]),
     Route("/api/v1/users/{user_id}/tokens", mint_token, methods=["POST"]),
+    Route("/api/v1/keys", list_keys, methods=["GET"]),
+    Route("/api/v1/keys", create_key, methods=["POST"]),
+    Route("/api/v1/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
+    Route("/api/v1/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route("/api/v1/product", get_product_settings, methods=["GET"]),
+    Route("/api/v1/product", update_product_settings, methods=["PATCH"]),
 ]

@@ -25,6 +25,8 @@ products = sa.Table(
     sa.Column("mail_from_address", sa.String(320), nullable=True),
     sa.Column("reset_url_template", sa.String(2000), nullable=True),
     sa.Column("origins", sa.JSON, nullable=False),
+    # Where security alerts are POSTed (they always go to the log as well).
+    sa.Column("alert_webhook_url", sa.String(2000), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
 )
 
@@ -52,7 +54,10 @@ product_keys = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),
+    # Why: "revoked", "rotated", or "compromised" (sent over plain HTTP).
+    sa.Column("revoked_reason", sa.String(16), nullable=True),
     sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
     sa.Index(None, "product_id", "env", "kind"),
 )
 
@@ -164,4 +169,45 @@ one_time_tokens = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=False),
     sa.Column("used_at", Timestamp, nullable=True),
     sa.Index(None, "user_id", "purpose"),
+)
+
+
+# Organization-scoped bearer tokens (`wksp_…`) that org owners and admins issue for their
+# automation (Kiket's workspace API tokens).
+workspace_tokens = sa.Table(
+    "workspace_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "organization_id", sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("token_prefix", sa.String(32), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Index(None, "organization_id"),
+)
+
+# OAuth 2.0 client-credentials applications of an organization.
+oauth_applications = sa.Table(
+    "oauth_applications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "organization_id", sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Index(None, "organization_id"),
 )

@@ -53,6 +53,8 @@ RATE_LIMIT_SETTINGS = (
     "HUB_RATE_FORGOT_ACCOUNT",
     "HUB_RATE_REFRESH_IP",
     "HUB_RATE_REFRESH_SESSION",
+    "HUB_RATE_PUBLIC_PRODUCT",
+    "HUB_RATE_SERVER_KEY",
 )
 SECRET_KEY_LINE = re.compile(r"^\s*sk_live\s+(sk_live_\S+)\s*$", re.MULTILINE)
 

@@ -19,8 +19,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from auth import products, sessions
-from auth.keys import KeyAuthenticator
+from auth.alerts import SecurityAlerts
+from auth.credentials import Credentials
 from auth.mail import make_mailer
+from auth.org_credentials import OrgCredentials
+from auth.org_routes import routes as org_routes
 from auth.origins import CORSMiddleware
 from auth.passwords import PasswordHasher
 from auth.ratelimit import RateLimiter
@@ -104,14 +107,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         parallelism=settings.argon2_parallelism,
         threads=settings.hash_threads,
     )
+    limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
     auth = Auth(
         db=db,
         settings=settings,
         signer=signer,
         hasher=hasher,
         mailer=make_mailer(settings.smtp_url, development=not settings.production),
-        limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
+        limiter=limiter,
     )
+    alerts = SecurityAlerts()
+    credentials = Credentials(db, settings, limiter, alerts)
+    org_credentials = OrgCredentials(credentials, signer)
+    credentials.org_resolver = org_credentials
     broker = Broker(settings.redis_url, settings.redis_prefix)
     notifications = NotificationService(db, broker)
 
@@ -134,11 +142,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await cable.disconnect_all("server_restart", reconnect=True)
             await cable.stop()
             await db.disconnect()
+            await alerts.close()
             hasher.close()
 
     routes = [
         *auth_routes,
         *server_routes,
+        *org_routes,
         *notification_routes,
         *cable_routes,
         Route("/healthz", healthz, methods=["GET"]),
@@ -159,7 +169,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.db = db
     app.state.auth = auth
-    app.state.keys = KeyAuthenticator(db)
+    app.state.credentials = credentials
+    app.state.org_credentials = org_credentials
     app.state.broker = broker
     app.state.notifications = notifications
     app.state.cable = cable

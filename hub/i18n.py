@@ -39,6 +39,52 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Link zum Zurücksetzen des Passworts ist ungültig, abgelaufen oder "
         "bereits verwendet.",
     },
+    "auth.key_in_browser": {
+        "en": "Secret and restricted keys belong on a server, never in a browser. The request "
+        "was refused and the product's security contact alerted.",
+        "cs": "Tajné a omezené klíče patří na server, nikdy do prohlížeče. Požadavek byl "
+        "odmítnut a bezpečnostní kontakt produktu upozorněn.",
+        "de": "Geheime und eingeschränkte Schlüssel gehören auf einen Server, nie in einen "
+        "Browser. Die Anfrage wurde abgelehnt und der Sicherheitskontakt informiert.",
+    },
+    "auth.key_compromised": {
+        "en": "This key was sent over plain HTTP and has been revoked as compromised. "
+        "Use HTTPS and a new key.",
+        "cs": "Tento klíč byl odeslán přes nešifrované HTTP a byl zneplatněn jako prozrazený. "
+        "Použijte HTTPS a nový klíč.",
+        "de": "Dieser Schlüssel wurde über unverschlüsseltes HTTP gesendet und als "
+        "kompromittiert widerrufen. Verwenden Sie HTTPS und einen neuen Schlüssel.",
+    },
+    "key.not_found": {
+        "en": "No such key in this product environment.",
+        "cs": "Takový klíč v tomto prostředí produktu neexistuje.",
+        "de": "Diesen Schlüssel gibt es in dieser Produktumgebung nicht.",
+    },
+    "key.revoked": {
+        "en": "This key is revoked already.",
+        "cs": "Tento klíč už byl zneplatněn.",
+        "de": "Dieser Schlüssel ist bereits widerrufen.",
+    },
+    "key.rotate_instead": {
+        "en": "Publishable and secret keys cannot be deleted, only rotated.",
+        "cs": "Veřejné a tajné klíče nelze smazat, pouze vyměnit.",
+        "de": "Öffentliche und geheime Schlüssel können nicht gelöscht, nur rotiert werden.",
+    },
+    "key.too_many": {
+        "en": "This product environment has as many active restricted keys as allowed.",
+        "cs": "Toto prostředí produktu už má nejvyšší povolený počet omezených klíčů.",
+        "de": "Diese Produktumgebung hat bereits die erlaubte Anzahl eingeschränkter Schlüssel.",
+    },
+    "workspace_token.not_found": {
+        "en": "No such workspace API token in this organization.",
+        "cs": "Takový API token v této organizaci neexistuje.",
+        "de": "Dieses API-Token gibt es in dieser Organisation nicht.",
+    },
+    "oauth_application.not_found": {
+        "en": "No such OAuth application in this organization.",
+        "cs": "Taková OAuth aplikace v této organizaci neexistuje.",
+        "de": "Diese OAuth-Anwendung gibt es in dieser Organisation nicht.",
+    },
     "organization.not_found": {
         "en": "You are not a member of that organization.",
         "cs": "Nejste členem této organizace.",
@@ -150,6 +196,31 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This field must be a string.",
         "cs": "Toto pole musí být text.",
         "de": "Dieses Feld muss eine Zeichenkette sein.",
+    },
+    "field.not_list": {
+        "en": "This field must be a list of strings.",
+        "cs": "Toto pole musí být seznam textů.",
+        "de": "Dieses Feld muss eine Liste von Zeichenketten sein.",
+    },
+    "field.not_url": {
+        "en": "This field must be an absolute http:// or https:// URL.",
+        "cs": "Toto pole musí být absolutní URL http:// nebo https://.",
+        "de": "Dieses Feld muss eine absolute http://- oder https://-URL sein.",
+    },
+    "field.not_datetime": {
+        "en": "This field must be a future ISO 8601 time with a time zone.",
+        "cs": "Toto pole musí být budoucí čas ve formátu ISO 8601 s časovou zónou.",
+        "de": "Dieses Feld muss ein zukünftiger ISO-8601-Zeitpunkt mit Zeitzone sein.",
+    },
+    "origin.invalid": {
+        "en": "Not an origin: use scheme://host[:port], no path and no wildcards.",
+        "cs": "Toto není origin: použijte scheme://host[:port], bez cesty a bez zástupných znaků.",
+        "de": "Kein Origin: verwenden Sie scheme://host[:port], ohne Pfad und Platzhalter.",
+    },
+    "scope.unknown": {
+        "en": "Unknown scope: {scope}.",
+        "cs": "Neznámý rozsah oprávnění: {scope}.",
+        "de": "Unbekannter Geltungsbereich: {scope}.",
     },
     "field.too_many": {
         "en": "At most {max} items are allowed.",

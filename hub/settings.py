@@ -37,7 +37,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 
 @dataclass(frozen=True)
 class RateLimits:
-    """`limits` strings such as "10/minute;100/hour" for each auth action."""
+    """`limits` strings such as "10/minute;100/hour" for each limited action."""
 
     login_ip: str = "30/minute;300/hour"
     login_account: str = "10/minute;50/hour"
@@ -46,6 +46,10 @@ class RateLimits:
     forgot_account: str = "3/minute;10/hour"
     refresh_ip: str = "120/minute"
     refresh_session: str = "30/minute"
+    # Every public endpoint, per product environment (a leaked pk_ key cannot flood it).
+    public_product: str = "1200/minute"
+    # The server API, per key / workspace token / OAuth application.
+    server_key: str = "6000/minute"
 
 
 @dataclass(frozen=True)

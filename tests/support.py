@@ -148,6 +148,8 @@ GENEROUS_LIMITS = {
         "FORGOT_ACCOUNT",
         "REFRESH_IP",
         "REFRESH_SESSION",
+        "PUBLIC_PRODUCT",
+        "SERVER_KEY",
     )
 }
 
@@ -401,3 +403,40 @@ async def cable(hub_url: str, token: str) -> CableClient:
     confirmed = await client.subscribe()
     assert confirmed["type"] == "confirm_subscription", confirmed
     return client
+
+
+class AlertSink:
+    """A real local HTTP endpoint (in a thread) that records the JSON POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    async def wait_for(self, event: str, within: float = 5) -> dict:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for alert in self.received:
+                if alert.get("event") == event:
+                    return alert
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {event} alert arrived; got {self.received}")
+
+    def close(self) -> None:
+        self.server.shutdown()

@@ -30,6 +30,9 @@ RevokedAmong = Callable[[set[str]], Awaitable[set[str]]]
 
 RECENT_OFFSETS = 1024
 RECOVERY_CONCURRENCY = 16
+# Pings go out in this many slices spread over the interval: every socket still hears one
+# every interval, but 10,000 sockets never wake at once and stall the loop for everyone.
+PING_SLICES = 10
 
 
 def message_frame(identifier: str, payload: str) -> str:
@@ -75,6 +78,8 @@ class CableRegistry:
         self._ping_interval = ping_interval
         self._session_check_interval = session_check_interval
         self.connections: set[CableConnection] = set()
+        self._ping_slices: list[set[CableConnection]] = [set() for _ in range(PING_SLICES)]
+        self._next_slice = 0
         self._by_session: dict[str, set[CableConnection]] = {}
         self._streams: dict[str, _Stream] = {}
         self._expiry: dict[CableConnection, asyncio.TimerHandle] = {}
@@ -85,7 +90,9 @@ class CableRegistry:
     async def start(self) -> None:
         await self.broker.start(self._on_broker_message, self.recover_gap)
         self._tasks = [
-            asyncio.create_task(self._every(self._ping_interval, self._ping), name="cable-ping"),
+            asyncio.create_task(
+                self._every(self._ping_interval / PING_SLICES, self._ping), name="cable-ping"
+            ),
             asyncio.create_task(
                 self._every(self._session_check_interval, self._check_sessions),
                 name="cable-sessions",
@@ -112,6 +119,8 @@ class CableRegistry:
 
     def add(self, connection: CableConnection) -> None:
         self.connections.add(connection)
+        # The smallest slice, so slices stay even as sockets come and go.
+        min(self._ping_slices, key=len).add(connection)
         self._by_session.setdefault(connection.session_id, set()).add(connection)
         delay = max(0.0, connection.expires_at - time.time())
         self._expiry[connection] = asyncio.get_running_loop().call_later(
@@ -121,6 +130,8 @@ class CableRegistry:
     def remove(self, connection: CableConnection) -> None:
         """Forget the connection (its subscriptions leave their streams separately)."""
         self.connections.discard(connection)
+        for ping_slice in self._ping_slices:
+            ping_slice.discard(connection)
         peers = self._by_session.get(connection.session_id)
         if peers is not None:
             peers.discard(connection)
@@ -235,8 +246,9 @@ class CableRegistry:
 
     async def _ping(self) -> None:
         frame = json.dumps({"type": "ping", "message": int(time.time())})
-        for connection in self.connections:
+        for connection in self._ping_slices[self._next_slice]:
             connection.send(frame)
+        self._next_slice = (self._next_slice + 1) % PING_SLICES
 
     async def _check_sessions(self) -> None:
         # A backstop for revocations whose control message was lost (e.g. a Redis outage).

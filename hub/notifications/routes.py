@@ -1,6 +1,8 @@
 """HTTP API of notifications.
 
-Server side (product secret key): `POST /api/v1/notifications` to one recipient or up to 1000.
+Server side: `POST /api/v1/notifications` to one recipient or up to 1000 (`notifications:write`)
+and `GET /api/v1/users/{id}/notifications` (`notifications:read`), with a secret or restricted
+key — or a workspace token / OAuth token, which reach members of their organization only.
 User side (access token): list, unread count, mark one read, mark all read.
 """
 
@@ -14,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.accounts import resolve_recipients
-from auth.keys import require_server_key
+from auth.credentials import require_server_caller
 from auth.routes import access_context
 from auth.service import AccessContext
 from hub.errors import FieldError, HubError, validation_failed
@@ -90,7 +92,7 @@ def _content(fields: Fields) -> dict[str, Any]:
 
 
 async def send_notifications(request: Request) -> Response:
-    key = await require_server_key(request)
+    key = await require_server_caller(request, "notifications:write", org_scoped=True)
     body = await read_json(request, request.app.state.settings.max_body_bytes * 4)
     fields = Fields(body)
     names = _recipient_names(fields)
@@ -108,6 +110,7 @@ async def send_notifications(request: Request) -> Response:
         user_ids=[v for k, v in names if k == "user_id"],
         emails=[v for k, v in names if k == "email"],
         external_ids=[v for k, v in names if k == "external_id"],
+        organization_id=key.organization_id,
     )
     unknown = {
         (f"recipients[{i}]" if "recipients" in body else k): FieldError("user.not_found")
@@ -153,19 +156,23 @@ def _int_param(request: Request, name: str, default: int | None, maximum: int) -
 
 async def list_notifications(request: Request) -> Response:
     ctx = await access_context(request)
+    return await _page(request, ctx.product.id, ctx.env, ctx.user.id, _locale(request, ctx))
+
+
+async def _page(request: Request, product_id: int, env: str, user_id: int, locale: str) -> Response:
+    """A page of a user's notifications (`?limit`, `?cursor`, `?unread`), newest first."""
     service = _service(request)
     limit = _int_param(request, "limit", PAGE_DEFAULT, PAGE_MAX)
     before = _int_param(request, "cursor", None, 2**63 - 1)
     unread_only = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
     items, next_cursor = await service.page(
-        ctx.product.id, ctx.env, ctx.user.id, before=before, limit=limit, unread_only=unread_only
+        product_id, env, user_id, before=before, limit=limit, unread_only=unread_only
     )
-    locale = _locale(request, ctx)
     return JSONResponse(
         {
             "notifications": [n.public(locale) for n in items],
             "next_cursor": str(next_cursor) if next_cursor is not None else None,
-            "unread_count": await service.unread_count(ctx.product.id, ctx.env, ctx.user.id),
+            "unread_count": await service.unread_count(product_id, env, user_id),
         }
     )
 
@@ -192,8 +199,34 @@ async def mark_all_read(request: Request) -> Response:
     return JSONResponse({"unread_count": count})
 
 
+async def user_notifications(request: Request) -> Response:
+    """Server side: one user's notifications, newest first, in pages."""
+    caller = await require_server_caller(request, "notifications:read", org_scoped=True)
+    try:
+        user_id = int(request.path_params["user_id"])
+    except ValueError:
+        raise HubError(404, "user.not_found") from None
+    service = _service(request)
+    found = await resolve_recipients(
+        service.db,
+        caller.product.id,
+        caller.env,
+        user_ids=[user_id],
+        organization_id=caller.organization_id,
+    )
+    if not found:
+        raise HubError(404, "user.not_found")
+    locale = negotiate_locale(
+        request.query_params,
+        request.headers,
+        found[("user_id", user_id)].locale or caller.product.default_locale,
+    )
+    return await _page(request, caller.product.id, caller.env, user_id, locale)
+
+
 routes = [
     Route("/api/v1/notifications", send_notifications, methods=["POST"]),
+    Route("/api/v1/users/{user_id}/notifications", user_notifications, methods=["GET"]),
     Route("/api/v1/notifications", list_notifications, methods=["GET"]),
     Route("/api/v1/notifications/unread_count", unread_count, methods=["GET"]),
     Route("/api/v1/notifications/read_all", mark_all_read, methods=["POST"]),

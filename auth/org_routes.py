@@ -1,0 +1,321 @@
+"""HTTP endpoints of organization credentials (Kiket's workspace API tokens and OAuth 2.0
+client credentials) and of what those credentials can read about their organization.
+
+- `GET|POST /api/v1/workspace_api_tokens`, `DELETE /api/v1/workspace_api_tokens/{id}` and
+  `GET|POST /api/v1/oauth_applications`, `DELETE /api/v1/oauth_applications/{id}`: for org
+  owners and admins, with their access token (the org it names) or a workspace/OAuth token
+  holding the `admin` scope. Bodies are wrapped as in the Kiket seed
+  (`{"workspace_api_token": {…}}`, `{"oauth_application": {…}}`).
+- `POST /oauth/token` (RFC 6749 section 4.4): `grant_type=client_credentials`, the client
+  authenticated by HTTP Basic or by `client_id` + `client_secret` in the body; errors as RFC
+  6749 section 5.2 says (`invalid_request`, `invalid_client`, `invalid_scope`,
+  `unsupported_grant_type`).
+- `GET /api/v1/organization/members`: `members:read`, workspace or OAuth tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from auth import org_credentials as oc
+from auth.accounts import user_organization
+from auth.credentials import bearer, client_address, credentials, require_server_caller
+from auth.routes import access_context
+from auth.service import Auth
+from auth.tables import memberships, oauth_applications, users, workspace_tokens
+from hub.db import utcnow
+from hub.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
+from hub.http import Fields, read_json
+
+MANAGER_ROLES = ("owner", "admin")
+TOKEN_BODY_LIMIT = 8 * 1024
+
+
+def _auth(request: Request) -> Auth:
+    return request.app.state.auth
+
+
+def _org_credentials(request: Request) -> oc.OrgCredentials:
+    return request.app.state.org_credentials
+
+
+@dataclass(frozen=True)
+class Manager:
+    """Someone allowed to manage an organization's credentials."""
+
+    org_id: int
+    user_id: int
+
+
+async def org_manager(request: Request) -> Manager:
+    """An org owner/admin's access token, or an org token with the `admin` scope."""
+    presented = bearer(request)
+    if presented is None:
+        raise unauthorized()
+    if not presented.startswith(oc.TOKEN_PREFIX):
+        try:
+            ctx = await access_context(request)
+        except HubError as exc:
+            if exc.status != 401 or presented.count(".") != 2:
+                raise
+        else:
+            membership = await user_organization(
+                _auth(request).db, ctx.user.id, ctx.org_id, ctx.product.id, ctx.env
+            )
+            if membership is None or membership.role not in MANAGER_ROLES:
+                raise forbidden()
+            return Manager(ctx.org_id, ctx.user.id)
+    caller = await require_server_caller(request, "admin", org_scoped=True)
+    if caller.organization_id is None or caller.acting_user_id is None:
+        raise unauthorized()  # a product key manages product keys, not org credentials
+    return Manager(caller.organization_id, caller.acting_user_id)
+
+
+def _path_id(request: Request, missing: str) -> int:
+    try:
+        return int(request.path_params["id"])
+    except ValueError:
+        raise HubError(404, missing) from None
+
+
+async def _wrapped(request: Request, wrapper: str) -> Fields:
+    body = await read_json(request, _auth(request).settings.max_body_bytes)
+    inner = body.get(wrapper)
+    if not isinstance(inner, dict):
+        raise validation_failed({wrapper: FieldError("field.not_object")})
+    return Fields(inner)
+
+
+def _scopes(fields: Fields) -> list[str]:
+    raw = fields.body.get("scopes", [])
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        fields.error("scopes", "field.not_list")
+        return []
+    unknown = [s for s in raw if s not in oc.WORKSPACE_SCOPES]
+    if unknown:
+        fields.error("scopes", "scope.unknown", scope=unknown[0])
+    return sorted(set(raw))
+
+
+def _expires_at(fields: Fields) -> datetime | None:
+    raw = fields.body.get("expires_at")
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None or value <= utcnow():
+        fields.error("expires_at", "field.not_datetime")
+        return None
+    return value
+
+
+async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> None:
+    if await oc.count_active(_auth(request).db, table, org_id) >= oc.MAX_PER_ORGANIZATION:
+        raise HubError(409, "key.too_many")
+
+
+# -- workspace API tokens ----------------------------------------------------------------
+
+
+async def list_workspace_tokens(request: Request) -> Response:
+    manager = await org_manager(request)
+    tokens = await oc.list_workspace_tokens(_auth(request).db, manager.org_id)
+    return JSONResponse({"workspace_api_tokens": tokens})
+
+
+async def create_workspace_token(request: Request) -> Response:
+    manager = await org_manager(request)
+    fields = await _wrapped(request, "workspace_api_token")
+    name = fields.string("name", max_length=200)
+    scopes = _scopes(fields)
+    expires_at = _expires_at(fields)
+    fields.check()
+    await _room_for_one_more(request, workspace_tokens, manager.org_id)
+    answer = await oc.issue_workspace_token(
+        _auth(request).db,
+        org_id=manager.org_id,
+        owner_id=manager.user_id,
+        name=name,
+        scopes=scopes,
+        expires_at=expires_at,
+    )
+    return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def revoke_workspace_token(request: Request) -> Response:
+    manager = await org_manager(request)
+    token_id = _path_id(request, "workspace_token.not_found")
+    if not await oc.revoke(_auth(request).db, workspace_tokens, manager.org_id, token_id):
+        raise HubError(404, "workspace_token.not_found")
+    return Response(status_code=204)
+
+
+# -- OAuth applications ------------------------------------------------------------------
+
+
+async def list_applications(request: Request) -> Response:
+    manager = await org_manager(request)
+    apps = await oc.list_applications(_auth(request).db, manager.org_id)
+    return JSONResponse({"oauth_applications": apps})
+
+
+async def register_application(request: Request) -> Response:
+    manager = await org_manager(request)
+    fields = await _wrapped(request, "oauth_application")
+    name = fields.string("name", max_length=200)
+    scopes = _scopes(fields)
+    fields.check()
+    await _room_for_one_more(request, oauth_applications, manager.org_id)
+    answer = await oc.register_application(
+        _auth(request).db,
+        org_id=manager.org_id,
+        owner_id=manager.user_id,
+        name=name,
+        scopes=scopes,
+    )
+    return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def revoke_application(request: Request) -> Response:
+    manager = await org_manager(request)
+    app_id = _path_id(request, "oauth_application.not_found")
+    if not await oc.revoke(_auth(request).db, oauth_applications, manager.org_id, app_id):
+        raise HubError(404, "oauth_application.not_found")
+    return Response(status_code=204)
+
+
+# -- the token endpoint ------------------------------------------------------------------
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error(status: int, error: str, description: str, *, basic: bool = False) -> Response:
+    headers = dict(NO_STORE)
+    if basic:
+        headers["WWW-Authenticate"] = 'Basic realm="notification-hub"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+async def _token_request(request: Request) -> dict[str, str] | None:
+    """The token request's parameters (form-encoded as RFC 6749 says, or JSON)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if len(raw) > TOKEN_BODY_LIMIT:
+        return None
+    if media_type == "application/json":
+        try:
+            body = await read_json(request, TOKEN_BODY_LIMIT)
+        except HubError:
+            return None
+        if not all(isinstance(v, str) for v in body.values()):
+            return None
+        return body
+    if media_type != "application/x-www-form-urlencoded":
+        return None
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            return None  # RFC 6749 section 3.2: parameters must not be repeated
+        params[name] = value
+    return params
+
+
+def _basic_client(request: Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "")
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote(client_id), unquote(secret)) if sep else ("", "")
+
+
+async def issue_token(request: Request) -> Response:
+    auth = _auth(request)
+    await auth.limiter.hit(auth.settings.rate_limits.login_ip, "oauth", client_address(request))
+    params = await _token_request(request)
+    if params is None:
+        return oauth_error(
+            400, "invalid_request", "Send form-encoded (or JSON) parameters, each at most once."
+        )
+    basic = _basic_client(request)
+    if basic is not None and ("client_id" in params or "client_secret" in params):
+        return oauth_error(400, "invalid_request", "Authenticate the client one way only.")
+    client_id, client_secret = basic or (
+        params.get("client_id", ""),
+        params.get("client_secret", ""),
+    )
+    grant_type = params.get("grant_type")
+    if not grant_type:
+        return oauth_error(400, "invalid_request", "grant_type is required.")
+    if not client_id or not client_secret:
+        return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
+    application = await oc.authenticate_client(auth.db, client_id, client_secret)
+    if application is None:
+        credentials(request).alerts.failed_lookup(client_address(request))
+        return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
+    if grant_type != "client_credentials":
+        return oauth_error(
+            400, "unsupported_grant_type", "Only client_credentials is supported here."
+        )
+    scopes = oc.granted_scopes(application, params.get("scope"))
+    if scopes is None:
+        return oauth_error(400, "invalid_scope", "The scope asks for more than the client has.")
+    org = await oc.get_organization(auth.db, application.organization_id)
+    if org is None:
+        return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
+    answer = _org_credentials(request).issue_access_token(application, org, scopes)
+    return JSONResponse(answer, headers=NO_STORE)
+
+
+# -- what org credentials can read -------------------------------------------------------
+
+
+async def organization_members(request: Request) -> Response:
+    caller = await require_server_caller(request, "members:read", org_scoped=True)
+    if caller.organization_id is None:
+        raise unauthorized()  # product keys span every organization; this is per org
+    rows = await _auth(request).db.fetch_all(
+        sa.select(users.c.id, users.c.name, users.c.email, memberships.c.role)
+        .select_from(memberships.join(users))
+        .where(memberships.c.organization_id == caller.organization_id)
+        .order_by(users.c.id)
+    )
+    members: list[dict[str, Any]] = [
+        {"id": r[0], "name": r[1], "email": r[2], "role": r[3]} for r in rows
+    ]
+    return JSONResponse({"members": members})
+
+
+routes = [
+    Route("/api/v1/workspace_api_tokens", list_workspace_tokens, methods=["GET"]),
+    Route("/api/v1/workspace_api_tokens", create_workspace_token, methods=["POST"]),
+    Route("/api/v1/workspace_api_tokens/{id}", revoke_workspace_token, methods=["DELETE"]),
+    Route("/api/v1/oauth_applications", list_applications, methods=["GET"]),
+    Route("/api/v1/oauth_applications", register_application, methods=["POST"]),
+    Route("/api/v1/oauth_applications/{id}", revoke_application, methods=["DELETE"]),
+    Route("/oauth/token", issue_token, methods=["POST"]),
+    Route("/api/v1/organization/members", organization_members, methods=["GET"]),
+]

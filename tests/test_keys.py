@@ -1,0 +1,403 @@
+"""Product keys end to end: publishable, secret and restricted keys, each accepted where it
+belongs and refused elsewhere; scopes; rotation; test/live isolation; product settings; and
+the security alerts, delivered to a real local HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.support import (
+    PASSWORD,
+    AlertSink,
+    api_user,
+    bearer,
+    cable,
+    create_product,
+    publish,
+)
+
+
+@pytest.fixture
+async def product(hub):
+    return create_product(hub)
+
+
+@pytest.fixture
+def alerts():
+    sink = AlertSink()
+    yield sink
+    sink.close()
+
+
+def code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+async def register_with_key(client, pk: str, email: str, **headers: str):
+    return await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Publishable-Key": pk, **headers},
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+            "organization_name": "Acme",
+        },
+    )
+
+
+async def restricted_key(client, secret_key: str, *scopes: str) -> str:
+    response = await client.post(
+        "/api/v1/keys",
+        headers=bearer(secret_key),
+        json={"name": "job", "scopes": list(scopes)},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["kind"] == "restricted" and body["key"].startswith("rk_live_")
+    return body["key"]
+
+
+async def set_webhook(client, secret_key: str, url: str) -> None:
+    response = await client.patch(
+        "/api/v1/product", headers=bearer(secret_key), json={"alert_webhook_url": url}
+    )
+    assert response.status_code == 200, response.text
+
+
+# -- publishable keys --------------------------------------------------------------------
+
+
+async def test_publishable_key_names_product_and_environment(client, product, email):
+    assert len(product["pk_test"]) == len("pk_test_") + 43
+    created = await register_with_key(
+        client, product["pk_test"], email, **{"X-Product-Slug": "demo"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["user"]["email"] == email
+    # The key made it a test user of this product: the live environment does not know them,
+    # whatever the slug header said.
+    login = {"email": email, "password": PASSWORD}
+    as_test = await client.post(
+        "/api/v1/auth/login", headers={"X-Publishable-Key": product["pk_test"]}, json=login
+    )
+    assert as_test.status_code == 200
+    for headers in ({"X-Publishable-Key": product["pk_live"]}, {"X-Product-Slug": "demo"}):
+        other = await client.post("/api/v1/auth/login", headers=headers, json=login)
+        assert other.status_code == 401, headers
+
+
+async def test_unknown_or_malformed_publishable_key_is_401(client):
+    for key in ("pk_live_" + "A" * 43, "pk_nope_x", "garbage", ""):
+        response = await client.post(
+            "/api/v1/auth/login",
+            headers={"X-Publishable-Key": key},
+            json={"email": "a@example.com", "password": PASSWORD},
+        )
+        assert response.status_code == 401 and code(response) == "auth.unauthorized", key
+
+
+async def test_rotating_the_publishable_key_invalidates_it_at_once(client, product, email):
+    sk = product["sk_live"]
+    keys = (await client.get("/api/v1/keys", headers=bearer(sk))).json()["keys"]
+    [pk] = [k for k in keys if k["kind"] == "publishable" and k["revoked_at"] is None]
+    rotated = await client.post(f"/api/v1/keys/{pk['id']}/rotate", headers=bearer(sk))
+    assert rotated.status_code == 201, rotated.text
+    new_pk = rotated.json()["key"]
+    assert new_pk.startswith("pk_live_") and new_pk != product["pk_live"]
+    old = await register_with_key(client, product["pk_live"], email)
+    assert old.status_code == 401
+    assert (await register_with_key(client, new_pk, email)).status_code == 201
+    again = await client.post(f"/api/v1/keys/{pk['id']}/rotate", headers=bearer(sk))
+    assert again.status_code == 409 and code(again) == "key.revoked"
+
+
+# -- secret keys out of place ------------------------------------------------------------
+
+
+async def test_secret_key_as_publishable_key_is_refused_and_alerted(client, product, email, alerts):
+    await set_webhook(client, product["sk_live"], alerts.url)
+    response = await register_with_key(client, product["sk_live"], email)
+    assert response.status_code == 401 and code(response) == "auth.key_in_browser"
+    alert = await alerts.wait_for("secret_key_in_browser")
+    assert alert["product"] == product["slug"] and alert["env"] == "live"
+    assert alert["details"]["prefix"] == product["sk_live"][:14]
+    assert product["sk_live"] not in json.dumps(alerts.received)  # never the secret itself
+    # Nothing was created.
+    login = await client.post(
+        "/api/v1/auth/login",
+        headers={"X-Publishable-Key": product["pk_live"]},
+        json={"email": email, "password": PASSWORD},
+    )
+    assert login.status_code == 401
+
+
+async def test_secret_key_from_a_browser_origin_is_refused(hub, client, product, alerts):
+    await set_webhook(client, product["sk_live"], alerts.url)
+    external_id = f"x-{uuid.uuid4().hex[:8]}"
+    response = await client.post(
+        "/api/v1/users",
+        headers={**bearer(product["sk_live"]), "Origin": hub.url},
+        json={"external_id": external_id},
+    )
+    assert response.status_code == 401 and code(response) == "auth.key_in_browser"
+    alert = await alerts.wait_for("secret_key_in_browser")
+    assert alert["details"]["origin"] == hub.url
+    # The same call from a server works, and shows the browser's call created nothing.
+    created = await client.post(
+        "/api/v1/users", headers=bearer(product["sk_live"]), json={"external_id": external_id}
+    )
+    assert created.status_code == 201
+
+
+async def test_wrong_credential_kinds_on_the_server_api_are_401(client, product, email):
+    user_id, access = await api_user(client, product["sk_live"])
+    registered = await register_with_key(client, product["pk_live"], email)
+    refresh = registered.json()["refresh_token"]
+    for credential in (product["pk_live"], access, refresh, "wksp_" + "x" * 43, "sk_live_nope"):
+        response = await client.post(
+            "/api/v1/notifications",
+            headers=bearer(credential),
+            json={"user_id": user_id, "title": "Hi"},
+        )
+        assert response.status_code == 401 and code(response) == "auth.unauthorized"
+    no_header = await client.post("/api/v1/users", json={"external_id": "x"})
+    assert no_header.status_code == 401
+    cookie = await client.post(
+        "/api/v1/users", headers={"Cookie": "session=abc"}, json={"external_id": "x"}
+    )
+    assert cookie.status_code == 401
+
+
+async def test_a_secret_key_is_no_user_token(client, product):
+    response = await client.get("/api/v1/auth/me", headers=bearer(product["sk_live"]))
+    assert response.status_code == 401
+
+
+# -- restricted keys and scopes ----------------------------------------------------------
+
+
+async def test_restricted_key_scopes(client, product):
+    sk = product["sk_live"]
+    user_id, _ = await api_user(client, sk)
+    writer = await restricted_key(client, sk, "notifications:write")
+    sent = await client.post(
+        "/api/v1/notifications", headers=bearer(writer), json={"user_id": user_id, "title": "Hi"}
+    )
+    assert sent.status_code == 201
+    denied = [
+        await client.get(f"/api/v1/users/{user_id}/notifications", headers=bearer(writer)),
+        await client.post("/api/v1/users", headers=bearer(writer), json={"external_id": "n"}),
+        await client.get(f"/api/v1/users/{user_id}", headers=bearer(writer)),
+        await client.get("/api/v1/keys", headers=bearer(writer)),
+        await client.get("/api/v1/product", headers=bearer(writer)),
+    ]
+    for response in denied:
+        assert response.status_code == 403 and code(response) == "auth.forbidden"
+    reader = await restricted_key(client, sk, "notifications:read", "users:read")
+    listed = await client.get(f"/api/v1/users/{user_id}/notifications", headers=bearer(reader))
+    assert listed.status_code == 200 and listed.json()["notifications"][0]["title"] == "Hi"
+    user = await client.get(f"/api/v1/users/{user_id}", headers=bearer(reader))
+    assert user.status_code == 200 and user.json()["user"]["id"] == user_id
+
+
+async def test_restricted_key_cannot_grant_more_than_it_has(client, product):
+    sk = product["sk_live"]
+    manager = await restricted_key(client, sk, "keys:write", "notifications:read")
+    wider = await client.post(
+        "/api/v1/keys",
+        headers=bearer(manager),
+        json={"name": "more", "scopes": ["notifications:write"]},
+    )
+    assert wider.status_code == 403
+    narrower = await restricted_key(client, manager, "notifications:read")
+    assert narrower.startswith("rk_live_")
+    keys = (await client.get("/api/v1/keys", headers=bearer(manager))).json()["keys"]
+    [secret] = [k for k in keys if k["kind"] == "secret" and k["revoked_at"] is None]
+    steal = await client.post(f"/api/v1/keys/{secret['id']}/rotate", headers=bearer(manager))
+    assert steal.status_code == 403
+    # And the secret key still works.
+    assert (await client.get("/api/v1/keys", headers=bearer(sk))).status_code == 200
+
+
+async def test_unknown_scope_is_a_validation_error(client, product):
+    response = await client.post(
+        "/api/v1/keys",
+        headers=bearer(product["sk_live"]),
+        json={"name": "x", "scopes": ["everything"]},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["scopes"]["code"] == "scope.unknown"
+
+
+async def test_revoking_and_rotating_keys(client, product):
+    sk = product["sk_live"]
+    job = await restricted_key(client, sk, "users:read")
+    keys = (await client.get("/api/v1/keys", headers=bearer(sk))).json()["keys"]
+    [entry] = [k for k in keys if k["kind"] == "restricted"]
+    assert entry["key_prefix"] == job[:14] and "key" not in entry
+    assert (
+        await client.delete(f"/api/v1/keys/{entry['id']}", headers=bearer(sk))
+    ).status_code == 204
+    gone = await client.get("/api/v1/users/1", headers=bearer(job))
+    assert gone.status_code == 401
+    [secret] = [k for k in keys if k["kind"] == "secret"]
+    assert secret["last_used_at"] is not None  # the listing call itself used it
+    cannot = await client.delete(f"/api/v1/keys/{secret['id']}", headers=bearer(sk))
+    assert cannot.status_code == 409 and code(cannot) == "key.rotate_instead"
+    rotated = await client.post(f"/api/v1/keys/{secret['id']}/rotate", headers=bearer(sk))
+    new_sk = rotated.json()["key"]
+    assert (await client.get("/api/v1/keys", headers=bearer(sk))).status_code == 401
+    assert (await client.get("/api/v1/keys", headers=bearer(new_sk))).status_code == 200
+
+
+async def test_revoked_key_use_is_alerted(client, product, alerts):
+    sk = product["sk_live"]
+    await set_webhook(client, sk, alerts.url)
+    job = await restricted_key(client, sk, "users:read")
+    keys = (await client.get("/api/v1/keys", headers=bearer(sk))).json()["keys"]
+    [entry] = [k for k in keys if k["kind"] == "restricted"]
+    await client.delete(f"/api/v1/keys/{entry['id']}", headers=bearer(sk))
+    assert (await client.get("/api/v1/keys", headers=bearer(job))).status_code == 401
+    alert = await alerts.wait_for("revoked_key_used")
+    assert alert["details"]["credential_id"] == entry["id"]
+
+
+# -- test / live isolation ---------------------------------------------------------------
+
+
+async def test_test_keys_never_touch_live_data(client, product):
+    live_user, _ = await api_user(client, product["sk_live"])
+    sk_test = product["sk_test"]
+    sent = await client.post(
+        "/api/v1/notifications", headers=bearer(sk_test), json={"user_id": live_user, "title": "x"}
+    )
+    assert sent.status_code == 422
+    assert (
+        await client.get(f"/api/v1/users/{live_user}", headers=bearer(sk_test))
+    ).status_code == 404
+    minted = await client.post(f"/api/v1/users/{live_user}/tokens", headers=bearer(sk_test))
+    assert minted.status_code == 404
+    test_keys = (await client.get("/api/v1/keys", headers=bearer(sk_test))).json()["keys"]
+    assert {k["env"] for k in test_keys} == {"test"}
+
+
+async def test_a_test_token_never_receives_live_notifications(hub, client, product, email):
+    # One identity (one email) registered in both environments of the product.
+    for pk in (product["pk_live"], product["pk_test"]):
+        assert (await register_with_key(client, pk, email)).status_code == 201
+    login = await client.post(
+        "/api/v1/auth/login",
+        headers={"X-Publishable-Key": product["pk_test"]},
+        json={"email": email, "password": PASSWORD},
+    )
+    user_id = login.json()["user"]["id"]
+    tab = await cable(hub.url, login.json()["access_token"])
+    await publish(client, product["sk_live"], user_id, title="live only")
+    await publish(client, product["sk_test"], user_id, title="test only")
+    message = await tab.next_message("new_notification")
+    assert message["notification"]["title"] == "test only"
+    await tab.close()
+
+
+# -- product settings --------------------------------------------------------------------
+
+
+async def test_origins_are_edited_through_the_server_api(client, product, email):
+    sk = product["sk_live"]
+    origin = "https://app.example.com"
+    response = await client.patch(
+        "/api/v1/product", headers=bearer(sk), json={"origins": [origin + "/", origin]}
+    )
+    assert response.status_code == 200 and response.json()["product"]["origins"] == [origin]
+    allowed = await register_with_key(client, product["pk_live"], email, Origin=origin)
+    assert allowed.status_code == 201
+    assert allowed.headers["access-control-allow-origin"] == origin
+    bad = await client.patch(
+        "/api/v1/product", headers=bearer(sk), json={"origins": ["https://*.example.com"]}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"]["origins[0]"]["code"] == "origin.invalid"
+    unchanged = await client.get("/api/v1/product", headers=bearer(sk))
+    assert unchanged.json()["product"]["origins"] == [origin]
+
+
+# -- production: plain HTTP, rate limits, bursts -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def production_hub(tmp_path_factory, redis_url):
+    from tests.support import HubServer
+
+    server = HubServer(
+        workdir=tmp_path_factory.mktemp("prod-hub"),
+        redis_url=redis_url,
+        extra_env={
+            "HUB_ENV": "production",
+            "HUB_RATE_SERVER_KEY": "4/minute",
+            "HUB_RATE_PUBLIC_PRODUCT": "3/minute",
+        },
+    )
+    assert server.cli("migrate").returncode == 0  # production never migrates by itself
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_plain_http_revokes_a_secret_key_in_production(production_hub, alerts):
+    import httpx
+
+    product = create_product(production_hub)
+    https = {"X-Forwarded-Proto": "https"}  # from 127.0.0.1, a trusted proxy
+    async with httpx.AsyncClient(base_url=production_hub.url) as client:
+        sk = product["sk_live"]
+        ok = await client.patch(
+            "/api/v1/product",
+            headers={**bearer(sk), **https},
+            json={"alert_webhook_url": alerts.url},
+        )
+        assert ok.status_code == 200, ok.text
+        plain = await client.get("/api/v1/keys", headers=bearer(sk))
+        assert plain.status_code == 401 and code(plain) == "auth.key_compromised"
+        await alerts.wait_for("key_compromised")
+        again = await client.get("/api/v1/keys", headers={**bearer(sk), **https})
+        assert again.status_code == 401  # revoked for good, HTTPS or not
+
+
+async def test_per_key_and_per_product_rate_limits(production_hub):
+    import httpx
+
+    product = create_product(production_hub)
+    https = {"X-Forwarded-Proto": "https"}
+    async with httpx.AsyncClient(base_url=production_hub.url) as client:
+        answers = [
+            await client.get("/api/v1/keys", headers={**bearer(product["sk_live"]), **https})
+            for _ in range(5)
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200, 200, 429]
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        # Another key of the product has its own budget.
+        other = await client.get("/api/v1/keys", headers={**bearer(product["sk_test"]), **https})
+        assert other.status_code == 200
+        logins = [
+            await client.post(
+                "/api/v1/auth/login",
+                headers={"X-Publishable-Key": product["pk_live"]},
+                json={"email": f"n{i}@example.com", "password": PASSWORD},
+            )
+            for i in range(4)
+        ]
+        assert [r.status_code for r in logins] == [401, 401, 401, 429]
+        assert code(logins[-1]) == "rate_limited"
+
+
+async def test_a_burst_of_unknown_keys_is_logged(production_hub):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=production_hub.url) as client:
+        for i in range(25):
+            await client.get("/api/v1/keys", headers=bearer(f"sk_live_{i:043d}"))
+    assert "security alert failed_key_lookups" in production_hub.logs()
