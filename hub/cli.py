@@ -147,6 +147,26 @@ def cmd_products_origins(args: argparse.Namespace) -> None:
     print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
 
 
+def cmd_products_rotate_key(args: argparse.Namespace) -> None:
+    """The way back in when a secret key is lost or leaked: no API call can do it without one."""
+    from auth import keys, products
+
+    async def work(db: Database) -> str:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        current = await keys.active_key(db, product.id, args.env, args.kind)
+        if current is None:
+            _, plaintext = await keys.issue_key(db, product.id, args.env, args.kind)
+        else:
+            _, plaintext = await keys.rotate_key(db, current)
+        return plaintext
+
+    plaintext = _with_db(_settings(), work)
+    print(f"new {args.kind} key of {args.slug} ({args.env}); the previous one no longer works:")
+    print(f"  {plaintext}")
+
+
 def cmd_subscriptions_set(args: argparse.Namespace) -> None:
     from auth import accounts
 
@@ -197,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     origins.add_argument("slug")
     origins.add_argument("origin", nargs="*")
     origins.set_defaults(run=cmd_products_origins)
+    rotate = product_commands.add_parser(
+        "rotate-key", help="replace a product's publishable or secret key (old one stops now)"
+    )
+    rotate.add_argument("slug")
+    rotate.add_argument("--env", choices=("live", "test"), default="live")
+    rotate.add_argument("--kind", choices=("secret", "publishable"), default="secret")
+    rotate.set_defaults(run=cmd_products_rotate_key)
 
     subscriptions = commands.add_parser("subscriptions", help="manage organization plans")
     subscription_commands = subscriptions.add_subparsers(dest="action", required=True)

@@ -55,6 +55,26 @@ def test_products_create_prints_keys_once_and_stores_only_hashes(tmp_path):
     assert "acme" in listing.stdout and "sk_" not in listing.stdout
 
 
+def test_rotate_key_replaces_the_secret_key_at_once(tmp_path):
+    server = HubServer(workdir=tmp_path)
+    assert server.cli("migrate").returncode == 0
+    created = server.cli("products", "create", "--slug", "acme", "--name", "Acme")
+    old = dict(KEY_LINE.findall(created.stdout))["sk_live"]
+    rotated = server.cli("products", "rotate-key", "acme", "--kind", "secret", "--env", "live")
+    assert rotated.returncode == 0, rotated.stderr
+    [new] = re.findall(r"sk_live_[A-Za-z0-9_-]{43}", rotated.stdout)
+    db = sqlite3.connect(tmp_path / "hub.db")
+    rows = dict(
+        db.execute(
+            "SELECT key_hash, revoked_reason FROM product_keys"
+            " WHERE kind = 'secret' AND env = 'live'"
+        ).fetchall()
+    )
+    assert rows == {hash_secret(old): "rotated", hash_secret(new): None}
+    missing = server.cli("products", "rotate-key", "nope")
+    assert missing.returncode != 0 and "no product" in missing.stderr
+
+
 def test_production_refuses_to_start_without_a_signing_key(tmp_path):
     env = {
         k: v for k, v in HubServer(workdir=tmp_path).env().items() if k != "HUB_JWT_PRIVATE_KEYS"

@@ -1,0 +1,249 @@
+"""Organization credentials as the Kiket seed shows them: workspace API tokens
+(`/api/v1/workspace_api_tokens`) and OAuth 2.0 client credentials (`/oauth/token`), scoped to
+their organization, revocable at once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+
+import pytest
+
+from tests.support import PASSWORD, api_user, bearer, create_product
+
+
+@pytest.fixture
+async def product(hub):
+    return create_product(hub)
+
+
+@pytest.fixture
+async def owner(client, product, email):
+    """An org owner (registered through the headless auth API): its register answer."""
+    response = await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Publishable-Key": product["pk_live"]},
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+            "name": "Avery",
+            "organization_name": "Acme",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+async def new_token(client, credential: str, **fields) -> dict:
+    body = {"workspace_api_token": {"name": "CLI – laptop", **fields}}
+    response = await client.post(
+        "/api/v1/workspace_api_tokens", headers=bearer(credential), json=body
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def send(client, credential: str, user_id: int):
+    return await client.post(
+        "/api/v1/notifications",
+        headers=bearer(credential),
+        json={"user_id": user_id, "title": "From automation"},
+    )
+
+
+# -- workspace API tokens ----------------------------------------------------------------
+
+
+async def test_create_list_use_and_revoke_as_the_seed_shows(client, owner):
+    access = owner["access_token"]
+    expires = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)).replace(
+        microsecond=0
+    )
+    created = await new_token(
+        client,
+        access,
+        scopes=["notifications:write", "members:read"],
+        expires_at=expires.isoformat().replace("+00:00", "Z"),
+    )
+    assert created["name"] == "CLI – laptop"
+    assert created["scopes"] == ["members:read", "notifications:write"]
+    assert created["token"].startswith("wksp_") and len(created["token"]) == 5 + 43
+    assert created["token_prefix"] == created["token"][:13]
+    assert created["last_used_at"] is None
+    assert created["owner"] == {"id": owner["user"]["id"], "name": "Avery"}
+    assert created["expires_at"].startswith(expires.date().isoformat())
+
+    token = created["token"]
+    sent = await send(client, token, owner["user"]["id"])
+    assert sent.status_code == 201, sent.text
+    members = await client.get("/api/v1/organization/members", headers=bearer(token))
+    assert members.status_code == 200
+    assert [m["id"] for m in members.json()["members"]] == [owner["user"]["id"]]
+
+    listed = await client.get("/api/v1/workspace_api_tokens", headers=bearer(access))
+    [entry] = listed.json()["workspace_api_tokens"]
+    assert entry["id"] == created["id"] and "token" not in entry
+    assert entry["last_used_at"] is not None
+
+    revoked = await client.delete(
+        f"/api/v1/workspace_api_tokens/{created['id']}", headers=bearer(access)
+    )
+    assert revoked.status_code == 204
+    assert (await send(client, token, owner["user"]["id"])).status_code == 401
+    again = await client.delete(
+        f"/api/v1/workspace_api_tokens/{created['id']}", headers=bearer(access)
+    )
+    assert again.status_code == 404 and code(again) == "workspace_token.not_found"
+
+
+async def test_only_owners_and_admins_issue_tokens(client, product, owner):
+    # A server-managed user is a plain member of the environment's default organization.
+    _, member_access = await api_user(client, product["sk_live"])
+    response = await client.post(
+        "/api/v1/workspace_api_tokens",
+        headers=bearer(member_access),
+        json={"workspace_api_token": {"name": "nope"}},
+    )
+    assert response.status_code == 403 and code(response) == "auth.forbidden"
+    for credential in (product["sk_live"], product["pk_live"], "garbage"):
+        refused = await client.get("/api/v1/workspace_api_tokens", headers=bearer(credential))
+        assert refused.status_code == 401, credential
+
+
+async def test_scopes_limit_a_token_to_its_organization_and_its_grants(client, product, owner):
+    access = owner["access_token"]
+    outsider, _ = await api_user(client, product["sk_live"])  # not in the owner's org
+    writer = (await new_token(client, access, scopes=["notifications:write"]))["token"]
+    assert (await send(client, writer, owner["user"]["id"])).status_code == 201
+    foreign = await send(client, writer, outsider)
+    assert foreign.status_code == 422 and code(foreign) == "notification.unknown_recipients"
+    members = await client.get("/api/v1/organization/members", headers=bearer(writer))
+    assert members.status_code == 403
+    manage = await client.get("/api/v1/workspace_api_tokens", headers=bearer(writer))
+    assert manage.status_code == 403
+    product_only = await client.post(
+        "/api/v1/users", headers=bearer(writer), json={"external_id": "x"}
+    )
+    assert product_only.status_code == 401  # a workspace token is no product key
+
+    full = (await new_token(client, access))["token"]  # blank scopes: full org access
+    assert (await send(client, full, owner["user"]["id"])).status_code == 201
+    child = await new_token(client, full, scopes=["members:read"])  # it may manage tokens
+    assert child["owner"]["id"] == owner["user"]["id"]
+
+
+async def test_expired_token_is_401_and_bad_input_is_422(client, owner):
+    access = owner["access_token"]
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+    token = (await new_token(client, access, expires_at=soon.isoformat()))["token"]
+    assert (await send(client, token, owner["user"]["id"])).status_code == 201
+    await asyncio.sleep(2.5)
+    assert (await send(client, token, owner["user"]["id"])).status_code == 401
+    for body in (
+        {"name": "x"},  # no wrapper
+        {"workspace_api_token": {"name": "x", "scopes": ["issues:read"]}},
+        {"workspace_api_token": {"name": "x", "expires_at": "2020-01-01T00:00:00Z"}},
+        {"workspace_api_token": {"name": "x", "expires_at": "tomorrow"}},
+        {"workspace_api_token": {"scopes": []}},
+    ):
+        response = await client.post(
+            "/api/v1/workspace_api_tokens", headers=bearer(access), json=body
+        )
+        assert response.status_code == 422, body
+    listed = await client.get("/api/v1/workspace_api_tokens", headers=bearer(access))
+    assert listed.json()["workspace_api_tokens"] == []  # the expired one is not listed
+
+
+# -- OAuth client credentials ------------------------------------------------------------
+
+
+async def register_app(client, access: str, scopes: list[str]) -> dict:
+    response = await client.post(
+        "/api/v1/oauth_applications",
+        headers=bearer(access),
+        json={"oauth_application": {"name": "CRM sync", "scopes": scopes}},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+async def test_client_credentials_flow(client, owner):
+    access = owner["access_token"]
+    app = await register_app(client, access, ["notifications:write", "members:read"])
+    assert app["client_id"].startswith("hub_") and app["client_secret"]
+    form = {"grant_type": "client_credentials", "scope": "notifications:write"}
+    by_basic = await client.post(
+        "/oauth/token", data=form, headers=basic(app["client_id"], app["client_secret"])
+    )
+    assert by_basic.status_code == 200, by_basic.text
+    issued = by_basic.json()
+    assert issued["token_type"] == "Bearer" and issued["scope"] == "notifications:write"
+    assert 0 < issued["expires_in"] <= 3600
+    assert by_basic.headers["cache-control"] == "no-store"
+    by_form = await client.post(
+        "/oauth/token",
+        data={**form, "client_id": app["client_id"], "client_secret": app["client_secret"]},
+    )
+    assert by_form.status_code == 200
+
+    token = issued["access_token"]
+    assert (await send(client, token, owner["user"]["id"])).status_code == 201
+    narrower = await client.get("/api/v1/organization/members", headers=bearer(token))
+    assert narrower.status_code == 403  # members:read was not asked for
+    assert (await client.get("/api/v1/auth/me", headers=bearer(token))).status_code == 401
+
+    listed = await client.get("/api/v1/oauth_applications", headers=bearer(access))
+    [entry] = listed.json()["oauth_applications"]
+    assert "client_secret" not in entry and entry["last_used_at"] is not None
+    revoked = await client.delete(f"/api/v1/oauth_applications/{app['id']}", headers=bearer(access))
+    assert revoked.status_code == 204
+    assert (await send(client, token, owner["user"]["id"])).status_code == 401
+    after = await client.post(
+        "/oauth/token", data=form, headers=basic(app["client_id"], app["client_secret"])
+    )
+    assert after.status_code == 401 and after.json()["error"] == "invalid_client"
+
+
+async def test_token_endpoint_errors_follow_rfc_6749(client, owner):
+    app = await register_app(client, owner["access_token"], ["notifications:write"])
+    good = basic(app["client_id"], app["client_secret"])
+    cases = [
+        (
+            {"grant_type": "client_credentials"},
+            basic(app["client_id"], "wrong"),
+            401,
+            "invalid_client",
+        ),
+        ({"grant_type": "client_credentials"}, {}, 401, "invalid_client"),
+        ({"grant_type": "password"}, good, 400, "unsupported_grant_type"),
+        ({}, good, 400, "invalid_request"),
+        ({"grant_type": "client_credentials", "scope": "admin"}, good, 400, "invalid_scope"),
+        (
+            {"grant_type": "client_credentials", "client_id": app["client_id"]},
+            good,
+            400,
+            "invalid_request",
+        ),
+    ]
+    for form, headers, status, error in cases:
+        response = await client.post("/oauth/token", data=form, headers=headers)
+        assert response.status_code == status, (form, response.text)
+        assert response.json()["error"] == error
+        assert "error_description" in response.json()
+    wrong_secret = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=cases[0][1]
+    )
+    assert wrong_secret.headers["www-authenticate"].startswith("Basic")
+    untyped = await client.post("/oauth/token", content=b"grant_type=x", headers={**good})
+    assert untyped.status_code == 400 and untyped.json()["error"] == "invalid_request"
