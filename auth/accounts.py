@@ -6,6 +6,7 @@ memberships and plans) belongs to one product environment.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from auth.tables import (
     subscriptions,
     users,
 )
-from hub.db import integers, json_column, utcnow
+from hub.db import bound, bound_list, json_column, list_value, utcnow
 
 ROLES = ("owner", "admin", "member")
 SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled")
@@ -214,6 +215,26 @@ def _member_of_env(product_id: int, env: str, organization_id: int | None = None
     return query
 
 
+@functools.cache
+def _users_by_id(dialect: str) -> sa.Select:
+    """The publish path's lookup: users in `user_ids` (a bound list) with a membership in the
+    product environment, or in `organization_id` when that is not null."""
+    wanted = bound_list(dialect, "user_ids", sa.BigInteger)
+    org = sa.bindparam("organization_id", type_=sa.Integer)
+    members = (
+        sa.select(memberships.c.user_id)
+        .select_from(memberships.join(organizations))
+        .where(
+            organizations.c.product_id == sa.bindparam("product_id", type_=sa.Integer),
+            organizations.c.env == sa.bindparam("env", type_=sa.String),
+            sa.or_(sa.cast(org, sa.Integer).is_(None), organizations.c.id == org),
+        )
+    )
+    return sa.select(users.c.id, users.c.email, users.c.locale).where(
+        users.c.id.in_(sa.select(wanted.c.value)), users.c.id.in_(members)
+    )
+
+
 async def resolve_recipients(
     db: Database,
     product_id: int,
@@ -229,22 +250,24 @@ async def resolve_recipients(
     nobody) are simply absent.
     """
     found: dict[tuple[str, object], Recipient] = {}
-    members = _member_of_env(product_id, env, organization_id)
-    columns = (users.c.id, users.c.email, users.c.locale)
     if user_ids:
+        dialect = db.url.dialect
         rows = await db.fetch_all(
-            sa.select(*columns).where(
-                # A bound list, not IN (…): the statement stays the same for any count.
-                users.c.id.in_(sa.select(integers(db, user_ids).c.value)),
-                users.c.id.in_(members),
+            bound(
+                _users_by_id(dialect),
+                user_ids=list_value(dialect, user_ids),
+                product_id=product_id,
+                env=env,
+                organization_id=organization_id,
             )
         )
         for r in rows:
             found[("user_id", r._mapping["id"])] = Recipient(r._mapping["id"], r._mapping["locale"])
     if emails:
         rows = await db.fetch_all(
-            sa.select(*columns).where(
-                users.c.email.in_([normalize_email(e) for e in emails]), users.c.id.in_(members)
+            sa.select(users.c.id, users.c.email, users.c.locale).where(
+                users.c.email.in_([normalize_email(e) for e in emails]),
+                users.c.id.in_(_member_of_env(product_id, env, organization_id)),
             )
         )
         by_email = {r._mapping["email"]: r for r in rows}
@@ -260,7 +283,9 @@ async def resolve_recipients(
                 external_identities.c.product_id == product_id,
                 external_identities.c.env == env,
                 external_identities.c.external_id.in_(external_ids),
-                users.c.id.in_(members) if organization_id is not None else sa.true(),
+                users.c.id.in_(_member_of_env(product_id, env, organization_id))
+                if organization_id is not None
+                else sa.true(),
             )
         )
         for r in rows:

@@ -22,7 +22,7 @@ from databases import Database
 
 from auth.secrets import hash_secret, new_secret
 from auth.tables import product_keys
-from hub.db import as_utc, json_column, utcnow
+from hub.db import as_utc, bound, json_column, utcnow
 
 KEY_PREFIXES = {"publishable": "pk", "secret": "sk", "restricted": "rk"}
 KIND_OF_PREFIX = {prefix: kind for kind, prefix in KEY_PREFIXES.items()}
@@ -132,11 +132,14 @@ async def issue_key(
     return key, plaintext
 
 
+_BY_HASH = product_keys.select().where(
+    product_keys.c.key_hash == sa.bindparam("key_hash", type_=sa.String)
+)
+
+
 async def find_key(db: Database, presented: str) -> ProductKey | None:
     """The key with this plaintext, revoked or not (the caller tells the two apart)."""
-    row = await db.fetch_one(
-        product_keys.select().where(product_keys.c.key_hash == hash_secret(presented))
-    )
+    row = await db.fetch_one(bound(_BY_HASH, key_hash=hash_secret(presented)))
     return _key(row) if row else None
 
 

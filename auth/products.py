@@ -11,7 +11,7 @@ from databases import Database
 
 from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, plans, products
-from hub.db import json_column, utcnow
+from hub.db import bound, json_column, utcnow
 from hub.i18n import SUPPORTED_LOCALES
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -68,8 +68,11 @@ async def get_product_by_slug(db: Database, slug: str) -> Product | None:
     return _product(row) if row else None
 
 
+_BY_ID = products.select().where(products.c.id == sa.bindparam("product_id", type_=sa.Integer))
+
+
 async def get_product(db: Database, product_id: int) -> Product | None:
-    row = await db.fetch_one(products.select().where(products.c.id == product_id))
+    row = await db.fetch_one(bound(_BY_ID, product_id=product_id))
     return _product(row) if row else None
 
 

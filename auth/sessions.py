@@ -16,7 +16,7 @@ from databases import Database
 
 from auth.secrets import new_id
 from auth.tables import auth_sessions
-from hub.db import as_utc, utcnow
+from hub.db import as_utc, texts, utcnow
 
 
 @dataclass(frozen=True)
@@ -160,15 +160,14 @@ async def revoke_user_sessions(db: Database, user_id: int, reason: str) -> list[
 
 async def inactive_among(db: Database, sids: set[str]) -> set[str]:
     """Those of `sids` that are revoked, expired or unknown."""
-    active: set[str] = set()
-    ordered = sorted(sids)
-    for start in range(0, len(ordered), 500):
-        rows = await db.fetch_all(
-            sa.select(auth_sessions.c.id).where(
-                auth_sessions.c.id.in_(ordered[start : start + 500]),
-                auth_sessions.c.revoked_at.is_(None),
-                auth_sessions.c.expires_at > utcnow(),
-            )
+    if not sids:
+        return set()
+    rows = await db.fetch_all(
+        sa.select(auth_sessions.c.id).where(
+            # One bound list, however many sockets this process holds.
+            auth_sessions.c.id.in_(sa.select(texts(db, sorted(sids)).c.value)),
+            auth_sessions.c.revoked_at.is_(None),
+            auth_sessions.c.expires_at > utcnow(),
         )
-        active.update(row._mapping["id"] for row in rows)
-    return sids - active
+    )
+    return sids - {row._mapping["id"] for row in rows}

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from databases import Database
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from hub.db_backends import Bound
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -85,23 +87,53 @@ def is_unique_violation(exc: BaseException) -> bool:
     )
 
 
-def dialect_insert(db: Database, table: sa.Table) -> Any:
-    """INSERT with `on_conflict_do_update`, in the dialect of `db` (SQLite or PostgreSQL)."""
-    if db.url.dialect == "sqlite":
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """INSERT with `on_conflict_do_update` in a dialect (`db.url.dialect`: sqlite or postgresql)."""
+    if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
     return insert(table)
 
 
-def integers(db: Database, values: Sequence[int]) -> sa.FromClause:
-    """A table of `values` in one column `value`, bound as one parameter.
+def bound(statement: sa.ClauseElement, **values: Any) -> Bound:
+    """Run a statement built once (with `sa.bindparam`s) with these values: for hot paths.
 
-    Set-based statements over it (INSERT … SELECT, joins) keep the SQL text the same whatever
-    the number of values, so it is compiled once, and the database unpacks the list in C:
-    a JSON array through `json_each` on SQLite, a BIGINT[] through `unnest` on PostgreSQL.
+    `statement` must be long-lived (a module constant or a `functools.cache`d builder's
+    result), and must not contain expanding IN lists; use `bound_list` for lists.
     """
+    return Bound(statement, values)
+
+
+def bound_list(dialect: str, name: str, item_type: type[sa.types.TypeEngine]) -> sa.FromClause:
+    """A table of one column `value` holding the list bound as parameter `name` (its value from
+    `list_value`): a JSON array through `json_each` on SQLite, an array through `unnest` on
+    PostgreSQL. The SQL text is the same for any number of items, so it is compiled once and
+    the database unpacks the list in C."""
+    if dialect == "sqlite":
+        return sa.func.json_each(sa.bindparam(name, type_=sa.String)).table_valued("value")
+    array = sa.cast(sa.bindparam(name, type_=ARRAY(item_type)), ARRAY(item_type))
+    return sa.func.unnest(array).table_valued("value").render_derived()
+
+
+def list_value(dialect: str, values: Sequence[Any]) -> Any:
+    return json.dumps(list(values)) if dialect == "sqlite" else list(values)
+
+
+def integers(db: Database, values: Sequence[int]) -> sa.FromClause:
+    """`bound_list` for a statement built per call: the list is bound right away."""
+    return _literal_list(db, list(values), sa.BigInteger)
+
+
+def texts(db: Database, values: Sequence[str]) -> sa.FromClause:
+    """`integers` for strings."""
+    return _literal_list(db, list(values), sa.Text)
+
+
+def _literal_list(
+    db: Database, values: list[Any], item_type: type[sa.types.TypeEngine]
+) -> sa.FromClause:
     if db.url.dialect == "sqlite":
-        return sa.func.json_each(sa.literal(json.dumps(list(values)))).table_valued("value")
-    array = sa.cast(sa.literal(list(values), ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))
+        return sa.func.json_each(sa.literal(json.dumps(values))).table_valued("value")
+    array = sa.cast(sa.literal(values, ARRAY(item_type)), ARRAY(item_type))
     return sa.func.unnest(array).table_valued("value").render_derived()

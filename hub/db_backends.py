@@ -39,6 +39,20 @@ from sqlalchemy.sql.ddl import DDLElement
 CACHE_SIZE = 512
 
 
+class Bound:
+    """A statement built once (with `sa.bindparam` placeholders) and the values for one call.
+
+    The hot paths pass these instead of building a statement per call: the compiled form is
+    found by the statement's identity, so neither building nor cache-key hashing is repeated.
+    """
+
+    __slots__ = ("statement", "values")
+
+    def __init__(self, statement: ClauseElement, values: dict[str, Any]) -> None:
+        self.statement = statement
+        self.values = values
+
+
 class _Template:
     """A compiled statement ready to take new parameter values."""
 
@@ -49,8 +63,11 @@ class _Template:
         self.sql = sql
         self.keys = keys
 
-    def args(self, extracted: Any) -> list[Any]:
-        params = self.compiled.construct_params(extracted_parameters=extracted)
+    def args(self, extracted: Any = None, values: dict[str, Any] | None = None) -> list[Any]:
+        if values is not None:
+            params = self.compiled.construct_params(params=values)
+        else:
+            params = self.compiled.construct_params(extracted_parameters=extracted)
         processors = self.compiled._bind_processors
         return [
             processors[key](params[key]) if key in processors else params[key] for key in self.keys
@@ -63,9 +80,21 @@ class _CompiledCache:
         # PostgreSQL (asyncpg) takes $1…$n: the dialect's pyformat names become numbers.
         self._numbered = numbered
         self._templates: OrderedDict[Any, _Template] = OrderedDict()
+        self._bound: dict[int, _Template] = {}
+        self._keep_alive: list[ClauseElement] = []  # ids stay unique while these live
 
-    def lookup(self, query: ClauseElement) -> tuple[_Template, list[Any]] | None:
+    def lookup(self, query: ClauseElement | Bound) -> tuple[_Template, list[Any]] | None:
         """The cached template and this call's arguments, or None if it cannot be cached."""
+        if isinstance(query, Bound):
+            template = self._bound.get(id(query.statement))
+            if template is None:
+                compiled = query.statement.compile(dialect=self._dialect)
+                if compiled.post_compile_params or compiled.literal_execute_params:
+                    raise ValueError("a Bound statement must not expand IN lists")
+                # Bound statements are module-level constants: kept for the process's life.
+                template = self._bound[id(query.statement)] = self._template(compiled)
+                self._keep_alive.append(query.statement)
+            return template, template.args(values=query.values)
         if isinstance(query, DDLElement):
             return None
         cache_key = query._generate_cache_key()
@@ -218,8 +247,9 @@ class _SQLiteConnection(SQLiteConnection):
         )
         return template.sql, args, compiled._result_columns, CompilationContext(context)
 
-    def _writes_alone(self, query: ClauseElement) -> bool:
-        return not self.holds_write_lock and not isinstance(query, sa.Select)
+    def _writes_alone(self, query: ClauseElement | Bound) -> bool:
+        statement = query.statement if isinstance(query, Bound) else query
+        return not self.holds_write_lock and not isinstance(statement, sa.Select)
 
     async def fetch_all(self, query: ClauseElement) -> Any:
         if self._writes_alone(query):

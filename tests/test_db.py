@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from hub.db import connect_database, integers
+from hub.db import connect_database, integers, texts
 
 scratch = sa.MetaData()
 items = sa.Table(
@@ -54,13 +54,19 @@ async def test_in_lists_of_different_lengths_are_not_confused(db: Database) -> N
         assert sorted(r[0] for r in rows) == ids
 
 
-async def test_integers_binds_a_whole_list_as_one_table(db: Database) -> None:
+async def test_integers_and_texts_bind_a_whole_list_as_one_table(db: Database) -> None:
     for ids in ([2, 4, 8], [10], list(range(1, 11))):
         wanted = integers(db, ids)
         rows = await db.fetch_all(
             sa.select(items.c.id).where(items.c.id.in_(sa.select(wanted.c.value)))
         )
         assert sorted(r[0] for r in rows) == ids
+    for labels in (["item 3", "item 5"], ["item 9"]):
+        wanted = texts(db, labels)
+        rows = await db.fetch_all(
+            sa.select(items.c.id).where(items.c.label.in_(sa.select(wanted.c.value)))
+        )
+        assert sorted(f"item {r[0]}" for r in rows) == labels
 
 
 async def test_concurrent_write_transactions_all_commit(db: Database) -> None:

@@ -7,6 +7,7 @@ are kept in their own table in the same transaction, so a badge never counts row
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -20,10 +21,12 @@ from databases import Database
 from hub.broker import Broker, stream_message
 from hub.db import (
     as_utc,
+    bound,
+    bound_list,
     dialect_insert,
-    integers,
     is_unique_violation,
     json_column,
+    list_value,
     utcnow,
 )
 from hub.errors import HubError
@@ -31,6 +34,7 @@ from hub.notifications.format import relative_time
 from hub.notifications.tables import idempotency_keys, notifications, unread_counts
 
 MAX_RECIPIENTS = 1000
+CONTENT_FIELDS = ("title", "message", "url", "type", "data")
 
 
 def notifications_stream(product_id: int, env: str, user_id: int) -> str:
@@ -102,6 +106,53 @@ def new_notification_message(notification: Notification, unread_count: int, loca
         separators=(",", ":"),
         ensure_ascii=False,
     )
+
+
+# The statements of the publish path, built once per SQL dialect (see `hub.db.bound`).
+
+
+def _param(dialect: str, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    # In INSERT … SELECT, PostgreSQL types a bare parameter as text; SQLite needs no cast
+    # (and would give CAST(… AS JSON) numeric affinity).
+    param = sa.bindparam(column.name, type_=column.type)
+    return param if dialect == "sqlite" else sa.cast(param, column.type)
+
+
+@functools.cache
+def _insert_notifications(dialect: str) -> sa.ReturningInsert[Any]:
+    """One notification per id in `user_ids`, all with the same content and time."""
+    c = notifications.c
+    recipients = bound_list(dialect, "user_ids", sa.BigInteger)
+    copied = ["product_id", "env", "created_at", *CONTENT_FIELDS]
+    return (
+        notifications.insert()
+        .from_select(
+            ["user_id", *copied],
+            sa.select(recipients.c.value, *(_param(dialect, c[name]) for name in copied)),
+        )
+        .returning(c.id, c.user_id)
+    )
+
+
+@functools.cache
+def _add_unread(dialect: str) -> Any:
+    """Add one to the unread count of each id in `user_ids` (distinct); the new counts."""
+    c = unread_counts.c
+    users = bound_list(dialect, "user_ids", sa.BigInteger)
+    insert = dialect_insert(dialect, unread_counts).from_select(
+        ["user_id", "product_id", "env", "count"],
+        sa.select(
+            users.c.value,
+            _param(dialect, c.product_id),
+            _param(dialect, c.env),
+            sa.literal_column("1"),
+        )
+        # SQLite's grammar: INSERT … SELECT needs a WHERE before ON CONFLICT.
+        .where(sa.true()),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["product_id", "env", "user_id"], set_={"count": c.count + 1}
+    ).returning(c.user_id, c.count)
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -196,7 +247,6 @@ class NotificationService:
         fingerprint: str,
     ) -> tuple[list[Notification], dict[int, int]]:
         now = utcnow()
-        recipient_ids = integers(self.db, [r.user_id for r in recipients])
         async with self.db.transaction():
             key_id = None
             if idempotency_key:
@@ -209,19 +259,17 @@ class NotificationService:
                         created_at=now,
                     )
                 )
+            dialect = self.db.url.dialect
+            user_ids = list_value(dialect, [r.user_id for r in recipients])
             rows = await self.db.fetch_all(
-                notifications.insert()
-                .from_select(
-                    ["product_id", "env", "user_id", "created_at", *content],
-                    sa.select(
-                        self._value(notifications.c.product_id, product_id),
-                        self._value(notifications.c.env, env),
-                        recipient_ids.c.value,
-                        self._value(notifications.c.created_at, now),
-                        *(self._value(notifications.c[name], v) for name, v in content.items()),
-                    ).select_from(recipient_ids),
+                bound(
+                    _insert_notifications(dialect),
+                    product_id=product_id,
+                    env=env,
+                    user_ids=user_ids,
+                    created_at=now,
+                    **{name: content.get(name) for name in CONTENT_FIELDS},
                 )
-                .returning(notifications.c.id, notifications.c.user_id)
             )
             created = [
                 Notification(
@@ -237,7 +285,10 @@ class NotificationService:
                 )
                 for row in rows
             ]
-            counts = await self._add_unread(product_id, env, recipient_ids)
+            upserted = await self.db.fetch_all(
+                bound(_add_unread(dialect), product_id=product_id, env=env, user_ids=user_ids)
+            )
+            counts = {row[0]: row[1] for row in upserted}
             if key_id is not None:
                 await self.db.execute(
                     idempotency_keys.update()
@@ -245,34 +296,6 @@ class NotificationService:
                     .values(response=_send_answer(created))
                 )
         return created, counts
-
-    def _value(self, column: sa.Column[Any], value: Any) -> sa.ColumnElement[Any]:
-        # In INSERT … SELECT, PostgreSQL types a bare parameter as text; SQLite needs no cast
-        # (and would give CAST(… AS JSON) numeric affinity).
-        literal = sa.literal(value, column.type)
-        return literal if self.db.url.dialect == "sqlite" else sa.cast(literal, column.type)
-
-    async def _add_unread(
-        self, product_id: int, env: str, user_ids: sa.FromClause
-    ) -> dict[int, int]:
-        """Add one to each user's unread count; the new counts (users are distinct)."""
-        c = unread_counts.c
-        insert = dialect_insert(self.db, unread_counts).from_select(
-            ["product_id", "env", "user_id", "count"],
-            sa.select(
-                self._value(c.product_id, product_id),
-                self._value(c.env, env),
-                user_ids.c.value,
-                self._value(c.count, 1),
-            )
-            .select_from(user_ids)
-            # SQLite's grammar: INSERT … SELECT needs a WHERE before ON CONFLICT.
-            .where(sa.true()),
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=["product_id", "env", "user_id"], set_={"count": c.count + 1}
-        ).returning(c.user_id, c.count)
-        return {row[0]: row[1] for row in await self.db.fetch_all(upsert)}
 
     # -- reading --------------------------------------------------------------------------
 
