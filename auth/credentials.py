@@ -92,7 +92,7 @@ class Credentials:
         self.limiter = limiter
         self.alerts = alerts
         self.last_used = keys.LastUsed(db)
-        # Org-scoped credentials (workspace tokens, OAuth) plug in here; see auth/workspace.py.
+        # Workspace tokens and OAuth tokens plug in here (auth/org_credentials.py).
         self.org_resolver: OrgCredentialResolver | None = None
 
     # -- server API -----------------------------------------------------------------------

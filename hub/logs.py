@@ -34,7 +34,7 @@ _SECRET_NAMES = "|".join(
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
-    (re.compile(r"\bwksp_[A-Za-z0-9_-]{6,}"), REDACTED),
+    (re.compile(r"\b(?:wksp|hubsec)_[A-Za-z0-9_-]{6,}"), REDACTED),
     (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\"]+"), REDACTED),
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),

@@ -12,7 +12,8 @@ def test_redact_masks_credential_shapes():
     text = (
         "GET /cable?token=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl HTTP/1.1 "
         "Authorization: Bearer abc.def.ghi sk_live_FAKEKEY123 pk_test_abcdefghijkl "
-        "wksp_7d5c9c1a0e8c4f58 {'password': 'hunter2hunter2'} "
+        "wksp_7d5c9c1a0e8c4f58 hubsec_QmFzZTY0c2VjcmV0 rk_live_FAKEKEY456 "
+        "{'password': 'hunter2hunter2'} "
         '{"refresh_token": "opaque-value"} $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'
     )
     masked = redact(text)
@@ -22,6 +23,8 @@ def test_redact_masks_credential_shapes():
         "sk_live_FAKEKEY123",
         "pk_test_abcdefghijkl",
         "wksp_7d5c9c1a",
+        "hubsec_QmFzZTY0",
+        "rk_live_FAKEKEY456",
         "hunter2hunter2",
         "opaque-value",
         "$argon2id$",
