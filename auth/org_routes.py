@@ -128,6 +128,15 @@ async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> 
         raise HubError(409, "key.too_many")
 
 
+async def _revoke(request: Request, table: sa.Table, missing: str) -> Response:
+    """Revoke one of the manager's organization's tokens or applications: 204, or 404."""
+    manager = await org_manager(request)
+    row_id = _path_id(request, missing)
+    if not await oc.revoke(_auth(request).db, table, manager.org_id, row_id):
+        raise HubError(404, missing)
+    return Response(status_code=204)
+
+
 # -- workspace API tokens ----------------------------------------------------------------
 
 
@@ -157,11 +166,7 @@ async def create_workspace_token(request: Request) -> Response:
 
 
 async def revoke_workspace_token(request: Request) -> Response:
-    manager = await org_manager(request)
-    token_id = _path_id(request, "workspace_token.not_found")
-    if not await oc.revoke(_auth(request).db, workspace_tokens, manager.org_id, token_id):
-        raise HubError(404, "workspace_token.not_found")
-    return Response(status_code=204)
+    return await _revoke(request, workspace_tokens, "workspace_token.not_found")
 
 
 # -- OAuth applications ------------------------------------------------------------------
@@ -191,11 +196,7 @@ async def register_application(request: Request) -> Response:
 
 
 async def revoke_application(request: Request) -> Response:
-    manager = await org_manager(request)
-    app_id = _path_id(request, "oauth_application.not_found")
-    if not await oc.revoke(_auth(request).db, oauth_applications, manager.org_id, app_id):
-        raise HubError(404, "oauth_application.not_found")
-    return Response(status_code=204)
+    return await _revoke(request, oauth_applications, "oauth_application.not_found")
 
 
 # -- the token endpoint ------------------------------------------------------------------

@@ -26,7 +26,7 @@ ALLOWED_HEADERS = (
     "Authorization, Content-Type, Accept-Language, X-Product-Slug, X-Publishable-Key, "
     "Idempotency-Key"
 )
-EXPOSED_HEADERS = "Retry-After"
+EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 _STATE_KEY = "cors_origin"
 
 

@@ -38,6 +38,7 @@ from hub.db import connect_database
 from hub.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
 from hub.notifications.routes import routes as notification_routes
 from hub.notifications.service import NotificationService
+from hub.request_ids import RequestIdMiddleware
 from hub.settings import Settings
 
 logger = logging.getLogger("hub.app")
@@ -158,7 +159,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(CORSMiddleware, database=lambda: db)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(CORSMiddleware, database=lambda: db),
+        ],
         exception_handlers={
             HubError: handle_hub_error,
             HTTPException: handle_http_exception,

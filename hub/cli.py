@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging.config
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,22 +43,59 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> 
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    settings = _settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    base = _settings()
+    host = args.host or base.host
+    port = args.port or base.port
     if "HUB_PUBLIC_URL" not in os.environ:
         # The demo product allows the hub's own origin; make that the address we listen on.
-        # (Set in the environment because uvicorn's factory reads its settings afresh.)
+        # (In the environment, so that worker processes read the same settings.)
         own_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         os.environ["HUB_PUBLIC_URL"] = f"http://{own_host}:{port}"
+    if args.workers:
+        os.environ["HUB_WORKERS"] = str(args.workers)
+    settings = _settings()  # again: validated with the workers and address chosen here
     if not settings.production:
         from hub.migrate import migrate
 
         migrate(settings.database_url)
-    from hub.app import create_app
+    if settings.workers == 1:
+        _run_server(host, port)
+        return
+    if not settings.production:
+        # Once here rather than racing in every worker.
+        from hub.app import build_signer, ensure_demo_product
 
-    app = create_app(settings)
-    config = uvicorn.Config(
+        build_signer(settings)
+        _with_db(settings, lambda db: ensure_demo_product(db, settings))
+    # Several processes share one listening socket; the kernel spreads connections over them.
+    listener = _server_config(settings, host, port).bind_socket()
+    spawn = multiprocessing.get_context("spawn")
+    workers = [
+        spawn.Process(target=_run_server, args=(host, port, listener), name=f"hub-worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    # One worker gone is the whole server gone: exit, so the platform restarts it cleanly.
+    multiprocessing.connection.wait([w.sentinel for w in workers])
+    stop(signal.SIGTERM, None)
+    for worker in workers:
+        worker.join()
+    # uvicorn re-raises the signal it stopped on once it has shut down cleanly.
+    clean = (0, -signal.SIGTERM, -signal.SIGINT)
+    sys.exit(0 if all(w.exitcode in clean for w in workers) else 1)
+
+
+def _server_config(settings: Settings, host: str, port: int, app: Any = None) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -65,7 +105,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         timeout_graceful_shutdown=10,
     )
-    CableAwareServer(config, app).run()
+
+
+def _run_server(host: str, port: int, listener: socket.socket | None = None) -> None:
+    """One server process: the app, and uvicorn on `listener` (or its own socket)."""
+    from hub.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    server = CableAwareServer(_server_config(settings, host, port, app), app)
+    server.run(sockets=[listener] if listener is not None else None)
 
 
 class CableAwareServer(uvicorn.Server):
@@ -194,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hub (development: migrates first)")
     serve.add_argument("--host", help="default: $HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $PORT or 8000")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes (default: $HUB_WORKERS, $WEB_CONCURRENCY or 1)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")

@@ -8,8 +8,11 @@ so a credential is caught wherever it ends up, not only where someone remembered
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -64,13 +67,39 @@ class RedactingFormatter(logging.Formatter):
         return redact(text)
 
 
+# The id of the HTTP request or WebSocket being served, for every log line it causes.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line (production): time, level, logger, message, request_id, and
+    the traceback if any — redacted like every other line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        current = request_id.get()
+        if current is not None:
+            entry["request_id"] = current
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False))
+
+
 def logging_config(level: str = "info", *, development: bool = True) -> dict[str, Any]:
-    """A `logging.config.dictConfig` (also handed to uvicorn as its `log_config`)."""
+    """A `logging.config.dictConfig` (also handed to uvicorn as its `log_config`): readable
+    lines in development, JSON lines in production."""
     RedactingFormatter.allow_secrets = development
-    formatter = {
-        "()": "hub.logs.RedactingFormatter",
-        "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-    }
+    formatter: dict[str, Any] = {"()": "hub.logs.JsonFormatter"}
+    if development:
+        formatter = {
+            "()": "hub.logs.RedactingFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -79,6 +79,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     trusted_proxies: str = "127.0.0.1"
+    workers: int = 1
 
     @property
     def production(self) -> bool:
@@ -130,6 +131,7 @@ class Settings:
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port, 1),
             trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
+            workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
         )
         settings.validate()
         return settings
@@ -143,6 +145,19 @@ class Settings:
                 "HUB_ENV=production needs a signing key: set HUB_JWT_PRIVATE_KEYS (PEM) or "
                 "HUB_JWT_PRIVATE_KEYS_FILE; generate one with `notification-hub keys generate-jwt`"
             )
+        if self.production and self.workers > 1:
+            # Each worker process has its own memory: an SQLite file and an in-memory broker
+            # cannot be shared by them (a notification would reach only one worker's sockets).
+            if self.database_url.startswith("sqlite"):
+                raise SettingsError(
+                    f"HUB_WORKERS={self.workers} in production needs PostgreSQL: set "
+                    "DATABASE_URL=postgresql://… (SQLite is for one process in development)"
+                )
+            if not self.redis_url:
+                raise SettingsError(
+                    f"HUB_WORKERS={self.workers} in production needs Redis: set REDIS_URL so "
+                    "that a notification reaches the sockets of every worker"
+                )
         for name in RateLimits.__dataclass_fields__:
             _check_rate(f"HUB_RATE_{name.upper()}", getattr(self.rate_limits, name))
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 
 import httpx
+import pytest
 
 from auth.secrets import hash_secret
-from tests.support import KEY_LINE, ROOT, HubServer, free_port
+from tests.support import (
+    KEY_LINE,
+    ROOT,
+    HubServer,
+    api_user,
+    cable,
+    create_product,
+    free_port,
+)
 
 
 def test_products_create_prints_keys_once_and_stores_only_hashes(tmp_path):
@@ -92,6 +103,72 @@ def test_production_refuses_to_start_without_a_signing_key(tmp_path):
     assert result.returncode != 0
     assert "HUB_JWT_PRIVATE_KEYS" in result.stderr
     assert not (tmp_path / "hub-dev-key.pem").exists()
+
+
+def test_production_refuses_several_workers_without_shared_services(tmp_path):
+    base = {**HubServer(workdir=tmp_path).env(), "HUB_ENV": "production"}
+    serve = [sys.executable, "-m", "hub.cli", "serve", "--port", str(free_port())]
+    cases = [
+        ({}, ["--workers", "2"], "needs PostgreSQL"),
+        ({"WEB_CONCURRENCY": "3"}, [], "needs PostgreSQL"),
+        ({"DATABASE_URL": "postgresql://nobody@127.0.0.1/none"}, ["--workers", "2"], "needs Redis"),
+    ]
+    for extra, args, message in cases:
+        result = subprocess.run(
+            [*serve, *args],
+            cwd=tmp_path,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0, (extra, args)
+        assert message in result.stderr, result.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_several_workers_share_one_port_and_restart_their_sockets(
+    tmp_path, postgres_url, redis_url
+):
+    if redis_url is None:
+        pytest.skip("Redis (REDIS_URL) is not configured")
+    server = HubServer(
+        workdir=tmp_path,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        extra_env={"HUB_WORKERS": "2"},
+    )
+    server.start()
+    try:
+        children = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid), "-f", "multiprocessing.spawn"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        assert len(children) == 2
+        product = create_product(server)
+
+        async def scenario() -> list[dict]:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                tabs = []
+                for _ in range(6):  # spread over both workers by the kernel
+                    _, token = await api_user(client, product["sk_live"])
+                    tabs.append(await cable(server.url, token))
+                server.process.send_signal(signal.SIGTERM)
+                return [
+                    await tab.expect(lambda f: f.get("type") == "disconnect", within=10)
+                    for tab in tabs
+                ]
+
+        frames = asyncio.run(scenario())
+        restart = {"type": "disconnect", "reason": "server_restart", "reconnect": True}
+        assert frames == [restart] * 6
+        assert server.process.wait(20) == 0
+    finally:
+        server.stop()
 
 
 def test_development_generates_a_persistent_private_key_file(tmp_path):

@@ -63,3 +63,33 @@ async def test_server_logs_carry_no_secrets(hub, client, email):
     for secret in (password, tokens["access_token"], tokens["refresh_token"]):
         assert secret not in logs
         assert secret[:40] not in logs
+
+
+async def test_production_logs_json_lines_with_request_ids(tmp_path):
+    import json
+
+    import httpx
+
+    from tests.support import HubServer, create_product
+
+    server = HubServer(workdir=tmp_path, extra_env={"HUB_ENV": "production"})
+    assert server.cli("migrate").returncode == 0
+    server.start()
+    try:
+        product = create_product(server)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            chosen = await client.get(
+                "/api/v1/keys",
+                headers={**bearer(product["sk_live"]), "X-Request-Id": "lb-1234.abc"},
+            )
+            assert chosen.headers["x-request-id"] == "lb-1234.abc"
+            hostile = await client.get("/healthz", headers={"X-Request-Id": "a b<script>"})
+            assert len(hostile.headers["x-request-id"]) == 32  # replaced by a fresh id
+            await client.get(f"/api/v1/auth/me?token={product['sk_live']}")
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
+    access = [e for e in lines if e["logger"] == "uvicorn.access"]
+    assert any(e.get("request_id") == "lb-1234.abc" for e in access)
+    assert product["sk_live"] not in server.logs()

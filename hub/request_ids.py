@@ -1,0 +1,41 @@
+"""A request id for every HTTP request and WebSocket, in its log lines and its response.
+
+A caller's `X-Request-Id` is kept when it is a plain token (so a load balancer's or a
+client's id ties their logs to ours); anything else is replaced by a fresh id.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.logs import request_id
+
+HEADER = "X-Request-Id"
+_ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(HEADER, "")
+        current = offered if _ACCEPTED.fullmatch(offered) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HEADER] = current
+            await send(message)
+
+        token = request_id.set(current)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
