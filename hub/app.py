@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,14 @@ from hub.broker import CONTROL_CHANNEL, Broker, revocation_message
 from hub.cable.endpoint import routes as cable_routes
 from hub.cable.registry import CableRegistry
 from hub.db import connect_database
-from hub.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
+from hub.errors import (
+    HubError,
+    handle_http_exception,
+    handle_hub_error,
+    handle_unexpected,
+    unauthorized,
+)
+from hub.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
 from hub.notifications.routes import routes as notification_routes
 from hub.notifications.service import NotificationService
 from hub.request_ids import RequestIdMiddleware
@@ -92,6 +100,19 @@ async def readyz(request: Request) -> Response:
         logger.warning("readiness: %s unreachable", ", ".join(failing))
         return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics; with `HUB_METRICS_TOKEN` set, only for `Bearer <that token>`."""
+    token = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            raise unauthorized()
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
 
 
 async def demo_redirect(request: Request) -> Response:
@@ -154,6 +175,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *cable_routes,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/demo", demo_redirect, methods=["GET"]),
         Mount("/demo", StaticFiles(directory=STATIC_DIR / "demo", html=True), name="demo"),
     ]
@@ -170,6 +192,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    CONNECTIONS.set_function(lambda: len(cable.connections))
+    SUBSCRIPTIONS.set_function(lambda: sum(len(c.subscriptions) for c in cable.connections))
     app.state.settings = settings
     app.state.db = db
     app.state.auth = auth

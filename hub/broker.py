@@ -25,6 +25,8 @@ from broadcaster._backends.memory import MemoryBackend
 from broadcaster._base import Event
 from redis import asyncio as aioredis
 
+from hub.metrics import BROKER_RECONNECTS
+
 logger = logging.getLogger("hub.broker")
 
 OnMessage = Callable[[str, str], None]
@@ -49,14 +51,17 @@ def revocation_message(session_ids: list[str]) -> str:
 
 
 def stream_message(payload: str, offset: int | None = None) -> str:
-    """A message for a stream: the payload, tagged with its SQL id when it has one, so that
-    a notification recovered from SQL and the same one arriving late are delivered once."""
-    return f"{'-' if offset is None else offset} {payload}"
+    """A message for a stream: the payload, tagged with its SQL id when it has one (so that
+    a notification recovered from SQL and the same one arriving late are delivered once) and
+    with its publish time (for the publish-to-send metric)."""
+    return f"{'-' if offset is None else offset} {time.time():.6f} {payload}"
 
 
-def parse_stream_message(raw: str) -> tuple[int | None, str]:
-    tag, _, payload = raw.partition(" ")
-    return (None if tag == "-" else int(tag)), payload
+def parse_stream_message(raw: str) -> tuple[int | None, float, str]:
+    """(offset, published at, payload); ValueError if `raw` is not a stream message."""
+    tag, _, rest = raw.partition(" ")
+    published, _, payload = rest.partition(" ")
+    return (None if tag == "-" else int(tag)), float(published), payload
 
 
 class RedisPubSubBackend(BroadcastBackend):
@@ -155,6 +160,7 @@ class RedisPubSubBackend(BroadcastBackend):
         reconnected, self._was_connected = self._was_connected, True
         if reconnected:
             logger.warning("redis pub/sub reconnected; %d channels restored", len(self._channels))
+            BROKER_RECONNECTS.inc()
             if self._on_reconnect is not None:
                 self._on_reconnect(self._healthy_at)
         while True:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hub.i18n import negotiate_locale, translate
+from hub.metrics import AUTH_FAILURES, RATE_LIMITED
 
 logger = logging.getLogger("hub.errors")
 
@@ -84,6 +85,10 @@ _HTTP_CODES = {404: "request.not_found", 405: "request.method_not_allowed"}
 
 async def handle_hub_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
+    if exc.status in (401, 403):
+        AUTH_FAILURES.labels(exc.code).inc()
+    elif exc.status == 429:
+        RATE_LIMITED.inc()
     return error_response(request, exc)
 
 

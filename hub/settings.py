@@ -80,6 +80,7 @@ class Settings:
     port: int = 8000
     trusted_proxies: str = "127.0.0.1"
     workers: int = 1
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:
@@ -131,6 +132,7 @@ class Settings:
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port, 1),
             trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
+            metrics_token=env.get("HUB_METRICS_TOKEN") or None,
             workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
         )
         settings.validate()

@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
+
+from hub.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
     from channels.base import Channel
@@ -54,21 +57,22 @@ class CableConnection:
         self.subscriptions: dict[str, Channel] = {}
         self.invalid_commands = 0
         self._max_queue = max_queue
-        self._queue: deque[str] = deque()
+        # (frame, publish time of the notification it carries, if any)
+        self._queue: deque[tuple[str, float | None]] = deque()
         self._ready = asyncio.Event()
         self._closing: str | None = None
         self.closed = asyncio.Event()
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str, published_at: float | None = None) -> None:
         """Queue a frame; a client whose queue is full is disconnected as too slow."""
         if self._closing is not None:
             return
         if len(self._queue) >= self._max_queue:
             self.disconnect("too_slow", reconnect=True)
             return
-        self._queue.append(frame)
+        self._queue.append((frame, published_at))
         self._ready.set()
 
     def disconnect(self, reason: str, *, reconnect: bool) -> None:
@@ -77,7 +81,7 @@ class CableConnection:
             return
         self._closing = reason
         self._queue.clear()  # a slow client does not need the backlog, only the verdict
-        self._queue.append(disconnect_frame(reason, reconnect))
+        self._queue.append((disconnect_frame(reason, reconnect), None))
         self._ready.set()
 
     @property
@@ -91,7 +95,11 @@ class CableConnection:
                 await self._ready.wait()
                 self._ready.clear()
                 while self._queue:
-                    await self.websocket.send_text(self._queue.popleft())
+                    frame, published_at = self._queue.popleft()
+                    await self.websocket.send_text(frame)
+                    FRAMES_SENT.inc()
+                    if published_at is not None:
+                        PUBLISH_TO_SEND.observe(time.time() - published_at)
                 if self._closing is not None:
                     break
         except Exception as exc:  # the peer went away; the reader notices too

@@ -176,7 +176,13 @@ class CableRegistry:
             del self._streams[stream]
             await self.broker.unsubscribe(stream)
 
-    def broadcast(self, stream: str, payload: str, offset: int | None = None) -> None:
+    def broadcast(
+        self,
+        stream: str,
+        payload: str,
+        offset: int | None = None,
+        published_at: float | None = None,
+    ) -> None:
         """Deliver to this process's subscribers of `stream` (encoded once per identifier)."""
         state = self._streams.get(stream)
         if state is None or not state.first_delivery(offset):
@@ -184,7 +190,7 @@ class CableRegistry:
         for identifier, members in state.subscribers.items():
             frame = message_frame(identifier, payload)
             for connection in members:
-                connection.send(frame)
+                connection.send(frame, published_at)
 
     # -- broker ---------------------------------------------------------------------------
 
@@ -193,11 +199,11 @@ class CableRegistry:
             self._on_control(raw)
             return
         try:
-            offset, payload = parse_stream_message(raw)
+            offset, published_at, payload = parse_stream_message(raw)
         except ValueError:
             logger.warning("dropped a malformed message on %s", channel)
             return
-        self.broadcast(channel, payload, offset)
+        self.broadcast(channel, payload, offset, published_at)
 
     def _on_control(self, raw: str) -> None:
         try:

@@ -30,6 +30,7 @@ from hub.db import (
     utcnow,
 )
 from hub.errors import HubError
+from hub.metrics import NOTIFICATIONS_SENT
 from hub.notifications.format import relative_time
 from hub.notifications.tables import idempotency_keys, notifications, unread_counts
 
@@ -219,6 +220,7 @@ class NotificationService:
                 for n in created
             ]
         )
+        NOTIFICATIONS_SENT.inc(len(created))
         return _send_answer(created), False
 
     async def _idempotent_answer(

@@ -1,0 +1,75 @@
+"""Operations: /metrics in Prometheus' format, counting what happened; /readyz naming the
+failing part."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.support import HubServer, api_user, bearer, cable, create_product, publish
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample (`name{labels}`) in a Prometheus exposition."""
+    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else "") + r" (\S+)"
+    found = re.search(r"^" + pattern + "$", text, re.MULTILINE)
+    assert found, f"{name}{{{labels}}} not in the metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_count_connections_deliveries_and_failures(hub, client):
+    product = create_product(hub)
+    before = (await client.get("/metrics")).text
+    user_id, token = await api_user(client, product["sk_live"])
+    tab = await cable(hub.url, token)
+    await publish(client, product["sk_live"], user_id, title="counted")
+    await tab.next_message("new_notification")
+    refused = await client.get("/api/v1/keys", headers=bearer("sk_live_" + "x" * 43))
+    assert refused.status_code == 401
+
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    after = response.text
+    assert metric(after, "hub_cable_connections") >= 1
+    assert metric(after, "hub_cable_subscriptions") >= 1
+    for name in ("hub_notifications_sent_total", "hub_cable_frames_sent_total"):
+        assert metric(after, name) >= metric(before, name) + 1, name
+    delivered = "hub_publish_to_send_seconds_count"
+    assert metric(after, delivered) >= metric(before, delivered) + 1
+    failures = 'code="auth.unauthorized"'
+    old = metric(before, "hub_auth_failures_total", failures) if failures in before else 0
+    assert metric(after, "hub_auth_failures_total", failures) >= old + 1
+    assert metric(after, "process_resident_memory_bytes") > 0
+    await tab.close()
+
+
+async def test_metrics_token_guards_the_endpoint(tmp_path):
+    server = HubServer(workdir=tmp_path, extra_env={"HUB_METRICS_TOKEN": "scrape-secret-123"})
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/metrics")).status_code == 401
+            wrong = await client.get("/metrics", headers=bearer("scrape-secret-124"))
+            assert wrong.status_code == 401
+            ok = await client.get("/metrics", headers=bearer("scrape-secret-123"))
+            assert ok.status_code == 200 and "hub_cable_connections" in ok.text
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+async def test_readyz_names_the_failing_part(tmp_path):
+    # A Redis URL nobody listens on: SQL is fine, the broker is not.
+    server = HubServer(workdir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["failing"] == ["broker"]
+    finally:
+        server.stop()
