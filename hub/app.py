@@ -44,6 +44,7 @@ from hub.errors import (
     unauthorized,
 )
 from hub.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
+from hub.notifications.routes import development_routes
 from hub.notifications.routes import routes as notification_routes
 from hub.notifications.service import NotificationService
 from hub.request_ids import RequestIdMiddleware
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *org_routes,
         *notification_routes,
         *cable_routes,
+        *([] if settings.production else development_routes),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

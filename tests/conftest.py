@@ -107,3 +107,11 @@ async def client(hub: HubServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test item (the demo page test screenshots failures)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -9,6 +9,7 @@ User side (access token): list, unread count, mark one read, mark all read.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -223,6 +224,31 @@ async def user_notifications(request: Request) -> Response:
     )
     return await _page(request, caller.product.id, caller.env, user_id, locale)
 
+
+async def send_test_notification(request: Request) -> Response:
+    """Development only (not mounted in production): a notification to the caller, so the
+    demo page can show a delivery without a product backend."""
+    ctx = await access_context(request)
+    now = time.strftime("%H:%M:%S")
+    answer, _ = await _service(request).send(
+        product_id=ctx.product.id,
+        env=ctx.env,
+        recipients=[Recipient(ctx.user.id, ctx.user.locale or ctx.product.default_locale)],
+        content={
+            "title": "Test notification",
+            "message": f"Sent from the demo page at {now} UTC.",
+            "url": None,
+            "type": "demo",
+            "data": {"sent_at": now},
+        },
+    )
+    return JSONResponse(answer, status_code=201)
+
+
+# Mounted by the app in development only.
+development_routes = [
+    Route("/api/v1/dev/test_notification", send_test_notification, methods=["POST"]),
+]
 
 routes = [
     Route("/api/v1/notifications", send_notifications, methods=["POST"]),
