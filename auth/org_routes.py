@@ -35,7 +35,7 @@ from auth.service import Auth
 from auth.tables import memberships, oauth_applications, users, workspace_tokens
 from hub.db import utcnow
 from hub.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
-from hub.http import Fields, read_json
+from hub.http import Fields, path_id, read_json
 
 MANAGER_ROLES = ("owner", "admin")
 TOKEN_BODY_LIMIT = 8 * 1024
@@ -81,13 +81,6 @@ async def org_manager(request: Request) -> Manager:
     return Manager(caller.organization_id, caller.acting_user_id)
 
 
-def _path_id(request: Request, missing: str) -> int:
-    try:
-        return int(request.path_params["id"])
-    except ValueError:
-        raise HubError(404, missing) from None
-
-
 async def _wrapped(request: Request, wrapper: str) -> Fields:
     body = await read_json(request, _auth(request).settings.max_body_bytes)
     inner = body.get(wrapper)
@@ -131,7 +124,7 @@ async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> 
 async def _revoke(request: Request, table: sa.Table, missing: str) -> Response:
     """Revoke one of the manager's organization's tokens or applications: 204, or 404."""
     manager = await org_manager(request)
-    row_id = _path_id(request, missing)
+    row_id = path_id(request, "id", missing)
     if not await oc.revoke(_auth(request).db, table, manager.org_id, row_id):
         raise HubError(404, missing)
     return Response(status_code=204)

@@ -30,7 +30,7 @@ from auth.products import (
 )
 from auth.service import Auth
 from hub.errors import FieldError, HubError, forbidden, validation_failed
-from hub.http import Fields, read_json
+from hub.http import Fields, path_id, read_json
 
 MAX_ORIGINS = 100
 MAX_RESTRICTED_KEYS = 100
@@ -38,13 +38,6 @@ MAX_RESTRICTED_KEYS = 100
 
 def _auth(request: Request) -> Auth:
     return request.app.state.auth
-
-
-def _path_id(request: Request, name: str, missing: str) -> int:
-    try:
-        return int(request.path_params[name])
-    except ValueError:
-        raise HubError(404, missing) from None
 
 
 async def _fields(request: Request) -> Fields:
@@ -69,7 +62,7 @@ async def upsert_user(request: Request) -> Response:
 
 
 async def _user_of(request: Request, caller: ServerCaller) -> int:
-    user_id = _path_id(request, "user_id", "user.not_found")
+    user_id = path_id(request, "user_id", "user.not_found")
     # Only users of this key's product environment: a test key never reaches a live user.
     found = await resolve_recipients(
         _auth(request).db, caller.product.id, caller.env, user_ids=[user_id]
@@ -108,7 +101,7 @@ def _may_handle(caller: ServerCaller, key: keys.ProductKey) -> bool:
 
 
 async def _key_of(request: Request, caller: ServerCaller) -> keys.ProductKey:
-    key_id = _path_id(request, "key_id", "key.not_found")
+    key_id = path_id(request, "key_id", "key.not_found")
     key = await keys.get_key(_auth(request).db, caller.product.id, caller.env, key_id)
     if key is None:
         raise HubError(404, "key.not_found")

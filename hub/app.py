@@ -47,6 +47,7 @@ from hub.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
 from hub.notifications.routes import development_routes
 from hub.notifications.routes import routes as notification_routes
 from hub.notifications.service import NotificationService
+from hub.openapi import openapi_document
 from hub.request_ids import RequestIdMiddleware
 from hub.settings import Settings
 
@@ -116,6 +117,11 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
+async def openapi(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    return JSONResponse(openapi_document(settings.public_url, development=not settings.production))
+
+
 async def demo_redirect(request: Request) -> Response:
     return RedirectResponse("/demo/")
 
@@ -178,6 +184,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/demo", demo_redirect, methods=["GET"]),
         Mount("/demo", StaticFiles(directory=STATIC_DIR / "demo", html=True), name="demo"),
     ]

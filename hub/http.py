@@ -96,3 +96,18 @@ class Fields:
         """Raise 422 `validation.failed` listing every field error, if there are any."""
         if self.errors:
             raise validation_failed(self.errors)
+
+
+# Row ids are SQL INTEGERs (notifications: BIGINT); a number outside that range names nothing.
+MAX_ROW_ID = 2**31 - 1
+
+
+def path_id(request: Request, name: str, missing: str, maximum: int = MAX_ROW_ID) -> int:
+    """The positive integer in path parameter `name`; 404 `missing` for anything else."""
+    raw = request.path_params[name]
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        raise HubError(404, missing)
+    value = int(raw)
+    if not 0 < value <= maximum:
+        raise HubError(404, missing)
+    return value

@@ -21,7 +21,7 @@ from auth.credentials import require_server_caller
 from auth.routes import access_context
 from auth.service import AccessContext
 from hub.errors import FieldError, HubError, validation_failed
-from hub.http import Fields, read_json
+from hub.http import Fields, path_id, read_json
 from hub.i18n import negotiate_locale
 from hub.notifications.service import (
     MAX_RECIPIENTS,
@@ -186,10 +186,9 @@ async def unread_count(request: Request) -> Response:
 
 async def mark_read(request: Request) -> Response:
     ctx = await access_context(request)
-    try:
-        notification_id = int(request.path_params["notification_id"])
-    except ValueError:
-        raise HubError(404, "notification.not_found") from None
+    notification_id = path_id(
+        request, "notification_id", "notification.not_found", maximum=2**63 - 1
+    )
     count = await _service(request).mark_read(ctx.product.id, ctx.env, ctx.user.id, notification_id)
     return JSONResponse({"id": notification_id, "read": True, "unread_count": count})
 
@@ -203,10 +202,7 @@ async def mark_all_read(request: Request) -> Response:
 async def user_notifications(request: Request) -> Response:
     """Server side: one user's notifications, newest first, in pages."""
     caller = await require_server_caller(request, "notifications:read", org_scoped=True)
-    try:
-        user_id = int(request.path_params["user_id"])
-    except ValueError:
-        raise HubError(404, "user.not_found") from None
+    user_id = path_id(request, "user_id", "user.not_found")
     service = _service(request)
     found = await resolve_recipients(
         service.db,

@@ -1,0 +1,643 @@
+"""The OpenAPI 3.1 document of every HTTP endpoint, served at `GET /openapi.json`.
+
+Written by hand next to the routes (one entry per endpoint, shared shapes in `components`),
+and checked against the running hub by schemathesis in tests/test_openapi.py: every status an
+endpoint can answer is listed, and errors always have the `Error` shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str] | None = None, **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+STRING: dict[str, Any] = {"type": "string"}
+INTEGER: dict[str, Any] = {"type": "integer"}
+BOOLEAN: dict[str, Any] = {"type": "boolean"}
+NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+DATETIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+SCOPES: dict[str, Any] = {"type": "array", "items": STRING}
+
+_ERROR_TEXT = {
+    400: "Malformed request (JSON, product, token)",
+    401: "Missing, invalid, expired or revoked credential, or one of the wrong kind",
+    403: "Valid credential without the scope or role, or a browser origin that is refused",
+    404: "No such resource here",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Body is not application/json",
+    422: "Invalid fields (listed in `details`)",
+    429: "Rate limited (see Retry-After)",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": _ERROR_TEXT[status],
+            "content": {JSON: {"schema": _ref("Error")}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(status: int, schema: dict[str, Any] | None, description: str = "OK") -> dict[str, Any]:
+    if schema is None:
+        return {str(status): {"description": description}}
+    return {str(status): {"description": description, "content": {JSON: {"schema": schema}}}}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+# Statuses every JSON-body endpoint can answer, besides its own.
+BODY_ERRORS = (400, 413, 415, 422)
+PUBLIC = [{"productSlug": []}, {"publishableKey": []}]
+USER = [{"accessToken": []}]
+SERVER = [{"serverKey": []}]
+ORG = [{"serverKey": []}, {"orgToken": []}]
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    security: list[dict[str, list[str]]] | None = None,
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    tag: str,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    operation["security"] = security or []
+    if body is not None:
+        operation["requestBody"] = body
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+PAGE_PARAMS = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+    _query("cursor", {"type": "string"}),
+    _query("unread", {"type": "string", "enum": ["true", "false", "1", "0"]}),
+    _query("locale", {"type": "string", "enum": ["en", "cs", "de"]}),
+]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        ["error"],
+        error=_obj(
+            ["code", "message"],
+            code=STRING,
+            message=STRING,
+            details={"type": "object", "additionalProperties": _obj(["code", "message"])},
+        ),
+    ),
+    "User": _obj(["id"], id=INTEGER, email=NULLABLE_STRING, name=STRING, locale=NULLABLE_STRING),
+    "Organization": _obj(["id", "name"], id=INTEGER, name=STRING, role=STRING),
+    "TokenAnswer": _obj(
+        ["access_token"],
+        access_token=STRING,
+        refresh_token=STRING,
+        token_type=STRING,
+        expires_in=INTEGER,
+        user=_ref("User"),
+        organization=_ref("Organization"),
+        subscription=_obj(),
+        select_organization=BOOLEAN,
+        organizations={"type": "array", "items": _ref("Organization")},
+        login_token=STRING,
+    ),
+    "Notification": _obj(
+        ["id", "title"],
+        id=INTEGER,
+        title=STRING,
+        message=STRING,
+        url=NULLABLE_STRING,
+        type=NULLABLE_STRING,
+        created_at=STRING,
+        created_at_iso=STRING,
+        read=BOOLEAN,
+        data={},
+    ),
+    "NotificationPage": _obj(
+        ["notifications", "unread_count"],
+        notifications={"type": "array", "items": _ref("Notification")},
+        next_cursor=NULLABLE_STRING,
+        unread_count=INTEGER,
+    ),
+    "ProductKey": _obj(
+        ["id", "kind", "env", "key_prefix"],
+        id=INTEGER,
+        kind={"type": "string", "enum": ["publishable", "secret", "restricted"]},
+        env={"type": "string", "enum": ["live", "test"]},
+        name=NULLABLE_STRING,
+        key_prefix=STRING,
+        scopes={"type": ["array", "null"], "items": STRING},
+        created_at=DATETIME,
+        last_used_at=DATETIME,
+        revoked_at=DATETIME,
+        revoked_reason=NULLABLE_STRING,
+        key={"type": "string", "description": "the plaintext, in the creating answer only"},
+    ),
+    "Owner": {"type": ["object", "null"], "properties": {"id": INTEGER, "name": STRING}},
+    "WorkspaceToken": _obj(
+        ["id", "name", "scopes", "token_prefix"],
+        id=INTEGER,
+        name=STRING,
+        scopes=SCOPES,
+        token_prefix=STRING,
+        last_used_at=DATETIME,
+        expires_at=DATETIME,
+        created_at=DATETIME,
+        owner=_ref("Owner"),
+        token={"type": "string", "description": "the plaintext, in the creating answer only"},
+    ),
+    "OAuthApplication": _obj(
+        ["id", "name", "client_id", "scopes"],
+        id=INTEGER,
+        name=STRING,
+        client_id=STRING,
+        scopes=SCOPES,
+        last_used_at=DATETIME,
+        created_at=DATETIME,
+        owner=_ref("Owner"),
+        client_secret={"type": "string", "description": "in the creating answer only"},
+    ),
+    "OAuthError": _obj(["error"], error=STRING, error_description=STRING),
+}
+
+_credentials_body = _obj(["email", "password"], email=STRING, password=STRING)
+_register_body = _obj(
+    ["email", "password", "password_confirmation"],
+    email=STRING,
+    password=STRING,
+    password_confirmation=STRING,
+    name=STRING,
+    organization_name=STRING,
+    locale=STRING,
+)
+_recipient = _obj(user_id=INTEGER, email=STRING, external_id=STRING)
+_send_body = _obj(
+    ["title"],
+    title=STRING,
+    message=STRING,
+    url=STRING,
+    type=STRING,
+    data={"type": "object"},
+    user_id=INTEGER,
+    email=STRING,
+    external_id=STRING,
+    recipients={"type": "array", "items": _recipient, "maxItems": 1000},
+)
+
+PATHS: dict[str, Any] = {
+    "/api/v1/auth/register": {
+        "post": _op(
+            "Register a user and their organization; a token pair",
+            {**_ok(201, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
+            security=PUBLIC,
+            body=_body(_register_body),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/login": {
+        "post": _op(
+            "Log in; a token pair, or an organization choice",
+            {**_ok(200, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
+            security=PUBLIC,
+            body=_body(_credentials_body),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/login/select_org": {
+        "post": _op(
+            "Finish a login by choosing the organization",
+            {**_ok(200, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
+            security=PUBLIC,
+            body=_body(
+                _obj(
+                    ["login_token", "organization_id"], login_token=STRING, organization_id=INTEGER
+                )
+            ),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/refresh": {
+        "post": _op(
+            "Rotate the refresh token; a new pair",
+            {**_ok(200, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
+            body=_body(_obj(["refresh_token"], refresh_token=STRING)),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/logout": {
+        "post": _op(
+            "Revoke the session (access token, or refresh_token in the body)",
+            {**_ok(204, None, "Logged out"), **_errors(*BODY_ERRORS, 401, 403, 404)},
+            body=_body(_obj(refresh_token=STRING), required=False),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/forgot_password": {
+        "post": _op(
+            "Mail a reset link if the email is registered (always the same answer)",
+            {
+                **_ok(202, _obj(["message"], message=STRING), "Accepted"),
+                **_errors(*BODY_ERRORS, 401, 403, 404, 429),
+            },
+            security=PUBLIC,
+            body=_body(_obj(["email"], email=STRING)),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/reset_password": {
+        "put": _op(
+            "Set a new password with a reset token",
+            {**_ok(200, _obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
+            body=_body(
+                _obj(
+                    ["token", "password", "password_confirmation"],
+                    token=STRING,
+                    password=STRING,
+                    password_confirmation=STRING,
+                )
+            ),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/me": {
+        "get": _op(
+            "The signed-in user, organization and subscription",
+            {**_ok(200, _obj()), **_errors(400, 401, 403, 404)},
+            security=USER,
+            tag="auth",
+        ),
+        "put": _op(
+            "Update name, locale or password",
+            {**_ok(200, _obj()), **_errors(*BODY_ERRORS, 401, 403, 404)},
+            security=USER,
+            body=_body(_obj(name=STRING, locale=STRING, password=STRING)),
+            tag="auth",
+        ),
+    },
+    "/.well-known/jwks.json": {
+        "get": _op(
+            "Public keys that verify the hub's tokens",
+            _ok(200, _obj(["keys"], keys={"type": "array", "items": _obj()})),
+            tag="auth",
+        )
+    },
+    "/api/v1/notifications": {
+        "post": _op(
+            "Send a notification to one recipient or up to 1000 (Idempotency-Key honoured)",
+            {
+                **_ok(
+                    201,
+                    _obj(
+                        ["notifications", "count"],
+                        notifications={"type": "array", "items": _obj()},
+                        count=INTEGER,
+                    ),
+                ),
+                **_errors(*BODY_ERRORS, 401, 403, 409, 429),
+            },
+            security=ORG,
+            body=_body(_send_body),
+            parameters=[
+                {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING}
+            ],
+            tag="notifications",
+        ),
+        "get": _op(
+            "The user's notifications, newest first",
+            {**_ok(200, _ref("NotificationPage")), **_errors(400, 401, 403, 404, 422)},
+            security=USER,
+            parameters=PAGE_PARAMS,
+            tag="notifications",
+        ),
+    },
+    "/api/v1/notifications/unread_count": {
+        "get": _op(
+            "The user's unread count",
+            {**_ok(200, _obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
+            security=USER,
+            tag="notifications",
+        )
+    },
+    "/api/v1/notifications/read_all": {
+        "post": _op(
+            "Mark all read",
+            {**_ok(200, _obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
+            security=USER,
+            tag="notifications",
+        )
+    },
+    "/api/v1/notifications/{notification_id}/read": {
+        "post": _op(
+            "Mark one read",
+            {**_ok(200, _obj(["id", "read", "unread_count"])), **_errors(400, 401, 403, 404)},
+            security=USER,
+            parameters=[_path_id("notification_id")],
+            tag="notifications",
+        )
+    },
+    "/api/v1/users": {
+        "post": _op(
+            "Create or update a user by your external_id",
+            {
+                **_ok(201, _obj(["user"], user=_ref("User")), "Created"),
+                **_ok(200, _obj(["user"], user=_ref("User")), "Updated"),
+                **_errors(*BODY_ERRORS, 401, 403, 429),
+            },
+            security=SERVER,
+            body=_body(
+                _obj(["external_id"], external_id=STRING, email=STRING, name=STRING, locale=STRING)
+            ),
+            tag="server",
+        )
+    },
+    "/api/v1/users/{user_id}": {
+        "get": _op(
+            "A user of the key's environment",
+            {**_ok(200, _obj(["user"], user=_ref("User"))), **_errors(401, 403, 404, 429)},
+            security=SERVER,
+            parameters=[_path_id("user_id")],
+            tag="server",
+        )
+    },
+    "/api/v1/users/{user_id}/tokens": {
+        "post": _op(
+            "Mint an access token for a user",
+            {**_ok(201, _ref("TokenAnswer")), **_errors(401, 403, 404, 429)},
+            security=SERVER,
+            parameters=[_path_id("user_id")],
+            tag="server",
+        )
+    },
+    "/api/v1/users/{user_id}/notifications": {
+        "get": _op(
+            "A user's notifications (server side)",
+            {**_ok(200, _ref("NotificationPage")), **_errors(401, 403, 404, 422, 429)},
+            security=ORG,
+            parameters=[_path_id("user_id"), *PAGE_PARAMS],
+            tag="server",
+        )
+    },
+    "/api/v1/keys": {
+        "get": _op(
+            "The environment's keys (no plaintext)",
+            {
+                **_ok(200, _obj(["keys"], keys={"type": "array", "items": _ref("ProductKey")})),
+                **_errors(401, 403, 429),
+            },
+            security=SERVER,
+            tag="keys",
+        ),
+        "post": _op(
+            "Create a restricted key (its plaintext is in this answer only)",
+            {**_ok(201, _ref("ProductKey")), **_errors(*BODY_ERRORS, 401, 403, 409, 429)},
+            security=SERVER,
+            body=_body(_obj(["name", "scopes"], name=STRING, scopes=SCOPES)),
+            tag="keys",
+        ),
+    },
+    "/api/v1/keys/{key_id}/rotate": {
+        "post": _op(
+            "Replace a key; the old one stops working at once",
+            {**_ok(201, _ref("ProductKey")), **_errors(401, 403, 404, 409, 429)},
+            security=SERVER,
+            parameters=[_path_id("key_id")],
+            tag="keys",
+        )
+    },
+    "/api/v1/keys/{key_id}": {
+        "delete": _op(
+            "Revoke a restricted key",
+            {**_ok(204, None, "Revoked"), **_errors(401, 403, 404, 409, 429)},
+            security=SERVER,
+            parameters=[_path_id("key_id")],
+            tag="keys",
+        )
+    },
+    "/api/v1/product": {
+        "get": _op(
+            "The product's settings (secret key only)",
+            {**_ok(200, _obj(["product"])), **_errors(401, 403, 429)},
+            security=SERVER,
+            tag="keys",
+        ),
+        "patch": _op(
+            "Change the allowed origins and/or the alert webhook",
+            {**_ok(200, _obj(["product"])), **_errors(*BODY_ERRORS, 401, 403, 429)},
+            security=SERVER,
+            body=_body(
+                _obj(
+                    origins=SCOPES,
+                    alert_webhook_url={"type": ["string", "null"]},
+                )
+            ),
+            tag="keys",
+        ),
+    },
+    "/api/v1/workspace_api_tokens": {
+        "get": _op(
+            "The organization's live workspace tokens",
+            {**_ok(200, _obj(["workspace_api_tokens"])), **_errors(400, 401, 403, 404, 429)},
+            security=[{"accessToken": []}, {"orgToken": []}],
+            tag="organization",
+        ),
+        "post": _op(
+            "Issue a workspace token (shown once)",
+            {
+                **_ok(201, _ref("WorkspaceToken")),
+                **_errors(*BODY_ERRORS, 401, 403, 404, 409, 429),
+            },
+            security=[{"accessToken": []}, {"orgToken": []}],
+            body=_body(
+                _obj(
+                    ["workspace_api_token"],
+                    workspace_api_token=_obj(
+                        ["name"], name=STRING, scopes=SCOPES, expires_at=DATETIME
+                    ),
+                )
+            ),
+            tag="organization",
+        ),
+    },
+    "/api/v1/workspace_api_tokens/{id}": {
+        "delete": _op(
+            "Revoke a workspace token",
+            {**_ok(204, None, "Revoked"), **_errors(400, 401, 403, 404, 429)},
+            security=[{"accessToken": []}, {"orgToken": []}],
+            parameters=[_path_id("id")],
+            tag="organization",
+        )
+    },
+    "/api/v1/oauth_applications": {
+        "get": _op(
+            "The organization's OAuth applications",
+            {**_ok(200, _obj(["oauth_applications"])), **_errors(400, 401, 403, 404, 429)},
+            security=[{"accessToken": []}, {"orgToken": []}],
+            tag="organization",
+        ),
+        "post": _op(
+            "Register an OAuth application (its secret is shown once)",
+            {
+                **_ok(201, _ref("OAuthApplication")),
+                **_errors(*BODY_ERRORS, 401, 403, 404, 409, 429),
+            },
+            security=[{"accessToken": []}, {"orgToken": []}],
+            body=_body(
+                _obj(
+                    ["oauth_application"],
+                    oauth_application=_obj(["name"], name=STRING, scopes=SCOPES),
+                )
+            ),
+            tag="organization",
+        ),
+    },
+    "/api/v1/oauth_applications/{id}": {
+        "delete": _op(
+            "Delete an OAuth application; its tokens stop working",
+            {**_ok(204, None, "Deleted"), **_errors(400, 401, 403, 404, 429)},
+            security=[{"accessToken": []}, {"orgToken": []}],
+            parameters=[_path_id("id")],
+            tag="organization",
+        )
+    },
+    "/oauth/token": {
+        "post": _op(
+            "OAuth 2.0 client credentials grant (RFC 6749 section 4.4)",
+            {
+                "200": {
+                    "description": "An access token",
+                    "content": {JSON: {"schema": _obj(["access_token", "token_type"])}},
+                },
+                "400": {
+                    "description": "invalid_request, unsupported_grant_type, invalid_scope",
+                    "content": {JSON: {"schema": _ref("OAuthError")}},
+                },
+                "401": {
+                    "description": "invalid_client",
+                    "content": {JSON: {"schema": _ref("OAuthError")}},
+                },
+                **_errors(429),
+            },
+            security=[{"clientBasic": []}, {}],
+            body={
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": _obj(
+                            ["grant_type"],
+                            grant_type=STRING,
+                            scope=STRING,
+                            client_id=STRING,
+                            client_secret=STRING,
+                        )
+                    }
+                },
+            },
+            tag="organization",
+        )
+    },
+    "/api/v1/organization/members": {
+        "get": _op(
+            "Members of the credential's organization (members:read)",
+            {**_ok(200, _obj(["members"])), **_errors(401, 403, 429)},
+            security=[{"orgToken": []}],
+            tag="organization",
+        )
+    },
+    "/healthz": {"get": _op("The process is alive", _ok(200, _obj(["status"])), tag="operations")},
+    "/readyz": {
+        "get": _op(
+            "SQL and the broker answer",
+            {
+                **_ok(200, _obj(["status"])),
+                "503": {
+                    "description": "A part is unreachable",
+                    "content": {JSON: {"schema": _obj(["status", "failing"], failing=SCOPES)}},
+                },
+            },
+            tag="operations",
+        )
+    },
+    "/metrics": {
+        "get": _op(
+            "Prometheus metrics",
+            {
+                "200": {
+                    "description": "Text exposition format",
+                    "content": {"text/plain": {"schema": STRING}},
+                },
+                **_errors(401),
+            },
+            tag="operations",
+        )
+    },
+    "/openapi.json": {
+        "get": _op("This document", _ok(200, _obj()), tag="operations"),
+    },
+}
+
+SECURITY_SCHEMES = {
+    "productSlug": {"type": "apiKey", "in": "header", "name": "X-Product-Slug"},
+    "publishableKey": {"type": "apiKey", "in": "header", "name": "X-Publishable-Key"},
+    "accessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (ES256, access)"},
+    "serverKey": {"type": "http", "scheme": "bearer", "description": "sk_… or rk_… key"},
+    "orgToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "wksp_… workspace token or an OAuth access token",
+    },
+    "clientBasic": {"type": "http", "scheme": "basic"},
+}
+
+
+def openapi_document(server_url: str, *, development: bool) -> dict[str, Any]:
+    paths = dict(PATHS)
+    if development:
+        paths["/api/v1/dev/test_notification"] = {
+            "post": _op(
+                "Development only: a test notification to the caller",
+                {**_ok(201, _obj()), **_errors(400, 401, 403, 404)},
+                security=USER,
+                tag="notifications",
+            )
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "notification-hub",
+            "version": "1",
+            "description": "Headless auth and realtime notifications. The WebSocket at "
+            "`/cable?token=<access token>` speaks ActionCable (`actioncable-v1-json`); see the "
+            "README. Every error has the `Error` shape.",
+        },
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }
