@@ -206,6 +206,7 @@ async def _measure_step(
         batch_size=sent.batch_size,
         publisher_lag_ms=sent.worst_lag * 1000,
         errors=sent.errors,
+        server_rss=system.process.rss(),
     )
     judge(step, args.p99_ms)
     return step

@@ -39,6 +39,7 @@ class StepResult:
     publisher_cpu: float  # the bench's own process (publisher), in cores
     batch_size: int
     publisher_lag_ms: float  # the latest a batch left after its due time
+    server_rss: int = 0  # bytes, at the end of the step (a long step is a soak run)
     errors: list[str] = field(default_factory=list)
     ok: bool = False
     why: str = ""
@@ -113,7 +114,7 @@ def _rate(result: SystemResult) -> str:
 STEP_HEADER = (
     f"{'rate/s':>8} {'sent':>8} {'delivered':>9} {'lost':>6} {'p50 ms':>7} {'p99 ms':>7} "
     f"{'max ms':>7} {'sent/s':>7} {'recv/s':>7} {'batch':>5} "
-    f"{'srv CPU':>7} {'cli CPU':>7} {'pub CPU':>7}  result"
+    f"{'srv CPU':>7} {'cli CPU':>7} {'pub CPU':>7} {'RSS MB':>7}  result"
 )
 
 
@@ -122,7 +123,8 @@ def step_line(step: StepResult) -> str:
         f"{step.rate:>8} {step.sent:>8} {step.delivered:>9} {step.lost:>6} "
         f"{step.p50_ms:>7.1f} {step.p99_ms:>7.1f} {step.max_ms:>7.1f} "
         f"{step.send_rate:>7.0f} {step.delivered_rate:>7.0f} {step.batch_size:>5} "
-        f"{step.server_cpu:>7.2f} {step.client_cpu:>7.2f} {step.publisher_cpu:>7.2f}  {step.why}"
+        f"{step.server_cpu:>7.2f} {step.client_cpu:>7.2f} {step.publisher_cpu:>7.2f} "
+        f"{step.server_rss / 2**20:>7.1f}  {step.why}"
     )
 
 
