@@ -401,3 +401,28 @@ async def test_a_burst_of_unknown_keys_is_logged(production_hub):
         for i in range(25):
             await client.get("/api/v1/keys", headers=bearer(f"sk_live_{i:043d}"))
     assert "security alert failed_key_lookups" in production_hub.logs()
+
+
+async def test_forwarded_proto_from_an_untrusted_peer_is_not_believed(tmp_path, redis_url):
+    import httpx
+
+    from tests.support import HubServer
+
+    # The proxy the hub trusts is elsewhere: this client's "https" claim counts for nothing.
+    server = HubServer(
+        workdir=tmp_path,
+        redis_url=redis_url,
+        extra_env={"HUB_ENV": "production", "HUB_TRUSTED_PROXIES": "10.9.9.9"},
+    )
+    assert server.cli("migrate").returncode == 0
+    server.start()
+    try:
+        product = create_product(server)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            claimed = await client.get(
+                "/api/v1/keys",
+                headers={**bearer(product["sk_live"]), "X-Forwarded-Proto": "https"},
+            )
+        assert claimed.status_code == 401 and code(claimed) == "auth.key_compromised"
+    finally:
+        server.stop()
