@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -247,6 +249,18 @@ class HubServer:
             timeout=60,
             check=False,
         )
+
+
+@contextlib.contextmanager
+def production_hub(workdir: Path, **extra_env: str) -> Iterator[HubServer]:
+    """A hub in production mode (migrated first: production never migrates by itself)."""
+    server = HubServer(workdir=workdir, extra_env={"HUB_ENV": "production", **extra_env})
+    assert server.cli("migrate").returncode == 0
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # -- API shortcuts --------------------------------------------------------------------------

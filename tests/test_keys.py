@@ -18,6 +18,7 @@ from tests.support import (
     create_product,
     publish,
 )
+from tests.support import production_hub as start_production_hub
 
 
 @pytest.fixture
@@ -330,21 +331,11 @@ async def test_origins_are_edited_through_the_server_api(client, product, email)
 
 @pytest.fixture(scope="module")
 def production_hub(tmp_path_factory, redis_url):
-    from tests.support import HubServer
-
-    server = HubServer(
-        workdir=tmp_path_factory.mktemp("prod-hub"),
-        redis_url=redis_url,
-        extra_env={
-            "HUB_ENV": "production",
-            "HUB_RATE_SERVER_KEY": "4/minute",
-            "HUB_RATE_PUBLIC_PRODUCT": "3/minute",
-        },
-    )
-    assert server.cli("migrate").returncode == 0  # production never migrates by itself
-    server.start()
-    yield server
-    server.stop()
+    limits = {"HUB_RATE_SERVER_KEY": "4/minute", "HUB_RATE_PUBLIC_PRODUCT": "3/minute"}
+    if redis_url:
+        limits["REDIS_URL"] = redis_url  # the limits are shared through Redis
+    with start_production_hub(tmp_path_factory.mktemp("prod-hub"), **limits) as server:
+        yield server
 
 
 async def test_plain_http_revokes_a_secret_key_in_production(production_hub, alerts):
@@ -406,17 +397,8 @@ async def test_a_burst_of_unknown_keys_is_logged(production_hub):
 async def test_forwarded_proto_from_an_untrusted_peer_is_not_believed(tmp_path, redis_url):
     import httpx
 
-    from tests.support import HubServer
-
     # The proxy the hub trusts is elsewhere: this client's "https" claim counts for nothing.
-    server = HubServer(
-        workdir=tmp_path,
-        redis_url=redis_url,
-        extra_env={"HUB_ENV": "production", "HUB_TRUSTED_PROXIES": "10.9.9.9"},
-    )
-    assert server.cli("migrate").returncode == 0
-    server.start()
-    try:
+    with start_production_hub(tmp_path, HUB_TRUSTED_PROXIES="10.9.9.9") as server:
         product = create_product(server)
         async with httpx.AsyncClient(base_url=server.url) as client:
             claimed = await client.get(
@@ -424,5 +406,3 @@ async def test_forwarded_proto_from_an_untrusted_peer_is_not_believed(tmp_path, 
                 headers={**bearer(product["sk_live"]), "X-Forwarded-Proto": "https"},
             )
         assert claimed.status_code == 401 and code(claimed) == "auth.key_compromised"
-    finally:
-        server.stop()

@@ -70,12 +70,9 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
 
     import httpx
 
-    from tests.support import HubServer, create_product
+    from tests.support import create_product, production_hub
 
-    server = HubServer(workdir=tmp_path, extra_env={"HUB_ENV": "production"})
-    assert server.cli("migrate").returncode == 0
-    server.start()
-    try:
+    with production_hub(tmp_path) as server:
         product = create_product(server)
         async with httpx.AsyncClient(base_url=server.url) as client:
             chosen = await client.get(
@@ -86,8 +83,6 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
             hostile = await client.get("/healthz", headers={"X-Request-Id": "a b<script>"})
             assert len(hostile.headers["x-request-id"]) == 32  # replaced by a fresh id
             await client.get(f"/api/v1/auth/me?token={product['sk_live']}")
-    finally:
-        server.stop()
     lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
     access = [e for e in lines if e["logger"] == "uvicorn.access"]
