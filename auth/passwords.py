@@ -21,6 +21,10 @@ class PasswordHasher:
         self._scheme = argon2.using(
             type="ID", memory_cost=memory_kib, rounds=time_cost, parallelism=parallelism
         )
+        # Load the argon2 backend now: passlib loads it lazily on first use, and two threads
+        # doing that at once fail ("failed to replace lazy loader"): the first concurrent
+        # registrations after a start answered 500.
+        self._scheme.get_backend()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
         self._dummy_hash: str | None = None
 

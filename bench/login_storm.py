@@ -234,5 +234,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         hub.start()
         try:
             asyncio.run(run(args, hub))
+        except Exception:
+            if hub.server is not None:
+                print(f"server log, last lines:\n{hub.server.log_tail()}", flush=True)
+            raise
         finally:
             hub.stop()
