@@ -22,6 +22,7 @@ from tests.support import (
     cable,
     create_product,
     free_port,
+    production_hub,
 )
 
 
@@ -169,6 +170,20 @@ def test_several_workers_share_one_port_and_restart_their_sockets(
         assert server.process.wait(20) == 0
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_procfile_layout_starts_in_production(tmp_path, postgres_url, redis_url):
+    if redis_url is None:
+        pytest.skip("Redis (REDIS_URL) is not configured")
+    # release: notification-hub migrate; web: notification-hub serve, two workers.
+    with production_hub(
+        tmp_path, DATABASE_URL=postgres_url, REDIS_URL=redis_url, HUB_WORKERS="2"
+    ) as server:
+        answers = [httpx.get(server.url + "/readyz", timeout=5) for _ in range(6)]
+        assert [a.status_code for a in answers] == [200] * 6
+        assert httpx.get(server.url + "/api/v1/dev/test_notification").status_code == 404
 
 
 def test_development_generates_a_persistent_private_key_file(tmp_path):

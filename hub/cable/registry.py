@@ -28,7 +28,10 @@ Recover = Callable[[datetime], Awaitable[list[tuple[int, str]]]]
 # Of these session ids, the ones that are revoked.
 RevokedAmong = Callable[[set[str]], Awaitable[set[str]]]
 
-RECENT_OFFSETS = 1024
+# Offsets remembered per stream to deliver a recovered notification and its late original once.
+# Only what can still be in flight when a recovery runs matters; a large window per stream
+# grows with every stream (1,024 × 5,000 streams would hold millions of entries).
+RECENT_OFFSETS = 32
 RECOVERY_CONCURRENCY = 16
 # Pings go out in slices, one every PING_TICK seconds, spread over the interval: every socket
 # still hears one each interval, but thousands of sockets never wake at once. (A ping costs
