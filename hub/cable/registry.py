@@ -28,10 +28,12 @@ Recover = Callable[[datetime], Awaitable[list[tuple[int, str]]]]
 # Of these session ids, the ones that are revoked.
 RevokedAmong = Callable[[set[str]], Awaitable[set[str]]]
 
-# Offsets remembered per stream to deliver a recovered notification and its late original once.
-# Only what can still be in flight when a recovery runs matters; a large window per stream
-# grows with every stream (1,024 × 5,000 streams would hold millions of entries).
-RECENT_OFFSETS = 32
+# Offsets (SQL ids) remembered to deliver a recovered notification and its late original once:
+# those delivered in the last RECENT_SECONDS (a recovery re-reads from shortly before the gap,
+# so this covers outages of up to ~10 minutes), at most RECENT_OFFSETS per stream. Memory
+# follows the recent delivery rate, not the number of streams times their history.
+RECENT_SECONDS = 600.0
+RECENT_OFFSETS = 1024
 RECOVERY_CONCURRENCY = 16
 # Pings go out in slices, one every PING_TICK seconds, spread over the interval: every socket
 # still hears one each interval, but thousands of sockets never wake at once. (A ping costs
@@ -49,9 +51,8 @@ class _Stream:
 
     def __init__(self, recover: Recover | None) -> None:
         self.subscribers: dict[str, set[CableConnection]] = {}
-        # Offsets (SQL ids) delivered lately, so a recovered message and its late original
-        # are delivered once.
-        self.recent: OrderedDict[int, None] = OrderedDict()
+        # offset → when it was delivered (monotonic), oldest first
+        self.recent: OrderedDict[int, float] = OrderedDict()
         self.recover = recover
 
     def first_delivery(self, offset: int | None) -> bool:
@@ -59,10 +60,16 @@ class _Stream:
             return True
         if offset in self.recent:
             return False
-        self.recent[offset] = None
+        now = time.monotonic()
+        self.recent[offset] = now
+        self.forget_before(now - RECENT_SECONDS)
         if len(self.recent) > RECENT_OFFSETS:
             self.recent.popitem(last=False)
         return True
+
+    def forget_before(self, moment: float) -> None:
+        while self.recent and next(iter(self.recent.values())) < moment:
+            self.recent.popitem(last=False)
 
     def empty(self) -> bool:
         return not self.subscribers
@@ -102,6 +109,10 @@ class CableRegistry:
             asyncio.create_task(
                 self._every(self._session_check_interval, self._check_sessions),
                 name="cable-sessions",
+            ),
+            asyncio.create_task(
+                self._every(self._session_check_interval, self._forget_old_offsets),
+                name="cable-offsets",
             ),
         ]
 
@@ -261,6 +272,12 @@ class CableRegistry:
         for connection in self._ping_slices[self._next_slice]:
             connection.send(frame)
         self._next_slice = (self._next_slice + 1) % len(self._ping_slices)
+
+    async def _forget_old_offsets(self) -> None:
+        # Streams that went quiet would otherwise keep their last offsets for good.
+        moment = time.monotonic() - RECENT_SECONDS
+        for state in self._streams.values():
+            state.forget_before(moment)
 
     async def _check_sessions(self) -> None:
         # A backstop for revocations whose control message was lost (e.g. a Redis outage).
