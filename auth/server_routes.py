@@ -186,6 +186,11 @@ def _product_answer(caller: ServerCaller, origins: list[str], webhook: str | Non
     )
 
 
+def _strict_webhooks(request: Request) -> bool:
+    settings = _auth(request).settings
+    return settings.production and not settings.webhooks_allow_internal
+
+
 async def _secret_caller(request: Request) -> ServerCaller:
     caller = await require_server_caller(request, "product:settings")
     if caller.kind != "secret":
@@ -222,7 +227,11 @@ async def update_product_settings(request: Request) -> Response:
     if "alert_webhook_url" in body:
         raw = body["alert_webhook_url"]
         try:
-            webhook = None if raw in (None, "") else normalize_webhook_url(str(raw))
+            webhook = (
+                None
+                if raw in (None, "")
+                else normalize_webhook_url(str(raw), strict=_strict_webhooks(request))
+            )
         except ValueError:
             fields.error("alert_webhook_url", "field.not_url")
     if "origins" not in body and "alert_webhook_url" not in body:

@@ -203,9 +203,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Dieses Feld muss eine Liste von Zeichenketten sein.",
     },
     "field.not_url": {
-        "en": "This field must be an absolute http:// or https:// URL.",
-        "cs": "Toto pole musí být absolutní URL http:// nebo https://.",
-        "de": "Dieses Feld muss eine absolute http://- oder https://-URL sein.",
+        "en": "This field must be an absolute http:// or https:// URL (in production: https, "
+        "and not an address inside the hub's network).",
+        "cs": "Toto pole musí být absolutní URL http:// nebo https:// (v produkci: https a ne "
+        "adresa uvnitř sítě hubu).",
+        "de": "Dieses Feld muss eine absolute http://- oder https://-URL sein (in Produktion: "
+        "https und keine Adresse im Netz des Hubs).",
     },
     "field.not_datetime": {
         "en": "This field must be a future ISO 8601 time with a time zone.",

@@ -81,6 +81,8 @@ class Settings:
     trusted_proxies: str = "127.0.0.1"
     workers: int = 1
     metrics_token: str | None = None
+    # Production: let alert webhooks be http:// or inside our network (self-hosted receivers).
+    webhooks_allow_internal: bool = False
 
     @property
     def production(self) -> bool:
@@ -133,6 +135,7 @@ class Settings:
             port=_int(env, "PORT", cls.port, 1),
             trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
             metrics_token=env.get("HUB_METRICS_TOKEN") or None,
+            webhooks_allow_internal=env.get("HUB_WEBHOOKS_ALLOW_INTERNAL", "") in ("1", "true"),
             workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
         )
         settings.validate()

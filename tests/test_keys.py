@@ -331,7 +331,11 @@ async def test_origins_are_edited_through_the_server_api(client, product, email)
 
 @pytest.fixture(scope="module")
 def production_hub(tmp_path_factory, redis_url):
-    limits = {"HUB_RATE_SERVER_KEY": "4/minute", "HUB_RATE_PUBLIC_PRODUCT": "3/minute"}
+    limits = {
+        "HUB_RATE_SERVER_KEY": "4/minute",
+        "HUB_RATE_PUBLIC_PRODUCT": "3/minute",
+        "HUB_WEBHOOKS_ALLOW_INTERNAL": "1",  # the alert sink is a local http:// endpoint
+    }
     if redis_url:
         limits["REDIS_URL"] = redis_url  # the limits are shared through Redis
     with start_production_hub(tmp_path_factory.mktemp("prod-hub"), **limits) as server:
@@ -406,3 +410,34 @@ async def test_forwarded_proto_from_an_untrusted_peer_is_not_believed(tmp_path, 
                 headers={**bearer(product["sk_live"]), "X-Forwarded-Proto": "https"},
             )
         assert claimed.status_code == 401 and code(claimed) == "auth.key_compromised"
+
+
+async def test_production_alert_webhooks_must_be_public_https(tmp_path):
+    import httpx
+
+    with start_production_hub(tmp_path) as server:
+        product = create_product(server)
+        headers = {**bearer(product["sk_live"]), "X-Forwarded-Proto": "https"}
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            for url in (
+                "http://hooks.example.com/alerts",
+                "https://127.0.0.1/alerts",
+                "https://169.254.169.254/latest/meta-data",
+                "https://10.0.0.5/alerts",
+                "https://[::1]/alerts",
+                "https://localhost/alerts",
+            ):
+                refused = await client.patch(
+                    "/api/v1/product", headers=headers, json={"alert_webhook_url": url}
+                )
+                assert refused.status_code == 422, url
+                details = refused.json()["error"]["details"]
+                assert details["alert_webhook_url"]["code"] == "field.not_url"
+            accepted = await client.patch(
+                "/api/v1/product",
+                headers=headers,
+                json={"alert_webhook_url": "https://hooks.example.com/alerts"},
+            )
+            assert accepted.status_code == 200
+            stored = accepted.json()["product"]["alert_webhook_url"]
+            assert stored == "https://hooks.example.com/alerts"
