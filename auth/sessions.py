@@ -8,6 +8,7 @@ which two tabs refreshing at once legitimately both present.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +17,7 @@ from databases import Database
 
 from auth.secrets import new_id
 from auth.tables import auth_sessions
-from hub.db import as_utc, texts, utcnow
+from hub.db import as_utc, bound, bound_list, list_value, utcnow
 
 
 @dataclass(frozen=True)
@@ -158,16 +159,24 @@ async def revoke_user_sessions(db: Database, user_id: int, reason: str) -> list[
     return [row._mapping["id"] for row in rows]
 
 
+@functools.cache
+def _active_among(dialect: str) -> sa.Select:
+    """The live sessions among `session_ids`, one bound list however many sockets a process
+    holds (the cable's periodic sweep)."""
+    wanted = bound_list(dialect, "session_ids", sa.Text)
+    return sa.select(auth_sessions.c.id).where(
+        auth_sessions.c.id.in_(sa.select(wanted.c.value)),
+        auth_sessions.c.revoked_at.is_(None),
+        auth_sessions.c.expires_at > sa.bindparam("now", type_=auth_sessions.c.expires_at.type),
+    )
+
+
 async def inactive_among(db: Database, sids: set[str]) -> set[str]:
     """Those of `sids` that are revoked, expired or unknown."""
     if not sids:
         return set()
+    dialect = db.url.dialect
     rows = await db.fetch_all(
-        sa.select(auth_sessions.c.id).where(
-            # One bound list, however many sockets this process holds.
-            auth_sessions.c.id.in_(sa.select(texts(db, sorted(sids)).c.value)),
-            auth_sessions.c.revoked_at.is_(None),
-            auth_sessions.c.expires_at > utcnow(),
-        )
+        bound(_active_among(dialect), session_ids=list_value(dialect, sorted(sids)), now=utcnow())
     )
     return sids - {row._mapping["id"] for row in rows}

@@ -118,22 +118,3 @@ def bound_list(dialect: str, name: str, item_type: type[sa.types.TypeEngine]) ->
 
 def list_value(dialect: str, values: Sequence[Any]) -> Any:
     return json.dumps(list(values)) if dialect == "sqlite" else list(values)
-
-
-def integers(db: Database, values: Sequence[int]) -> sa.FromClause:
-    """`bound_list` for a statement built per call: the list is bound right away."""
-    return _literal_list(db, list(values), sa.BigInteger)
-
-
-def texts(db: Database, values: Sequence[str]) -> sa.FromClause:
-    """`integers` for strings."""
-    return _literal_list(db, list(values), sa.Text)
-
-
-def _literal_list(
-    db: Database, values: list[Any], item_type: type[sa.types.TypeEngine]
-) -> sa.FromClause:
-    if db.url.dialect == "sqlite":
-        return sa.func.json_each(sa.literal(json.dumps(values))).table_valued("value")
-    array = sa.cast(sa.literal(values, ARRAY(item_type)), ARRAY(item_type))
-    return sa.func.unnest(array).table_valued("value").render_derived()

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from hub.db import connect_database, integers, texts
+from hub.db import bound, bound_list, connect_database, list_value
 
 scratch = sa.MetaData()
 items = sa.Table(
@@ -54,19 +54,18 @@ async def test_in_lists_of_different_lengths_are_not_confused(db: Database) -> N
         assert sorted(r[0] for r in rows) == ids
 
 
-async def test_integers_and_texts_bind_a_whole_list_as_one_table(db: Database) -> None:
-    for ids in ([2, 4, 8], [10], list(range(1, 11))):
-        wanted = integers(db, ids)
-        rows = await db.fetch_all(
-            sa.select(items.c.id).where(items.c.id.in_(sa.select(wanted.c.value)))
-        )
-        assert sorted(r[0] for r in rows) == ids
-    for labels in (["item 3", "item 5"], ["item 9"]):
-        wanted = texts(db, labels)
-        rows = await db.fetch_all(
-            sa.select(items.c.id).where(items.c.label.in_(sa.select(wanted.c.value)))
-        )
-        assert sorted(f"item {r[0]}" for r in rows) == labels
+async def test_bound_lists_of_any_length_share_one_statement(db: Database) -> None:
+    dialect = db.url.dialect
+    ids = bound_list(dialect, "ids", sa.BigInteger)
+    by_ids = sa.select(items.c.id).where(items.c.id.in_(sa.select(ids.c.value)))
+    for wanted in ([2, 4, 8], [10], list(range(1, 11))):
+        rows = await db.fetch_all(bound(by_ids, ids=list_value(dialect, wanted)))
+        assert sorted(r[0] for r in rows) == wanted
+    labels = bound_list(dialect, "labels", sa.Text)
+    by_labels = sa.select(items.c.id).where(items.c.label.in_(sa.select(labels.c.value)))
+    for wanted in (["item 3", "item 5"], ["item 9"]):
+        rows = await db.fetch_all(bound(by_labels, labels=list_value(dialect, wanted)))
+        assert sorted(f"item {r[0]}" for r in rows) == wanted
 
 
 async def test_concurrent_write_transactions_all_commit(db: Database) -> None:
@@ -94,3 +93,26 @@ async def test_a_failed_transaction_releases_the_writers_lock(db: Database) -> N
     )
     labels = {r[0]: r[1] for r in await db.fetch_all(sa.select(items.c.id, items.c.label))}
     assert labels[1] == "item 1" and labels[2] == "kept"
+
+
+async def test_inactive_among_tells_live_sessions_from_revoked_ones(hub, client) -> None:
+    import jwt
+
+    from auth.sessions import inactive_among
+    from tests.support import api_user, bearer, create_product
+
+    product = create_product(hub)
+    _, live = await api_user(client, product["sk_live"])
+    _, ended = await api_user(client, product["sk_live"])
+    assert (await client.post("/api/v1/auth/logout", headers=bearer(ended))).status_code == 204
+    sid = {
+        name: jwt.decode(token, options={"verify_signature": False})["sid"]
+        for name, token in (("live", live), ("ended", ended))
+    }
+    database = connect_database(hub.database_url or f"sqlite:///{hub.workdir / 'hub.db'}")
+    await database.connect()
+    try:
+        inactive = await inactive_among(database, {sid["live"], sid["ended"], "f" * 32})
+    finally:
+        await database.disconnect()
+    assert inactive == {sid["ended"], "f" * 32}
