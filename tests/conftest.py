@@ -7,6 +7,7 @@ PostgreSQL or Redis fails the run instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -42,17 +43,30 @@ def redis_url() -> str | None:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[str | None]:
+    """A scratch database on the PostgreSQL `DATABASE_URL` names, dropped afterwards; None
+    when it names none (an unreachable server is a missing service)."""
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith(("postgresql://", "postgres://")):
-        service_missing("PostgreSQL (DATABASE_URL)")
+        yield None
+        return
     try:
         url = create_postgres_database(base)
     except OSError as exc:
         service_missing(f"PostgreSQL at {base.split('@')[-1]} ({exc})")
-    yield url
-    drop_postgres_database(base, url)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(base, url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with scratch_postgres() as url:
+        if url is None:
+            service_missing("PostgreSQL (DATABASE_URL)")
+        yield url
 
 
 def _start(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> HubServer:

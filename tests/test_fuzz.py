@@ -26,15 +26,13 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import service_missing
+from tests.conftest import scratch_postgres
 from tests.support import (
     NOTIFICATIONS_IDENTIFIER,
     HubServer,
     api_user,
     cable,
-    create_postgres_database,
     create_product,
-    drop_postgres_database,
     publish,
 )
 
@@ -57,16 +55,8 @@ INVALID_REQUEST = {"type": "disconnect", "reason": "invalid_request", "reconnect
 def fuzz_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
     """A scratch PostgreSQL database when `DATABASE_URL` names one (the hub's own SQLite file
     otherwise)."""
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgresql://", "postgres://")):
-        yield None
-        return
-    try:
-        url = create_postgres_database(base)
-    except OSError as exc:
-        service_missing(f"PostgreSQL at {base.split('@')[-1]} ({exc})")
-    yield url
-    drop_postgres_database(base, url)
+    with scratch_postgres() as url:
+        yield url
 
 
 def start_hub(workdir: Path, database_url: str | None) -> HubServer:

@@ -27,15 +27,13 @@ import pytest
 import websockets
 from redis import asyncio as aioredis
 
-from tests.conftest import service_missing
+from tests.conftest import scratch_postgres, service_missing
 from tests.support import (
     HubServer,
     api_user,
     bearer,
     cable,
-    create_postgres_database,
     create_product,
-    drop_postgres_database,
     free_port,
     publish,
     register,
@@ -50,18 +48,8 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """One SQL database for all the hubs of a test: scratch PostgreSQL, else a SQLite file."""
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgresql://", "postgres://")):
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-        return
-    try:
-        url = create_postgres_database(base)
-    except OSError as exc:
-        service_missing(f"PostgreSQL at {base.split('@')[-1]} ({exc})")
-    try:
-        yield url
-    finally:
-        drop_postgres_database(base, url)
+    with scratch_postgres() as url:
+        yield url or f"sqlite:///{tmp_path / 'shared.db'}"
 
 
 @pytest.fixture
@@ -342,6 +330,19 @@ async def test_two_hubs_on_one_redis_deliver_across_each_other(
                     await tab.close()
 
 
+async def hub_on_own_redis(
+    tmp_path: Path, database_url: str, processes: list
+) -> tuple[RedisProcess, HubServer, str]:
+    """A test-owned redis-server, a hub on it, and a new product's sk_live key."""
+    redis_server = RedisProcess(tmp_path / "redis")
+    processes.append(redis_server)
+    redis_server.start()
+    hub = new_hub(processes, tmp_path / "hub", database_url, redis_server.url)
+    await asyncio.to_thread(hub.start)
+    sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
+    return redis_server, hub, sk
+
+
 # -- 2. Redis restarted mid-stream ----------------------------------------------------------
 
 
@@ -349,12 +350,7 @@ async def test_redis_restart_mid_stream_loses_nothing(tmp_path, database_url, pr
     # Before e9259f0 (a pub/sub reconnect never triggered gap recovery) this lost every
     # notification published between the kill and the hub's resubscription in 7 of 8 runs;
     # the next test shows that case deterministically.
-    redis_server = RedisProcess(tmp_path / "redis")
-    processes.append(redis_server)
-    redis_server.start()
-    hub = new_hub(processes, tmp_path / "hub", database_url, redis_server.url)
-    await asyncio.to_thread(hub.start)
-    sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
+    redis_server, hub, sk = await hub_on_own_redis(tmp_path, database_url, processes)
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
         user_id, token = await api_user(http, sk)
         listener = Listener((await cable(hub.url, token)).ws)
@@ -394,12 +390,7 @@ async def test_after_a_redis_outage_the_hub_recovers_the_gap_by_itself(
     """Notifications published while Redis is down reach the connected client once Redis is
     back, without waiting for anyone to publish again (the README's "re-reads from SQL what
     was published in the gap"). Failed every run before e9259f0."""
-    redis_server = RedisProcess(tmp_path / "redis")
-    processes.append(redis_server)
-    redis_server.start()
-    hub = new_hub(processes, tmp_path / "hub", database_url, redis_server.url)
-    await asyncio.to_thread(hub.start)
-    sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
+    redis_server, hub, sk = await hub_on_own_redis(tmp_path, database_url, processes)
     streams = f"{hub.extra_env['HUB_REDIS_PREFIX']}:notifications:*"
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
         user_id, token = await api_user(http, sk)
