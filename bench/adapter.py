@@ -8,6 +8,7 @@ system's WebSocket dialect. The bench drives every system through this interface
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -61,6 +62,32 @@ class RunOptions:
     hub_bin: str | None = None
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     provision_concurrency: int = 32
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, workdir: Path, run_id: str) -> RunOptions:
+        """The options `add_server_options` put on the command line."""
+        return cls(
+            workdir=workdir,
+            redis_url=args.redis_url,
+            run_id=run_id,
+            hub_db=args.hub_db,
+            hub_broker=args.hub_broker,
+            hub_bin=args.hub_bin,
+            postgres_url=args.postgres_url,
+        )
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Where the servers' Redis and PostgreSQL are, and how the hub runs (every bench)."""
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--hub-db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--hub-broker", choices=("redis", "memory"), default="redis")
+    parser.add_argument("--hub-bin", help="notification-hub executable (default: the bench venv's)")
+    parser.add_argument(
+        "--postgres-url",
+        default=RunOptions.postgres_url,
+        help="where --hub-db postgres creates (and drops) its scratch database",
+    )
 
 
 def free_port() -> int:

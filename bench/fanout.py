@@ -37,6 +37,7 @@ from bench.adapter import (
     ServerFailed,
     System,
     SystemUnavailable,
+    add_server_options,
 )
 from bench.client import ClientPool, raise_nofile
 from bench.hub_adapter import Hub
@@ -113,15 +114,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-going", action="store_true", help="try every rate even after a fail"
     )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--hub-db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--hub-broker", choices=("redis", "memory"), default="redis")
-    parser.add_argument("--hub-bin", help="notification-hub executable (default: the bench venv's)")
-    parser.add_argument(
-        "--postgres-url",
-        default="postgresql://postgres@127.0.0.1:5432/test",
-        help="where --hub-db postgres creates (and drops) its scratch database",
-    )
+    add_server_options(parser)
     parser.add_argument(
         "--keep-work", action="store_true", help="keep databases and server logs in bench/results/"
     )
@@ -385,15 +378,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     results: list[SystemResult] = []
     with _work_directory(run_id, args.keep_work) as workdir:
-        options = RunOptions(
-            workdir=workdir,
-            redis_url=args.redis_url,
-            run_id=run_id,
-            hub_db=args.hub_db,
-            hub_broker=args.hub_broker,
-            hub_bin=args.hub_bin,
-            postgres_url=args.postgres_url,
-        )
+        options = RunOptions.from_args(args, workdir, run_id)
         try:
             for name in args.systems:
                 results.append(run_system(name, options, args))

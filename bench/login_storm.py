@@ -31,7 +31,7 @@ import httpx
 from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 
-from bench.adapter import RunOptions
+from bench.adapter import RunOptions, add_server_options
 from bench.hub_adapter import Hub
 
 PASSWORD = "Storm-Password-123"
@@ -210,10 +210,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of login storm")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle cable probe")
     parser.add_argument("--notify-rate", type=float, default=20.0, help="probe notifications/s")
-    parser.add_argument("--hub-db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--hub-broker", choices=("redis", "memory"), default="redis")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_server_options(parser)
     return parser.parse_args(argv)
 
 
@@ -222,15 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("measuring the raw argon2id rate on one core …", flush=True)
     args.raw_rate = raw_argon2_rate()
     with tempfile.TemporaryDirectory(prefix="login-storm-") as workdir:
-        options = RunOptions(
-            workdir=Path(workdir),
-            redis_url=args.redis_url,
-            run_id=uuid.uuid4().hex[:8],
-            hub_db=args.hub_db,
-            hub_broker=args.hub_broker,
-            postgres_url=args.postgres_url,
-        )
-        hub = Hub(options)
+        hub = Hub(RunOptions.from_args(args, Path(workdir), uuid.uuid4().hex[:8]))
         hub.start()
         try:
             asyncio.run(run(args, hub))
