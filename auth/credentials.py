@@ -122,30 +122,33 @@ class Credentials:
         return caller
 
     async def _product_key(self, request: Request, presented: str) -> ServerCaller | None:
-        key, product = await self._lookup(request, presented)
-        if key is None or product is None:
+        found = await self._lookup(request, presented)
+        if found is None:
             return None
-        stored = Stored(product_keys, key.id, key.prefix, key.env, product)
+        key, stored = found
         self.refuse_from_browser(request, stored)
         await self.refuse_plain_http(request, stored)
         await self.last_used.touch(product_keys, key.id)
         scopes = frozenset(key.scopes or ()) if key.kind == "restricted" else None
-        return ServerCaller(product, key.env, key.kind, key.id, scopes)
+        return ServerCaller(stored.product, key.env, key.kind, key.id, scopes)
 
     async def _lookup(
         self, request: Request, presented: str
-    ) -> tuple[keys.ProductKey | None, Product | None]:
+    ) -> tuple[keys.ProductKey, Stored] | None:
+        """The live product key with this plaintext (and its product); an unknown key is
+        counted, a revoked one alerted."""
         key = await keys.find_key(self.db, presented)
         if key is None:
             self.alerts.failed_lookup(client_address(request))
-            return None, None
+            return None
         product = await get_product(self.db, key.product_id)
         if product is None:
-            return None, None
+            return None
+        stored = Stored(product_keys, key.id, key.prefix, key.env, product)
         if not key.active:
-            self.revoked_used(Stored(product_keys, key.id, key.prefix, key.env, product))
-            return None, None
-        return key, product
+            self.revoked_used(stored)
+            return None
+        return key, stored
 
     def revoked_used(self, stored: Stored) -> None:
         self.alerts.fire(alerts.REVOKED_KEY_USED, stored.product, stored.env, **stored.names())
@@ -187,26 +190,23 @@ class Credentials:
         if kind is None:
             self.alerts.failed_lookup(client_address(request))
             raise unauthorized()
-        key, product = await self._lookup(request, presented)
-        if key is None or product is None:
+        found = await self._lookup(request, presented)
+        if found is None:
             raise unauthorized()
+        key, stored = found
         if key.kind != "publishable":
-            self.refuse_from_browser(
-                request, Stored(product_keys, key.id, key.prefix, key.env, product)
-            )
+            self.refuse_from_browser(request, stored)
             raise unauthorized()
         await self.last_used.touch(product_keys, key.id)
-        return product, key.env
+        return stored.product, key.env
 
     async def refuse_key_as_user_token(self, request: Request, presented: str) -> None:
         """A server key where a user's token belongs: alert when it came from a browser."""
         if keys.kind_of(presented) not in keys.SERVER_KINDS:
             return
-        key, product = await self._lookup(request, presented)
-        if key is not None and product is not None:
-            self.refuse_from_browser(
-                request, Stored(product_keys, key.id, key.prefix, key.env, product)
-            )
+        found = await self._lookup(request, presented)
+        if found is not None:
+            self.refuse_from_browser(request, found[1])
         raise unauthorized()
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from auth.credentials import PUBLISHABLE_KEY_HEADER, bearer, credentials
+from auth.credentials import PUBLISHABLE_KEY_HEADER, bearer, client_address, credentials
 from auth.origins import check_origin
 from auth.products import Product
 from auth.service import PASSWORD_MAX, PASSWORD_MIN, AccessContext, Auth
@@ -24,10 +24,6 @@ PRODUCT_HEADER = "x-product-slug"
 
 def _auth(request: Request) -> Auth:
     return request.app.state.auth
-
-
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def _body(request: Request) -> Fields:
@@ -92,7 +88,7 @@ async def register(request: Request) -> Response:
         name=name.strip(),
         organization_name=organization_name.strip(),
         locale=locale or request_locale(request),
-        client_ip=_client_ip(request),
+        client_ip=client_address(request),
     )
     return JSONResponse(result, status_code=201)
 
@@ -104,7 +100,7 @@ async def login(request: Request) -> Response:
     password = fields.string("password", max_length=PASSWORD_MAX)
     fields.check()
     result = await _auth(request).login(
-        product, env, email=email, password=password, client_ip=_client_ip(request)
+        product, env, email=email, password=password, client_ip=client_address(request)
     )
     return JSONResponse(result)
 
@@ -129,7 +125,7 @@ async def refresh(request: Request) -> Response:
     claims = auth.refresh_claims(refresh_token)
     product = await auth.product_of(claims)
     check_origin(request, product)
-    result = await auth.refresh_session(claims, product, client_ip=_client_ip(request))
+    result = await auth.refresh_session(claims, product, client_ip=client_address(request))
     return JSONResponse(result)
 
 
@@ -156,7 +152,7 @@ async def forgot_password(request: Request) -> Response:
     fields = await _body(request)
     email = fields.email()
     fields.check()
-    await auth.request_password_reset(product, env, email=email, client_ip=_client_ip(request))
+    await auth.request_password_reset(product, env, email=email, client_ip=client_address(request))
     # The same answer whether or not the email exists; the lookup runs after it is sent.
     return JSONResponse(
         {"message": translate("password_reset.requested", request_locale(request))},
@@ -171,7 +167,7 @@ async def reset_password(request: Request) -> Response:
     token = fields.string("token", max_length=200)
     password = _new_password(fields)
     fields.check()
-    grant = await auth.reset_grant(token, client_ip=_client_ip(request))
+    grant = await auth.reset_grant(token, client_ip=client_address(request))
     check_origin(request, await auth.product_by_id(grant.product_id))
     await auth.reset_password(token, password)
     return JSONResponse({"message": translate("password_reset.done", request_locale(request))})
