@@ -21,7 +21,7 @@ from databases import Database
 from starlette.requests import Request
 
 from auth.credentials import Credentials, ServerCaller, Stored, client_address
-from auth.products import get_product
+from auth.products import Product, get_product
 from auth.secrets import hash_secret, new_secret, secrets_equal
 from auth.tables import oauth_applications, organizations, users, workspace_tokens
 from auth.tokens import InvalidToken, TokenSigner
@@ -269,10 +269,10 @@ class OrgCredentials:
             self._credentials.alerts.failed_lookup(client_address(request))
             return None
         m = row._mapping
-        org = await get_organization(self._db, m["organization_id"])
-        product = await get_product(self._db, org.product_id) if org else None
-        if org is None or product is None:
+        found = await self._organization(m["organization_id"])
+        if found is None:
             return None
+        org, product = found
         stored = Stored(workspace_tokens, m["id"], m["token_prefix"], org.env, product)
         if m["revoked_at"] is not None:
             self._credentials.revoked_used(stored)
@@ -302,12 +302,17 @@ class OrgCredentials:
                 oauth_applications.c.revoked_at.is_(None),
             )
         )
-        org = await get_organization(self._db, org_id)
-        product = await get_product(self._db, org.product_id) if org else None
-        if live is None or org is None or product is None:
+        found = await self._organization(org_id) if live is not None else None
+        if live is None or found is None:
             return None
+        org, product = found
         await self._credentials.last_used.touch(oauth_applications, app_id)
         return ServerCaller(product, org.env, "oauth", app_id, scopes, org.id, live[0])
+
+    async def _organization(self, org_id: int) -> tuple[Organization, Product] | None:
+        org = await get_organization(self._db, org_id)
+        product = await get_product(self._db, org.product_id) if org else None
+        return (org, product) if org is not None and product is not None else None
 
     def issue_access_token(
         self, application: Application, org: Organization, scopes: list[str]
