@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 # deprecated) and the NAT64 well-known prefix. 6to4, Teredo and IPv4-mapped have accessors.
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 class BlockedTarget(ValueError):
@@ -44,7 +46,7 @@ class Target:
 def literal_address(host: str) -> Address | None:
     """The address `host` spells by itself, in any form the C resolver accepts, or None for a
     DNS name. `inet_aton` reads `127.1`, `2130706433`, `0x7f000001` and `0177.0.0.1` alike."""
-    host = host.strip("[]")
+    host = _as_resolved(host.strip("[]"))
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -57,8 +59,15 @@ def literal_address(host: str) -> Address | None:
             return None
     try:
         return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
-    except OSError:
+    except (OSError, ValueError):
         return None
+
+
+def _as_resolved(host: str) -> str:
+    """The host as getaddrinfo reads it: IDNA folds full-width digits (NFKC) and treats the
+    ideographic and full-width full stops as dots, so `１２７。０。０。１` is 127.0.0.1."""
+    host = unicodedata.normalize("NFKC", host)
+    return host.translate(_IDNA_DOTS)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -87,7 +96,7 @@ def is_public(address: Address) -> bool:
 
 def is_local_name(host: str) -> bool:
     """`localhost` and its subdomains (RFC 6761) always mean this machine."""
-    host = host.lower().rstrip(".")
+    host = _as_resolved(host).lower().rstrip(".")
     return host == "localhost" or host.endswith(".localhost")
 
 

@@ -422,10 +422,15 @@ async def cable(hub_url: str, token: str) -> CableClient:
 
 class AlertSink:
     """A real local HTTP endpoint (in a thread) that records the JSON POSTed to it, and the
-    Host header of each request. `host`, `port` and `tls` (a server SSL context) place it."""
+    Host header of each request. `host`, `port` and `tls` (a server SSL context) place it;
+    with `redirect_to` it answers 307 to that URL instead of 204."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        redirect_to: str | None = None,
     ) -> None:
         import http.server
         import threading
@@ -440,7 +445,10 @@ class AlertSink:
                 hosts.append(self.headers.get("Host", ""))
                 length = int(self.headers.get("Content-Length", 0))
                 received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
+                self.send_response(307 if redirect_to else 204)
+                if redirect_to:
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

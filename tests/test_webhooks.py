@@ -46,6 +46,9 @@ INTERNAL_HOSTS = [
     "100.64.0.1",  # carrier-grade NAT
     "224.0.0.1",  # multicast
     "255.255.255.255",
+    "１２７.０.０.１",  # full-width digits: IDNA folds them, getaddrinfo reads 127.0.0.1
+    "127。0。0。1",  # ideographic full stops are dots to IDNA
+    "ｌｏｃａｌｈｏｓｔ",
     "localhost",
     "localhost.",
     "api.localhost",
@@ -162,6 +165,19 @@ async def test_the_connection_goes_to_the_checked_address_not_a_second_answer():
     finally:
         first.close()
         rebound.close()
+
+
+async def test_a_redirect_is_not_followed(caplog):
+    inside = AlertSink()
+    redirecting = AlertSink(redirect_to=inside.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="auth.alerts"):
+            await _fire(SecurityAlerts(allow_internal=True), redirecting.url)
+        assert len(redirecting.received) == 1 and inside.received == []
+        assert "answered 307" in caplog.text
+    finally:
+        inside.close()
+        redirecting.close()
 
 
 def _certificates(directory: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
