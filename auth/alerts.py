@@ -5,12 +5,18 @@ Every alert goes to the log (logger `auth.alerts`, level WARNING) and, when the 
 by its id and non-secret prefix only, never the secret. One (product, event, credential) is
 alerted at most once a minute, so an attacker replaying a leaked key cannot flood the
 product's webhook or the log.
+
+A webhook is sent to the address that was checked (`auth.webhook_targets`): the host is
+resolved once, every answer judged (unless internal targets are allowed), and the request goes
+to that IP with the URL's Host header, TLS SNI and certificate check against the URL's name.
+No redirect is followed, the response body is never read, and the whole send is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -18,7 +24,16 @@ from typing import Any
 import httpx
 
 from auth.products import Product
+from auth.webhook_targets import (
+    BlockedTarget,
+    Resolver,
+    Target,
+    literal_address,
+    resolve_target,
+    system_resolve,
+)
 from hub.db import utcnow
+from hub.metrics import ALERT_WEBHOOKS_REFUSED
 
 logger = logging.getLogger("auth.alerts")
 
@@ -36,10 +51,27 @@ FAILED_LOOKUPS = "failed_key_lookups"
 
 
 class SecurityAlerts:
-    def __init__(self, user_agent: str = "notification-hub security alerts") -> None:
+    def __init__(
+        self,
+        user_agent: str = "notification-hub security alerts",
+        *,
+        allow_internal: bool = False,
+        resolver: Resolver = system_resolve,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self._http = httpx.AsyncClient(
-            timeout=WEBHOOK_TIMEOUT, headers={"User-Agent": user_agent}, follow_redirects=False
+            timeout=WEBHOOK_TIMEOUT,
+            headers={"User-Agent": user_agent},
+            follow_redirects=False,
+            # No proxy from the environment: the request must go to the address we checked.
+            trust_env=False,
+            # A fresh connection per alert: pooled connections are keyed by IP, and one opened
+            # (and certificate-checked) for one name must not carry a request for another.
+            limits=httpx.Limits(max_keepalive_connections=0),
+            verify=verify,
         )
+        self._allow_internal = allow_internal
+        self._resolver = resolver
         self._last_sent: dict[tuple[Any, ...], float] = {}
         self._failures: dict[str, deque[float]] = {}
         self._pending: set[asyncio.Task[None]] = set()
@@ -72,7 +104,7 @@ class SecurityAlerts:
                 "details": details,
             }
             task = asyncio.get_running_loop().create_task(
-                self._post(product.alert_webhook_url, payload)
+                self._post(product.slug, product.alert_webhook_url, payload)
             )
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -90,15 +122,46 @@ class SecurityAlerts:
         if len(self._failures) > 10_000:
             self._failures = {c: d for c, d in self._failures.items() if d and now - d[-1] < 60}
 
-    async def _post(self, url: str, payload: dict[str, Any]) -> None:
+    async def _post(self, slug: str, url: str, payload: dict[str, Any]) -> None:
+        # The URL itself is not logged: webhook URLs often carry a secret in their path.
         try:
-            response = await self._http.post(url, json=payload)
-            if response.status_code >= 300:
-                logger.warning("alert webhook answered %s", response.status_code)
-        except httpx.HTTPError as exc:
-            logger.warning("alert webhook unreachable: %s", type(exc).__name__)
+            async with asyncio.timeout(WEBHOOK_TIMEOUT):
+                target = await resolve_target(
+                    url, resolver=self._resolver, allow_internal=self._allow_internal
+                )
+                status = await self._send(url, target, payload)
+            if status >= 300:
+                logger.warning("alert webhook of product=%s answered %s", slug, status)
+        except BlockedTarget as exc:
+            ALERT_WEBHOOKS_REFUSED.inc()
+            logger.warning("alert webhook of product=%s refused: %s", slug, exc)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError, ValueError) as exc:
+            logger.warning("alert webhook of product=%s unreachable: %s", slug, type(exc).__name__)
+
+    async def _send(self, url: str, target: Target, payload: dict[str, Any]) -> int:
+        """POST to the checked addresses in order (the next only if one refuses to connect);
+        the answer's status code."""
+        original = httpx.URL(url)
+        headers = {"Host": original.netloc.decode("ascii")}
+        extensions: dict[str, Any] = {}
+        if original.scheme == "https" and literal_address(target.host) is None:
+            # SNI and certificate verification against the name, not the IP we dial.
+            extensions["sni_hostname"] = original.raw_host.decode("ascii")
+        failure: httpx.ConnectError | None = None
+        for address in target.addresses:
+            pinned = original.copy_with(host=str(address))
+            try:
+                async with self._http.stream(
+                    "POST", pinned, json=payload, headers=headers, extensions=extensions
+                ) as response:
+                    return response.status_code
+            except httpx.ConnectError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     async def close(self) -> None:
         if self._pending:
-            await asyncio.wait(set(self._pending), timeout=WEBHOOK_TIMEOUT)
+            # Each send bounds itself to WEBHOOK_TIMEOUT; the extra second lets it log why.
+            await asyncio.wait(set(self._pending), timeout=WEBHOOK_TIMEOUT + 1)
         await self._http.aclose()

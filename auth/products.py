@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -12,6 +11,7 @@ from databases import Database
 
 from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, plans, products
+from auth.webhook_targets import check_literal
 from hub.db import bound, json_column, utcnow
 from hub.i18n import SUPPORTED_LOCALES
 
@@ -152,31 +152,23 @@ async def set_origins(db: Database, product_id: int, origins: list[str]) -> list
 def normalize_webhook_url(url: str, *, strict: bool = False) -> str:
     """An absolute http(s) URL without credentials; ValueError otherwise.
 
-    `strict` (production, unless HUB_WEBHOOKS_ALLOW_INTERNAL): it must be https and must not
-    name the hub's own network by address (loopback, private, link-local — e.g. a cloud
-    metadata endpoint): the hub POSTs to it, and a product's secret-key holder must not be able
-    to aim those requests inside our network.
-    (A name that resolves to such an address is not caught here.)
+    `strict` (production, unless HUB_WEBHOOKS_ALLOW_INTERNAL): it must be https, and a host
+    that is an address (in any spelling) or `localhost` must be public, else `BlockedTarget`.
+    A DNS name is judged by the addresses it resolves to when an alert is sent (auth.alerts).
     """
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
         raise ValueError("an absolute http:// or https:// URL without user:password")
     if len(url) > 2000:
         raise ValueError("at most 2000 characters")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError("not a valid port") from None
     if strict:
         if parts.scheme != "https":
             raise ValueError("https only")
-        host = parts.hostname.lower()
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if (
-            host == "localhost"
-            or host.endswith(".localhost")
-            or (address is not None and not address.is_global)
-        ):
-            raise ValueError("not an address inside the hub's network")
+        check_literal(url)
     return url.strip()
 
 

@@ -29,6 +29,7 @@ from auth.products import (
     set_origins,
 )
 from auth.service import Auth
+from auth.webhook_targets import BlockedTarget
 from hub.errors import FieldError, HubError, forbidden, validation_failed
 from hub.http import Fields, path_id, read_json
 
@@ -186,11 +187,6 @@ def _product_answer(caller: ServerCaller, origins: list[str], webhook: str | Non
     )
 
 
-def _strict_webhooks(request: Request) -> bool:
-    settings = _auth(request).settings
-    return settings.production and not settings.webhooks_allow_internal
-
-
 async def _secret_caller(request: Request) -> ServerCaller:
     caller = await require_server_caller(request, "product:settings")
     if caller.kind != "secret":
@@ -226,12 +222,11 @@ async def update_product_settings(request: Request) -> Response:
     webhook = caller.product.alert_webhook_url
     if "alert_webhook_url" in body:
         raw = body["alert_webhook_url"]
+        strict = _auth(request).settings.strict_webhooks
         try:
-            webhook = (
-                None
-                if raw in (None, "")
-                else normalize_webhook_url(str(raw), strict=_strict_webhooks(request))
-            )
+            webhook = None if raw in (None, "") else normalize_webhook_url(str(raw), strict=strict)
+        except BlockedTarget:
+            fields.error("alert_webhook_url", "webhook.internal_address")
         except ValueError:
             fields.error("alert_webhook_url", "field.not_url")
     if "origins" not in body and "alert_webhook_url" not in body:

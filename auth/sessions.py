@@ -3,7 +3,9 @@
 Each refresh hands out a new refresh token (new `jti`) and retires the presented one. A retired
 token presented again means two parties hold the session, one of them not the user: the whole
 session (its "family") is revoked. The single exception is the token retired moments ago,
-which two tabs refreshing at once legitimately both present.
+which two tabs refreshing at once legitimately both present: it is accepted exactly once more
+within the grace period (`grace_used`, claimed by compare-and-swap), and answered with the
+session's current token. Any further use of it, even inside the grace period, is reuse.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ async def rotate_session(
     """Retire `presented_jti` and return the session with its next refresh `jti`.
 
     Raises `RefreshRejected` for unknown, expired or revoked sessions, and revokes the session
-    when a retired token is replayed outside the grace window.
+    when a retired token is replayed, except the just-retired one's single use within `grace`.
     """
     now = utcnow()
     session = await get_session(db, sid)
@@ -119,6 +121,7 @@ async def rotate_session(
                 refresh_jti=new_id(),
                 previous_jti=presented_jti,
                 rotated_at=now,
+                grace_used=False,
                 expires_at=now + timedelta(seconds=ttl),
             )
             .returning(auth_sessions.c.id)
@@ -132,10 +135,28 @@ async def rotate_session(
         presented_jti == session.previous_jti
         and session.rotated_at is not None
         and now - session.rotated_at <= timedelta(seconds=grace)
+        and await _claim_grace(db, sid, presented_jti)
     ):
         return session
     await revoke_session(db, sid, "refresh_reuse")
     raise RefreshRejected("refresh token reuse")
+
+
+async def _claim_grace(db: Database, sid: str, retired_jti: str) -> bool:
+    """Take the retired token's one grace use; False when it is gone. Of two concurrent
+    claims exactly one wins (compare-and-swap on `grace_used` and the retired jti)."""
+    won = await db.fetch_one(
+        auth_sessions.update()
+        .where(
+            auth_sessions.c.id == sid,
+            auth_sessions.c.previous_jti == retired_jti,
+            auth_sessions.c.grace_used == sa.false(),
+            auth_sessions.c.revoked_at.is_(None),
+        )
+        .values(grace_used=True)
+        .returning(auth_sessions.c.id)
+    )
+    return won is not None
 
 
 async def revoke_session(db: Database, sid: str, reason: str) -> bool:

@@ -133,7 +133,8 @@ external_identities = sa.Table(
 
 # A refresh session is one login: every refresh token it hands out shares its id (`sid`).
 # Only the newest token (`refresh_jti`) may be used; the one before it (`previous_jti`) is
-# accepted for `refresh_reuse_grace` seconds so two tabs refreshing at once both succeed.
+# accepted once more (`grace_used`) within `refresh_reuse_grace` seconds, so two tabs
+# refreshing at once both succeed.
 auth_sessions = sa.Table(
     "auth_sessions",
     metadata,
@@ -147,6 +148,7 @@ auth_sessions = sa.Table(
     sa.Column("refresh_jti", sa.String(32), nullable=False),
     sa.Column("previous_jti", sa.String(32), nullable=True),
     sa.Column("rotated_at", Timestamp, nullable=True),
+    sa.Column("grace_used", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),

@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         mailer=make_mailer(settings.smtp_url, development=not settings.production),
         limiter=limiter,
     )
-    alerts = SecurityAlerts()
+    alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
     credentials = Credentials(db, settings, limiter, alerts)
     org_credentials = OrgCredentials(credentials, signer)
     credentials.org_resolver = org_credentials

@@ -210,6 +210,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Dieses Feld muss eine absolute http://- oder https://-URL sein (in Produktion: "
         "https und keine Adresse im Netz des Hubs).",
     },
+    "webhook.internal_address": {
+        "en": "This webhook URL points inside the hub's network (loopback, private or "
+        "link-local address, in any spelling). Use a public address or host name.",
+        "cs": "Tato URL webhooku míří do sítě hubu (loopback, privátní nebo link-local adresa "
+        "v jakémkoli zápisu). Použijte veřejnou adresu nebo název hostitele.",
+        "de": "Diese Webhook-URL zeigt in das Netz des Hubs (Loopback-, private oder "
+        "Link-Local-Adresse in beliebiger Schreibweise). Verwenden Sie eine öffentliche "
+        "Adresse oder einen Hostnamen.",
+    },
     "field.not_datetime": {
         "en": "This field must be a future ISO 8601 time with a time zone.",
         "cs": "Toto pole musí být budoucí čas ve formátu ISO 8601 s časovou zónou.",

@@ -39,6 +39,11 @@ AUTH_FAILURES = Counter(
     "hub_auth_failures", "401 and 403 answers, by error code.", ["code"], registry=REGISTRY
 )
 RATE_LIMITED = Counter("hub_rate_limit_hits", "Requests refused with 429.", registry=REGISTRY)
+ALERT_WEBHOOKS_REFUSED = Counter(
+    "hub_alert_webhooks_refused",
+    "Alert webhooks not sent because their target is (or resolves) inside the hub's network.",
+    registry=REGISTRY,
+)
 BROKER_RECONNECTS = Counter(
     "hub_broker_reconnects",
     "Times the Redis pub/sub connection was re-established.",

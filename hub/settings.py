@@ -88,6 +88,11 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def strict_webhooks(self) -> bool:
+        """Alert webhooks must be https and public (production, unless allowed internal)."""
+        return self.production and not self.webhooks_allow_internal
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

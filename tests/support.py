@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -420,27 +421,45 @@ async def cable(hub_url: str, token: str) -> CableClient:
 
 
 class AlertSink:
-    """A real local HTTP endpoint (in a thread) that records the JSON POSTed to it."""
+    """A real local HTTP endpoint (in a thread) that records the JSON POSTed to it, and the
+    Host header of each request. `host`, `port` and `tls` (a server SSL context) place it;
+    with `redirect_to` it answers 307 to that URL instead of 204."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        redirect_to: str | None = None,
+    ) -> None:
         import http.server
         import threading
 
         received: list[dict] = []
+        hosts: list[str] = []
         self.received = received
+        self.hosts = hosts
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                hosts.append(self.headers.get("Host", ""))
                 length = int(self.headers.get("Content-Length", 0))
                 received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
+                self.send_response(307 if redirect_to else 204)
+                if redirect_to:
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://{host}:{self.port}/alerts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     async def wait_for(self, event: str, within: float = 5) -> dict:

@@ -194,6 +194,50 @@ async def test_concurrent_tabs_refreshing_at_once_both_succeed(client, email):
         break
 
 
+async def test_a_retired_refresh_token_is_accepted_once_within_the_grace(client, email):
+    tokens = await register(client, email)
+    retired = {"refresh_token": tokens["refresh_token"]}
+    rotated = await client.post("/api/v1/auth/refresh", json=retired)
+    assert rotated.status_code == 200
+    # The other tab, a moment late, still holds the retired token: accepted once more...
+    late = await client.post("/api/v1/auth/refresh", json=retired)
+    assert late.status_code == 200, late.text
+    # ...but only once, even inside the grace period: a third holder is a thief, and the
+    # whole session goes, including the tokens both tabs got.
+    again = await client.post("/api/v1/auth/refresh", json=retired)
+    assert again.status_code == 401
+    for tab in (rotated, late):
+        current = {"refresh_token": tab.json()["refresh_token"]}
+        assert (await client.post("/api/v1/auth/refresh", json=current)).status_code == 401
+        me = await client.get("/api/v1/auth/me", headers=bearer(tab.json()["access_token"]))
+        assert me.status_code == 401
+
+
+async def test_two_concurrent_grace_uses_of_a_retired_token_are_one_reuse(client, email):
+    tokens = await register(client, email)
+    retired = {"refresh_token": tokens["refresh_token"]}
+    rotated = await client.post("/api/v1/auth/refresh", json=retired)
+    assert rotated.status_code == 200
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/auth/refresh", json=retired) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 401], [a.text for a in answers]
+    # The loser is treated as reuse: the session is revoked for everyone.
+    current = {"refresh_token": rotated.json()["refresh_token"]}
+    assert (await client.post("/api/v1/auth/refresh", json=current)).status_code == 401
+
+
+async def test_a_new_rotation_gives_its_retired_token_a_grace_use_of_its_own(client, email):
+    tokens = await register(client, email)
+    body = {"refresh_token": tokens["refresh_token"]}
+    a, b = await asyncio.gather(*(client.post("/api/v1/auth/refresh", json=body) for _ in range(2)))
+    assert a.status_code == b.status_code == 200, (a.text, b.text)
+    # Two tabs, same generation: they race again on the next refresh, and both succeed again.
+    nxt = {"refresh_token": a.json()["refresh_token"]}
+    c, d = await asyncio.gather(*(client.post("/api/v1/auth/refresh", json=nxt) for _ in range(2)))
+    assert c.status_code == d.status_code == 200, (c.text, d.text)
+
+
 async def test_refresh_refused_when_subscription_inactive(hub, client, email):
     tokens = await register(client, email)
     org_id = tokens["organization"]["id"]

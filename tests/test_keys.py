@@ -432,7 +432,10 @@ async def test_production_alert_webhooks_must_be_public_https(tmp_path):
                 )
                 assert refused.status_code == 422, url
                 details = refused.json()["error"]["details"]
-                assert details["alert_webhook_url"]["code"] == "field.not_url"
+                expected = (
+                    "field.not_url" if url.startswith("http:") else "webhook.internal_address"
+                )
+                assert details["alert_webhook_url"]["code"] == expected, url
             accepted = await client.patch(
                 "/api/v1/product",
                 headers=headers,
