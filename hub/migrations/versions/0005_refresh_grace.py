@@ -5,7 +5,6 @@ Revises: 0003
 Create Date: 2026-11-29 19:00:00.000000
 
 A refresh session remembers whether its just-retired token has had its one grace use.
-(The lead re-chains `down_revision` onto the newest revision when merging.)
 """
 
 import sqlalchemy as sa
