@@ -116,3 +116,84 @@ async def test_inactive_among_tells_live_sessions_from_revoked_ones(hub, client)
     finally:
         await database.disconnect()
     assert inactive == {sid["ended"], "f" * 32}
+
+
+# -- cancellation: a unit of work always ends, and its connection always goes back -------------
+
+
+async def _left_open(db: Database) -> int:
+    """Connections of this database other than ours left idle in a transaction (PostgreSQL),
+    or 1 when another connection holds SQLite's write lock (a plain write cannot start)."""
+    if db.url.dialect == "postgresql":
+        return await db.fetch_val(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+            )
+        )
+    import sqlite3
+
+    other = sqlite3.connect(db.url.database, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        return 1
+    finally:
+        other.close()
+    return 0
+
+
+async def _all_closed(db: Database, within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while await asyncio.wait_for(_left_open(db), timeout=2):  # a drained pool: no answer
+        assert asyncio.get_running_loop().time() < deadline, "a transaction was left open"
+        await asyncio.sleep(0.05)
+
+
+async def test_units_of_work_cancelled_at_any_point_end_and_give_their_connection_back(
+    db: Database,
+) -> None:
+    # Cancelled after 0, 1, 2, … turns of the event loop: at the pool, in BEGIN, in the
+    # statements, in COMMIT. 60 of them are three times the pool's 20 connections.
+    async def unit(i: int) -> None:
+        async with db.transaction():
+            await db.execute(items.update().where(items.c.id == 1).values(label=f"u{i}"))
+            await db.execute(items.update().where(items.c.id == 2).values(label=f"u{i}"))
+
+    for i in range(60):
+        task = asyncio.create_task(unit(i))
+        for _ in range(i % 15):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await _all_closed(db)
+    # The pool still serves a writer at once.
+    await asyncio.wait_for(
+        db.execute(items.update().where(items.c.id == 3).values(label="after")), timeout=2
+    )
+    # Each unit committed both statements or neither.
+    rows = await db.fetch_all(
+        sa.select(items.c.label).where(items.c.id.in_([1, 2])).order_by(items.c.id)
+    )
+    first, second = (r[0] for r in rows)
+    assert first == second or (first, second) == ("item 1", "item 2")
+
+
+async def test_a_cancel_scope_that_cancels_every_await_still_rolls_back(db: Database) -> None:
+    # anyio (Starlette's task groups) cancels each await inside a cancelled scope again, the
+    # ROLLBACK's included: `databases` then left the connection checked out, mid-transaction.
+    import anyio
+
+    for i in range(25):  # more than the pool's 20 connections
+        with anyio.CancelScope() as scope:
+            async with db.transaction():
+                await db.execute(items.update().where(items.c.id == 4).values(label=f"lost {i}"))
+                scope.cancel()
+                await db.execute(items.update().where(items.c.id == 5).values(label="never"))
+    await _all_closed(db)
+    labels = await db.fetch_all(sa.select(items.c.label).where(items.c.id.in_([4, 5])))
+    assert sorted(r[0] for r in labels) == ["item 4", "item 5"]
+    await asyncio.wait_for(
+        db.execute(items.update().where(items.c.id == 4).values(label="after")), timeout=2
+    )
