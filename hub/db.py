@@ -89,8 +89,9 @@ class _Database(Database):
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
+            task.add_done_callback(_report_abandoned)
             if undo is not None:
-                self._track(_after(task, undo))
+                self._track(_after(task, undo)).add_done_callback(_report_abandoned)
             raise
 
     def forget(self, connection: Connection) -> None:
@@ -113,6 +114,12 @@ class _Database(Database):
         await super().disconnect()
 
 
+def _report_abandoned(task: asyncio.Task[Any]) -> None:
+    """Say how work nobody waits for any more failed (asyncio would only complain at GC)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.warning("ending an abandoned transaction failed: %s: %s", type(exc).__name__, exc)
+
+
 async def _after(task: asyncio.Task[Any], undo: Callable[[], Awaitable[Any]]) -> None:
     try:
         await task
@@ -129,9 +136,9 @@ class UnitOfWork:
     BEGIN, COMMIT and ROLLBACK run through `_Database.to_completion`, so a cancellation
     that arrives during one of them cannot cut it short: a cancelled BEGIN is followed by a
     ROLLBACK, a cancelled COMMIT still commits, and a cancellation inside the block rolls
-    back. The connection is the caller's task's `databases` connection, fixed at creation,
-    so the other tasks work on the same one (and nested blocks become savepoints, as in
-    `databases`).
+    back. The connection is the caller's task's `databases` connection, fixed when the
+    block is created, so the tasks that begin and end the transaction use the one the
+    block's statements run on (and nested blocks become savepoints, as in `databases`).
     """
 
     def __init__(

@@ -1,5 +1,6 @@
-"""The SQL layer under the services: cached compiled statements, bound integer lists, and
-SQLite's queued writers — on SQLite and on PostgreSQL."""
+"""The SQL layer under the services: cached compiled statements, bound integer lists,
+SQLite's queued writers, and transactions that end whatever happens to their caller — on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -197,3 +198,31 @@ async def test_a_cancel_scope_that_cancels_every_await_still_rolls_back(db: Data
     await asyncio.wait_for(
         db.execute(items.update().where(items.c.id == 4).values(label="after")), timeout=2
     )
+
+
+@pytest.mark.postgres
+async def test_postgres_sessions_carry_the_idle_in_transaction_and_statement_backstops(
+    postgres_url: str,
+) -> None:
+    database = connect_database(postgres_url, idle_in_transaction_timeout=7, statement_timeout=0)
+    await database.connect()
+    try:
+        idle = await database.fetch_val(sa.text("SHOW idle_in_transaction_session_timeout"))
+        statement = await database.fetch_val(sa.text("SHOW statement_timeout"))
+    finally:
+        await database.disconnect()
+    assert (idle, statement) == ("7s", "0")
+
+
+def test_backstop_settings_are_read_and_checked() -> None:
+    from hub.settings import Settings, SettingsError
+
+    defaults = Settings.from_env({})
+    assert (defaults.db_idle_in_transaction_timeout, defaults.db_statement_timeout) == (60, 30)
+    chosen = Settings.from_env(
+        {"HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT": "5", "HUB_DB_STATEMENT_TIMEOUT": "0"}
+    )
+    assert (chosen.db_idle_in_transaction_timeout, chosen.db_statement_timeout) == (5, 0)
+    for bad in ("-1", "soon"):
+        with pytest.raises(SettingsError, match="HUB_DB_STATEMENT_TIMEOUT"):
+            Settings.from_env({"HUB_DB_STATEMENT_TIMEOUT": bad})
