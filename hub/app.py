@@ -129,7 +129,11 @@ async def demo_redirect(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     signer = build_signer(settings)
-    db = connect_database(settings.database_url)
+    db = connect_database(
+        settings.database_url,
+        idle_in_transaction_timeout=settings.db_idle_in_transaction_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
     hasher = PasswordHasher(
         memory_kib=settings.argon2_memory_kib,
         time_cost=settings.argon2_time_cost,

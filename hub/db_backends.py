@@ -7,6 +7,12 @@ connections here do the same. Statements whose SQL text depends on their values 
 `IN` lists) are compiled each time, as before. PostgreSQL connections go back to the pool
 without asyncpg's reset query.
 
+Returning a connection is safe against the caller's cancellation: the backend forgets the
+connection before it awaits the pool, so a release cut short by a cancellation (the pool
+finishes it anyway) cannot leave the connection looking acquired. Closing the PostgreSQL
+pool is bounded: connections still out after `CLOSE_SECONDS` are terminated, so shutdown
+never waits forever on one.
+
 SQLite lets one connection write at a time and makes the others sleep in its busy handler
 (1, 2, 5 … 100 ms) until the lock is free, which turned a burst of concurrent writes into
 seconds of latency. Write transactions and writes outside transactions therefore take a
@@ -16,6 +22,7 @@ process-wide asyncio lock, so they queue without sleeping; reads never wait (WAL
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -36,7 +43,10 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
 
+logger = logging.getLogger("hub.db")
+
 CACHE_SIZE = 512
+CLOSE_SECONDS = 5.0
 
 
 class Bound:
@@ -136,6 +146,12 @@ class _PostgresConnection(PostgresConnection):
         template, args = found
         return template.sql, args, template.compiled._result_columns
 
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None, "Connection is not acquired"
+        # asyncpg shields the release itself, and rolls back a transaction left open.
+        await self._database._pool.release(connection)
+
 
 class _AsyncpgConnection(asyncpg.Connection):
     """Returned to the pool as is: the hub sets no session state, takes no advisory locks
@@ -153,6 +169,15 @@ class CachingPostgresBackend(PostgresBackend):
 
     def connection(self) -> _PostgresConnection:
         return _PostgresConnection(self, self._dialect)
+
+    async def disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        assert pool is not None, "DatabaseBackend is not running"
+        try:
+            # asyncpg terminates every connection when its close() is interrupted.
+            await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            logger.warning("connections still in use after %.0f s: terminated", CLOSE_SECONDS)
 
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -229,6 +254,11 @@ class _SQLiteConnection(SQLiteConnection):
 
     def transaction(self) -> _SQLiteTransaction:
         return _SQLiteTransaction(self)
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None, "Connection is not acquired"
+        await self._pool.release(connection)
 
     def _compile(self, query: ClauseElement) -> tuple[str, list[Any], Any, Any]:
         found = self._cache.lookup(query)

@@ -81,6 +81,9 @@ class Settings:
     trusted_proxies: str = "127.0.0.1"
     workers: int = 1
     metrics_token: str | None = None
+    # PostgreSQL ends a session idle in a transaction / a statement after this many seconds.
+    db_idle_in_transaction_timeout: int = 60
+    db_statement_timeout: int = 30
     # Production: let alert webhooks be http:// or inside our network (self-hosted receivers).
     webhooks_allow_internal: bool = False
 
@@ -140,6 +143,10 @@ class Settings:
             port=_int(env, "PORT", cls.port, 1),
             trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
             metrics_token=env.get("HUB_METRICS_TOKEN") or None,
+            db_idle_in_transaction_timeout=_int(
+                env, "HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT", cls.db_idle_in_transaction_timeout
+            ),
+            db_statement_timeout=_int(env, "HUB_DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
             webhooks_allow_internal=env.get("HUB_WEBHOOKS_ALLOW_INTERNAL", "") in ("1", "true"),
             workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
         )

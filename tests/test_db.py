@@ -1,5 +1,6 @@
-"""The SQL layer under the services: cached compiled statements, bound integer lists, and
-SQLite's queued writers — on SQLite and on PostgreSQL."""
+"""The SQL layer under the services: cached compiled statements, bound integer lists,
+SQLite's queued writers, and transactions that end whatever happens to their caller — on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -116,3 +117,112 @@ async def test_inactive_among_tells_live_sessions_from_revoked_ones(hub, client)
     finally:
         await database.disconnect()
     assert inactive == {sid["ended"], "f" * 32}
+
+
+# -- cancellation: a unit of work always ends, and its connection always goes back -------------
+
+
+async def _left_open(db: Database) -> int:
+    """Connections of this database other than ours left idle in a transaction (PostgreSQL),
+    or 1 when another connection holds SQLite's write lock (a plain write cannot start)."""
+    if db.url.dialect == "postgresql":
+        return await db.fetch_val(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+            )
+        )
+    import sqlite3
+
+    other = sqlite3.connect(db.url.database, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        return 1
+    finally:
+        other.close()
+    return 0
+
+
+async def _all_closed(db: Database, within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while await asyncio.wait_for(_left_open(db), timeout=2):  # a drained pool: no answer
+        assert asyncio.get_running_loop().time() < deadline, "a transaction was left open"
+        await asyncio.sleep(0.05)
+
+
+async def test_units_of_work_cancelled_at_any_point_end_and_give_their_connection_back(
+    db: Database,
+) -> None:
+    # Cancelled after 0, 1, 2, … turns of the event loop: at the pool, in BEGIN, in the
+    # statements, in COMMIT. 60 of them are three times the pool's 20 connections.
+    async def unit(i: int) -> None:
+        async with db.transaction():
+            await db.execute(items.update().where(items.c.id == 1).values(label=f"u{i}"))
+            await db.execute(items.update().where(items.c.id == 2).values(label=f"u{i}"))
+
+    for i in range(60):
+        task = asyncio.create_task(unit(i))
+        for _ in range(i % 15):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await _all_closed(db)
+    # The pool still serves a writer at once.
+    await asyncio.wait_for(
+        db.execute(items.update().where(items.c.id == 3).values(label="after")), timeout=2
+    )
+    # Each unit committed both statements or neither.
+    rows = await db.fetch_all(
+        sa.select(items.c.label).where(items.c.id.in_([1, 2])).order_by(items.c.id)
+    )
+    first, second = (r[0] for r in rows)
+    assert first == second or (first, second) == ("item 1", "item 2")
+
+
+async def test_a_cancel_scope_that_cancels_every_await_still_rolls_back(db: Database) -> None:
+    # anyio (Starlette's task groups) cancels each await inside a cancelled scope again, the
+    # ROLLBACK's included: `databases` then left the connection checked out, mid-transaction.
+    import anyio
+
+    for i in range(25):  # more than the pool's 20 connections
+        with anyio.CancelScope() as scope:
+            async with db.transaction():
+                await db.execute(items.update().where(items.c.id == 4).values(label=f"lost {i}"))
+                scope.cancel()
+                await db.execute(items.update().where(items.c.id == 5).values(label="never"))
+    await _all_closed(db)
+    labels = await db.fetch_all(sa.select(items.c.label).where(items.c.id.in_([4, 5])))
+    assert sorted(r[0] for r in labels) == ["item 4", "item 5"]
+    await asyncio.wait_for(
+        db.execute(items.update().where(items.c.id == 4).values(label="after")), timeout=2
+    )
+
+
+@pytest.mark.postgres
+async def test_postgres_sessions_carry_the_idle_in_transaction_and_statement_backstops(
+    postgres_url: str,
+) -> None:
+    database = connect_database(postgres_url, idle_in_transaction_timeout=7, statement_timeout=0)
+    await database.connect()
+    try:
+        idle = await database.fetch_val(sa.text("SHOW idle_in_transaction_session_timeout"))
+        statement = await database.fetch_val(sa.text("SHOW statement_timeout"))
+    finally:
+        await database.disconnect()
+    assert (idle, statement) == ("7s", "0")
+
+
+def test_backstop_settings_are_read_and_checked() -> None:
+    from hub.settings import Settings, SettingsError
+
+    defaults = Settings.from_env({})
+    assert (defaults.db_idle_in_transaction_timeout, defaults.db_statement_timeout) == (60, 30)
+    chosen = Settings.from_env(
+        {"HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT": "5", "HUB_DB_STATEMENT_TIMEOUT": "0"}
+    )
+    assert (chosen.db_idle_in_transaction_timeout, chosen.db_statement_timeout) == (5, 0)
+    for bad in ("-1", "soon"):
+        with pytest.raises(SettingsError, match="HUB_DB_STATEMENT_TIMEOUT"):
+            Settings.from_env({"HUB_DB_STATEMENT_TIMEOUT": bad})
