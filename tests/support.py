@@ -118,14 +118,21 @@ class Mailbox:
     def stop(self) -> None:
         self._controller.stop()
 
-    def for_recipient(self, address: str) -> list[Message]:
+    def for_recipient(self, address: str, kind: str | None = None) -> list[Message]:
+        """Messages to `address` (only those of `kind`, the X-Hub-Mail header, when given)."""
         with self._lock:
-            return [m for m in self.messages if m["To"] == address]
+            return [
+                m
+                for m in self.messages
+                if m["To"] == address and (kind is None or m["X-Hub-Mail"] == kind)
+            ]
 
-    async def wait_for(self, address: str, count: int = 1, within: float = 10) -> list[Message]:
+    async def wait_for(
+        self, address: str, count: int = 1, within: float = 10, kind: str | None = None
+    ) -> list[Message]:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            found = self.for_recipient(address)
+            found = self.for_recipient(address, kind)
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.05)
