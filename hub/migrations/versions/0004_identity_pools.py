@@ -161,7 +161,7 @@ def _split_users(conn: sa.Connection) -> None:
                 )
                 identities[key] = user["id"]
             elif key not in identities:
-                copy = {k: v for k, v in user.items() if k != "id"}
+                copy = {k: v for k, v in user.items() if k not in ("id", "pool_id", "env")}
                 identities[key] = conn.execute(
                     _users.insert().values(**copy, pool_id=key[0], env=env).returning(_users.c.id)
                 ).scalar_one()
@@ -187,6 +187,8 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("verify_url_template", sa.String(2000), nullable=True))
     with op.batch_alter_table("users", schema=None) as batch_op:
+        # One email may now have several identities (one per pool and environment).
+        batch_op.drop_constraint(batch_op.f("uq_users_email"), type_="unique")
         batch_op.add_column(sa.Column("pool_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("env", sa.String(length=8), nullable=True))
         batch_op.add_column(
@@ -204,7 +206,6 @@ def upgrade() -> None:
             ["id"],
         )
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_users_email"), type_="unique")
         batch_op.alter_column("pool_id", existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column("env", existing_type=sa.String(length=8), nullable=False)
         batch_op.create_unique_constraint(
