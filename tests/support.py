@@ -318,6 +318,31 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def reset_through_mail(
+    client: httpx.AsyncClient,
+    mailbox: Mailbox,
+    email: str,
+    password: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """The mailbox owner's way in: forgot password (on the product `headers` name, demo by
+    default), then the mailed link."""
+    before = len(mailbox.for_recipient(email, "password_reset"))
+    forgot = await client.post(
+        "/api/v1/auth/forgot_password",
+        headers=headers or product_headers(),
+        json={"email": email},
+    )
+    assert forgot.status_code == 202
+    [*_, mail] = await mailbox.wait_for(email, before + 1, kind="password_reset")
+    token = mail_body(mail).split("reset_token=")[1].split()[0]
+    done = await client.put(
+        "/api/v1/auth/reset_password",
+        json={"token": token, "password": password, "password_confirmation": password},
+    )
+    assert done.status_code == 200, done.text
+
+
 # -- server API and cable shortcuts ---------------------------------------------------------
 
 NOTIFICATIONS_IDENTIFIER = json.dumps({"channel": "NotificationsChannel"})

@@ -12,7 +12,15 @@ from email.header import decode_header, make_header
 import httpx
 
 from auth.mail import VERIFY_EMAIL, VERIFY_SUBJECT
-from tests.support import PASSWORD, bearer, create_product, login, mail_body, register
+from tests.support import (
+    PASSWORD,
+    bearer,
+    create_product,
+    login,
+    mail_body,
+    register,
+    reset_through_mail,
+)
 
 VERIFY = "/api/v1/auth/verify_email"
 RESEND = "/api/v1/auth/resend_verification"
@@ -95,17 +103,8 @@ async def test_resend_needs_a_user_is_rate_limited_and_stops_once_proven(
 
 async def test_a_completed_reset_proves_the_email(hub, client, mailbox, email):
     await register(client, email)
-    await client.post(
-        "/api/v1/auth/forgot_password", headers={"X-Product-Slug": "demo"}, json={"email": email}
-    )
-    [reset_mail] = await mailbox.wait_for(email, kind="password_reset")
-    token = mail_body(reset_mail).split("reset_token=")[1].split()[0]
     new = "NewPass456!"
-    done = await client.put(
-        "/api/v1/auth/reset_password",
-        json={"token": token, "password": new, "password_confirmation": new},
-    )
-    assert done.status_code == 200
+    await reset_through_mail(client, mailbox, email, new)
     entered = await login(client, email, new)
     assert entered.json()["user"]["email_verified"] is True
     # The pending verification link was voided with every other link.
