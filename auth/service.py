@@ -127,7 +127,9 @@ class Auth:
         await self._revoked(revoked)
 
     async def _claimable(self, user: User, product: Product, env: str) -> bool:
-        """Whether meeting `user` from `product` must first take it from its first claimant."""
+        """Whether another product's registration meeting `user` must first take it from
+        whoever typed the email first (on the same product, the seed's rule applies: joining
+        another org needs the password)."""
         return not user.email_verified and not await self._present_on(user, product, env)
 
     # -- products -------------------------------------------------------------------------
@@ -427,10 +429,12 @@ class Auth:
         if (
             linked is None
             and existing is not None
-            and await self._claimable(existing, product, env)
+            and not existing.email_verified
+            and existing.password_hash is not None
         ):
-            # The product vouches for this email, nobody has proven it: whoever registered
-            # it elsewhere in the pool must not see what this product sends it.
+            # The product vouches for this email, but whoever chose the password (on any
+            # product of the pool, this one included) never proved it: they must not see what
+            # this product sends it. (An identity a backend made has no password to take.)
             await self._disown(existing, None)
         user, created = await accounts.upsert_external_user(
             self.db,

@@ -97,6 +97,24 @@ async def test_a_secret_key_reaches_only_its_own_products_users(hub, client, mai
     assert me.status_code == 200
 
 
+async def test_a_backend_upsert_takes_an_unproven_email_from_its_own_registrant(hub, client):
+    """Reproduction 1 on one product: the squatter registered on beta itself, through its
+    public endpoint; beta's backend vouching for the email takes the identity from them."""
+    beta = create_product(hub)
+    victim = new_email()
+    squatter = await register(client, victim, password=ATTACKER_PASSWORD, product=beta["slug"])
+    linked = await upsert(client, beta["sk_live"], external_id="crm-victim", email=victim)
+    assert linked.status_code == 201 and linked.json()["user"]["id"] == squatter["user"]["id"]
+    await publish(client, beta["sk_live"], squatter["user"]["id"], title="Your payslip")
+    attempt = await login(client, victim, ATTACKER_PASSWORD, product=beta["slug"])
+    assert attempt.status_code == 401
+    listing = await client.get("/api/v1/notifications", headers=bearer(squatter["access_token"]))
+    assert listing.status_code == 401
+    # A second external id for the same (now password-less) identity takes nothing more.
+    again = await upsert(client, beta["sk_live"], external_id="crm-victim-2", email=victim)
+    assert again.json()["user"]["id"] == squatter["user"]["id"]
+
+
 async def test_registering_elsewhere_neither_reveals_nor_locks_out_an_email(hub, client):
     """Reproduction 3: another product's registration of an existing email answers 201 like
     any new one, and a squatter on one product cannot lock the owner out of another."""
