@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from auth import accounts
 from auth.tables import (
     auth_sessions,
     external_identities,
@@ -96,7 +97,18 @@ async def _after(url: str) -> dict[str, object]:
             (r._mapping["pool_id"], r._mapping["env"], r._mapping["email"]): dict(r._mapping)
             for r in await db.fetch_all(users.select())
         }
+        # New users still get fresh ids after the copies (PostgreSQL: the sequence moved on).
+        fresh = await accounts.create_user(
+            db,
+            pool_id=pools["a"],
+            env="live",
+            email="new@example.com",
+            password_hash=None,
+            name="",
+            locale=None,
+        )
         return {
+            "fresh": fresh,
             "pools": pools,
             "product_pools": dict(
                 (r[0], r[1])
@@ -159,3 +171,4 @@ def test_0004_splits_a_shared_user_into_one_identity_per_pool_and_environment(em
     assert after["notifications"] == {"Welcome": a_live["id"], "Payslip": b_live["id"]}
     assert after["unread"] == [b_live["id"]]
     assert after["workspace"] == [b_live["id"]]
+    assert after["fresh"] > max(u["id"] for u in identities.values())

@@ -105,28 +105,47 @@ def _presence(conn: sa.Connection) -> dict[int, set[tuple[int, str]]]:
     return found
 
 
-def _repoint(conn: sa.Connection, old: int, new: int, product_id: int, env: str) -> None:
+# Which copy of a user (new_id) stands for it in a product environment; filled and used
+# within the upgrade, then dropped.
+_copies = sa.Table(
+    "_identity_copies",
+    _meta,
+    sa.Column("old_id", sa.Integer, nullable=False),
+    sa.Column("product_id", sa.Integer, nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
+    sa.Column("new_id", sa.Integer, nullable=False),
+    sa.Index("ix__identity_copies_place", "old_id", "product_id", "env"),
+)
+
+
+def _repoint(conn: sa.Connection) -> None:
+    """Every row of a product environment that names a copied user now names its copy: one
+    correlated UPDATE per table, however many users there are."""
+    m, o = _copies, _organizations
     for table, column in _DIRECT:
-        conn.execute(
-            table.update()
-            .where(table.c[column] == old, table.c.product_id == product_id, table.c.env == env)
-            .values({column: new})
+        match = sa.select(m.c.new_id).where(
+            m.c.old_id == table.c[column],
+            m.c.product_id == table.c.product_id,
+            m.c.env == table.c.env,
         )
-    orgs = sa.select(_organizations.c.id).where(
-        _organizations.c.product_id == product_id, _organizations.c.env == env
-    )
-    for table, column in _BY_ORG:
         conn.execute(
-            table.update()
-            .where(table.c[column] == old, table.c.organization_id.in_(orgs))
-            .values({column: new})
+            table.update().where(sa.exists(match)).values({column: match.scalar_subquery()})
+        )
+    for table, column in _BY_ORG:
+        match = (
+            sa.select(m.c.new_id)
+            .select_from(m.join(o, sa.and_(o.c.product_id == m.c.product_id, o.c.env == m.c.env)))
+            .where(o.c.id == table.c.organization_id, m.c.old_id == table.c[column])
+        )
+        conn.execute(
+            table.update().where(sa.exists(match)).values({column: match.scalar_subquery()})
         )
 
 
 def _split_users(conn: sa.Connection) -> None:
     now = datetime.now(UTC)
     pool_of: dict[int, int] = {}
-    for product_id, slug in conn.execute(sa.select(_products.c.id, _products.c.slug)):
+    for product_id, slug in conn.execute(sa.select(_products.c.id, _products.c.slug)).all():
         pool_id = conn.execute(
             _pools.insert().values(name=slug, created_at=now).returning(_pools.c.id)
         ).scalar_one()
@@ -135,38 +154,40 @@ def _split_users(conn: sa.Connection) -> None:
         )
         pool_of[product_id] = pool_id
     presence = _presence(conn)
-    unassigned: int | None = None
-    for user in conn.execute(sa.select(_users)).mappings().all():
-        places = sorted(presence.get(user["id"], ()))
-        if not places:
-            if unassigned is None:
-                unassigned = conn.execute(
-                    _pools.insert()
-                    .values(name=UNASSIGNED_POOL, created_at=now)
-                    .returning(_pools.c.id)
-                ).scalar_one()
-            conn.execute(
-                _users.update()
-                .where(_users.c.id == user["id"])
-                .values(pool_id=unassigned, env="live")
+    if any(user_id not in presence for (user_id,) in conn.execute(sa.select(_users.c.id))):
+        pool_of[0] = conn.execute(
+            _pools.insert().values(name=UNASSIGNED_POOL, created_at=now).returning(_pools.c.id)
+        ).scalar_one()
+    next_id = (conn.execute(sa.select(sa.func.max(_users.c.id))).scalar() or 0) + 1
+    keepers: list[dict[str, object]] = []
+    copies: list[dict[str, object]] = []
+    places: list[dict[str, object]] = []
+    for user in conn.execute(sa.select(_users).order_by(_users.c.id)).mappings().all():
+        # The first place keeps the row; today every pool holds exactly one product.
+        first, *others = sorted(presence.get(user["id"], ())) or [(0, "live")]
+        keepers.append({"b_id": user["id"], "b_pool": pool_of[first[0]], "b_env": first[1]})
+        for product_id, env in others:
+            copy = {k: v for k, v in user.items() if k not in ("id", "pool_id", "env")}
+            copies.append({**copy, "id": next_id, "pool_id": pool_of[product_id], "env": env})
+            places.append(
+                {"old_id": user["id"], "product_id": product_id, "env": env, "new_id": next_id}
             )
-            continue
-        # One identity per (pool, env); today every pool holds one product.
-        identities: dict[tuple[int, str], int] = {}
-        for product_id, env in places:
-            key = (pool_of[product_id], env)
-            if not identities:
-                conn.execute(
-                    _users.update().where(_users.c.id == user["id"]).values(pool_id=key[0], env=env)
-                )
-                identities[key] = user["id"]
-            elif key not in identities:
-                copy = {k: v for k, v in user.items() if k not in ("id", "pool_id", "env")}
-                identities[key] = conn.execute(
-                    _users.insert().values(**copy, pool_id=key[0], env=env).returning(_users.c.id)
-                ).scalar_one()
-            if identities[key] != user["id"]:
-                _repoint(conn, user["id"], identities[key], product_id, env)
+            next_id += 1
+    if keepers:
+        conn.execute(
+            _users.update()
+            .where(_users.c.id == sa.bindparam("b_id"))
+            .values(pool_id=sa.bindparam("b_pool"), env=sa.bindparam("b_env")),
+            keepers,
+        )
+    _copies.create(conn)
+    if copies:
+        conn.execute(_users.insert(), copies)
+        conn.execute(_copies.insert(), places)
+        _repoint(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT setval('users_id_seq', (SELECT max(id) FROM users))"))
+    _copies.drop(conn)
 
 
 def upgrade() -> None:
