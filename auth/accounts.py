@@ -146,7 +146,7 @@ async def create_user(
 
 
 async def update_user(db: Database, user_id: int, **fields: object) -> None:
-    allowed = {"name", "locale", "password_hash", "email_verified_at"}
+    allowed = {"name", "locale", "password_hash", "email_verified_at", "email"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {', '.join(sorted(unknown))}")

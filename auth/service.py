@@ -108,29 +108,42 @@ class Auth:
     async def _present_on(self, user: User, product: Product, env: str) -> bool:
         return bool(await accounts.user_organizations(self.db, user.id, product.id, env))
 
-    async def _disown(self, user: User, password_hash: str | None) -> None:
-        """Take an unverified identity away from whoever typed its email first, before it is
-        handed to another product of the pool: their password, every session, workspace
-        token, OAuth application and pending link stop working. The owner of the mailbox gets
-        in through a password reset (which proves the email)."""
+    async def _disown(self, user: User, *, retire: bool) -> None:
+        """Take an unverified identity away from whoever chose its password: that password,
+        every session, workspace token, OAuth application and pending link stop working.
+
+        A product backend vouching for the email keeps the identity (`retire=False`): the
+        owner of the mailbox gets in through a password reset, which proves the email. Another
+        product's registration `retire`s it instead (its email is cleared): the newcomer, who
+        has proven nothing either, starts a fresh identity and never sees what was made for
+        the old one."""
+        fields: dict[str, object] = {"password_hash": None}
+        if retire:
+            fields["email"] = None
         async with self.db.transaction():
-            await accounts.update_user(self.db, user.id, password_hash=password_hash)
+            await accounts.update_user(self.db, user.id, **fields)
             for purpose in one_time.PURPOSES:
                 await one_time.discard_user_tokens(self.db, user.id, purpose)
             await org_credentials.revoke_owned_by(self.db, user.id)
             revoked = await sessions.revoke_user_sessions(self.db, user.id, "identity_claimed")
         logger.info(
-            "unverified user %s handed to another product; %d sessions revoked",
+            "unverified user %s %s; %d sessions revoked",
             user.id,
+            "retired for another product's registration" if retire else "vouched for by a product",
             len(revoked),
         )
         await self._revoked(revoked)
 
     async def _claimable(self, user: User, product: Product, env: str) -> bool:
-        """Whether another product's registration meeting `user` must first take it from
-        whoever typed the email first (on the same product, the seed's rule applies: joining
-        another org needs the password)."""
-        return not user.email_verified and not await self._present_on(user, product, env)
+        """Whether another product's registration meeting `user` retires it: nobody proved
+        the email and no product vouched for it (a vouched identity has no password until a
+        reset proves the email). On the identity's own products the seed's rule applies:
+        joining another org needs the password."""
+        return (
+            not user.email_verified
+            and user.password_hash is not None
+            and not await self._present_on(user, product, env)
+        )
 
     # -- products -------------------------------------------------------------------------
 
@@ -225,6 +238,15 @@ class Auth:
         await self.limiter.hit(self.limits.register_ip, "register", client_ip)
         await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
         user = await self._user_by_email(product, env, email)
+        if user is not None and not await self.hasher.verify(password, user.password_hash):
+            if not await self._claimable(user, product, env):
+                # Same identity within the pool: joining another org needs its password.
+                raise invalid_credentials()
+            # Another product of the pool meets an identity nobody proved, with another
+            # password: whoever typed the email first keeps nothing, and the newcomer starts
+            # afresh (still unverified).
+            await self._disown(user, retire=True)
+            user = None
         if user is None:
             password_hash = await self.hasher.hash(password)
             try:
@@ -248,15 +270,6 @@ class Auth:
                 password, user.password_hash
             ):
                 raise invalid_credentials()
-        elif await self._claimable(user, product, env):
-            # Another product of the pool meets an identity nobody proved: whoever typed the
-            # email first keeps nothing; the newcomer starts it afresh (still unverified).
-            await self._disown(user, await self.hasher.hash(password))
-            user = await accounts.get_user(self.db, user.id)
-            assert user is not None
-        elif not await self.hasher.verify(password, user.password_hash):
-            # Same identity within the pool: joining another org needs the existing password.
-            raise invalid_credentials()
         plan_id = await default_plan_id(self.db, product.id)
         async with self.db.transaction():
             org_id = await accounts.create_organization(
@@ -435,7 +448,7 @@ class Auth:
             # The product vouches for this email, but whoever chose the password (on any
             # product of the pool, this one included) never proved it: they must not see what
             # this product sends it. (An identity a backend made has no password to take.)
-            await self._disown(existing, None)
+            await self._disown(existing, retire=False)
         user, created = await accounts.upsert_external_user(
             self.db,
             pool_id=product.identity_pool_id,

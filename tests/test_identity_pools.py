@@ -252,20 +252,46 @@ async def test_in_a_shared_pool_the_squatter_is_locked_out_and_the_owner_gets_in
     assert me.json()["user"]["email_verified"] is True
 
 
-async def test_in_a_shared_pool_a_second_registration_takes_an_unproven_email(hub, client):
-    """The squatter registered first on demo; the owner registering on beta is not refused
-    (nor told the email exists) and the squatter's password and sessions stop working."""
+async def test_in_a_shared_pool_a_second_registration_retires_an_unproven_identity(hub, client):
+    """Whoever registered first on demo proved nothing: registering the email on beta is not
+    refused (nor told the email exists), the first registrant's password and sessions stop
+    working, and the newcomer, who proved nothing either, gets a fresh identity that sees
+    nothing made for the old one."""
     demo, beta = pool_products(hub)
     victim = new_email()
-    squatter = await register(client, victim, password=ATTACKER_PASSWORD, product=demo["slug"])
-    owner = await register(client, victim, password=OWNER_PASSWORD, product=beta["slug"])
-    assert owner["user"]["id"] == squatter["user"]["id"]
+    first = await register(client, victim, password=ATTACKER_PASSWORD, product=demo["slug"])
+    await publish(client, demo["sk_live"], first["user"]["id"], title="Made for the first")
+    second = await register(client, victim, password=OWNER_PASSWORD, product=beta["slug"])
+    assert second["user"]["id"] != first["user"]["id"]
+
     assert (await login(client, victim, ATTACKER_PASSWORD, product=demo["slug"])).status_code == 401
     refreshed = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": squatter["refresh_token"]}
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
     assert refreshed.status_code == 401
+    entered = await login(client, victim, OWNER_PASSWORD, product=beta["slug"])
+    assert entered.status_code == 200
+    # Not a member of the old identity's organization on demo, and none of its notifications
+    # once it joins demo (knowing its own password, it joins rather than retires itself).
+    assert (await login(client, victim, OWNER_PASSWORD, product=demo["slug"])).status_code == 401
+    joined = await register(client, victim, password=OWNER_PASSWORD, product=demo["slug"])
+    assert joined["user"]["id"] == second["user"]["id"]
+    assert "Made for the first" not in await titles(client, joined["access_token"])
     assert (await login(client, victim, OWNER_PASSWORD, product=beta["slug"])).status_code == 200
+
+
+async def test_in_a_shared_pool_a_registration_never_takes_an_identity_a_product_vouched_for(
+    hub, client
+):
+    demo, beta = pool_products(hub)
+    victim = new_email()
+    linked = await upsert(client, beta["sk_live"], external_id="crm-victim", email=victim)
+    await publish(client, beta["sk_live"], linked.json()["user"]["id"], title="Your payslip")
+    refused = await register(
+        client, victim, password=ATTACKER_PASSWORD, product=demo["slug"], expect=401
+    )
+    assert refused["error"]["code"] == "auth.invalid_credentials"
+    assert (await login(client, victim, ATTACKER_PASSWORD, product=beta["slug"])).status_code == 401
 
 
 async def test_in_a_shared_pool_a_proven_identity_is_shared_and_needs_its_password(
