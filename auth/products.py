@@ -180,11 +180,6 @@ async def _identity_pool(db: Database, name: str | None, *, own: str) -> int:
     return await db.execute(identity_pools.insert().values(name=name or own, created_at=utcnow()))
 
 
-async def identity_pool_name(db: Database, pool_id: int) -> str | None:
-    row = await db.fetch_one(sa.select(identity_pools.c.name).where(identity_pools.c.id == pool_id))
-    return row._mapping["name"] if row else None
-
-
 async def set_verification(
     db: Database,
     product_id: int,

@@ -513,10 +513,10 @@ class Auth:
         assert user.email is not None
         if kind == PASSWORD_RESET:
             purpose, ttl = one_time.PASSWORD_RESET, self.settings.reset_token_ttl
-            template = product.reset_url_template or "{public}/demo/#reset_token={token}"
+            template = product.reset_url_template or self._demo_link("reset_token")
         else:
             purpose, ttl = one_time.VERIFY_EMAIL, self.settings.verify_token_ttl
-            template = product.verify_url_template or "{public}/demo/#verify_token={token}"
+            template = product.verify_url_template or self._demo_link("verify_token")
         token = await one_time.issue_token(
             self.db, purpose, user_id=user.id, product_id=product.id, env=env, ttl=ttl
         )
@@ -528,10 +528,14 @@ class Auth:
             product_name=product.name,
             from_name=product.mail_from_name,
             from_address=product.mail_from_address or self.settings.mail_from,
-            link=template.replace("{public}", self.settings.public_url).replace("{token}", token),
+            link=template.replace("{token}", token),
             ttl_seconds=ttl,
         )
         await self.mailer.send(mail)
+
+    def _demo_link(self, parameter: str) -> str:
+        # Without a product template, the link opens the demo page, which completes the flow.
+        return f"{self.settings.public_url}/demo/#{parameter}={{token}}"
 
     async def send_verification(self, product: Product, env: str, user_id: int) -> None:
         """Mail a verification link to a user whose email is unproven; runs after the
