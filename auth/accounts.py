@@ -1,7 +1,9 @@
 """Users, organizations, memberships and subscriptions.
 
-A user is one identity per email across the whole deployment; everything else (orgs, their
-memberships and plans) belongs to one product environment.
+A user is one identity per email within an identity pool and an environment: every email
+lookup is scoped by (pool, env), so no product reaches an identity of another pool or of the
+other environment. Everything else (orgs, their memberships and plans) belongs to one product
+environment.
 """
 
 from __future__ import annotations
@@ -37,9 +39,25 @@ class User:
     locale: str | None
     password_hash: str | None
     created_at: datetime
+    pool_id: int
+    env: str
+    email_verified_at: datetime | None
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    def belongs_to(self, pool_id: int, env: str) -> bool:
+        return self.pool_id == pool_id and self.env == env
 
     def public(self) -> dict[str, object]:
-        return {"id": self.id, "email": self.email, "name": self.name, "locale": self.locale}
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "locale": self.locale,
+            "email_verified": self.email_verified,
+        }
 
 
 @dataclass(frozen=True)
@@ -72,11 +90,28 @@ def normalize_email(email: str) -> str:
 
 def _user(row: object) -> User:
     m = row._mapping  # type: ignore[attr-defined]
-    return User(m["id"], m["email"], m["name"], m["locale"], m["password_hash"], m["created_at"])
+    return User(
+        m["id"],
+        m["email"],
+        m["name"],
+        m["locale"],
+        m["password_hash"],
+        m["created_at"],
+        m["pool_id"],
+        m["env"],
+        m["email_verified_at"],
+    )
 
 
-async def get_user_by_email(db: Database, email: str) -> User | None:
-    row = await db.fetch_one(users.select().where(users.c.email == normalize_email(email)))
+async def get_user_by_email(db: Database, pool_id: int, env: str, email: str) -> User | None:
+    """The identity with this email in the pool's environment (and nowhere else)."""
+    row = await db.fetch_one(
+        users.select().where(
+            users.c.pool_id == pool_id,
+            users.c.env == env,
+            users.c.email == normalize_email(email),
+        )
+    )
     return _user(row) if row else None
 
 
@@ -86,12 +121,21 @@ async def get_user(db: Database, user_id: int) -> User | None:
 
 
 async def create_user(
-    db: Database, *, email: str, password_hash: str | None, name: str, locale: str | None
+    db: Database,
+    *,
+    pool_id: int,
+    env: str,
+    email: str | None,
+    password_hash: str | None,
+    name: str,
+    locale: str | None,
 ) -> int:
     now = utcnow()
     return await db.execute(
         users.insert().values(
-            email=normalize_email(email),
+            pool_id=pool_id,
+            env=env,
+            email=normalize_email(email) if email else None,
             password_hash=password_hash,
             name=name,
             locale=locale,
@@ -102,7 +146,7 @@ async def create_user(
 
 
 async def update_user(db: Database, user_id: int, **fields: object) -> None:
-    allowed = {"name", "locale", "password_hash"}
+    allowed = {"name", "locale", "password_hash", "email_verified_at", "email"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
@@ -318,9 +362,22 @@ async def default_organization(
         )
 
 
+async def external_user_id(db: Database, product_id: int, env: str, external_id: str) -> int | None:
+    """The user the product environment knows as `external_id`, if any."""
+    row = await db.fetch_one(
+        sa.select(external_identities.c.user_id).where(
+            external_identities.c.product_id == product_id,
+            external_identities.c.env == env,
+            external_identities.c.external_id == external_id,
+        )
+    )
+    return row._mapping["user_id"] if row else None
+
+
 async def upsert_external_user(
     db: Database,
     *,
+    pool_id: int,
     product_id: int,
     env: str,
     external_id: str,
@@ -331,36 +388,29 @@ async def upsert_external_user(
 ) -> tuple[User, bool]:
     """Create or update the user a product knows as `external_id`; (user, created?).
 
-    An email that already has an identity links to it (one identity per email).
+    An email that already has an identity in the pool's environment links to it (the
+    caller decides beforehand whether that identity may be handed over).
     """
-    row = await db.fetch_one(
-        sa.select(external_identities.c.user_id).where(
-            external_identities.c.product_id == product_id,
-            external_identities.c.env == env,
-            external_identities.c.external_id == external_id,
-        )
-    )
+    user_id = await external_user_id(db, product_id, env, external_id)
     changes = {k: v for k, v in (("name", name), ("locale", locale)) if v is not None}
-    if row is not None:
-        user_id = row._mapping["user_id"]
+    if user_id is not None:
         if changes:
             await update_user(db, user_id, **changes)
         user = await get_user(db, user_id)
         assert user is not None
         return user, False
-    existing = await get_user_by_email(db, email) if email else None
+    existing = await get_user_by_email(db, pool_id, env, email) if email else None
     now = utcnow()
     async with db.transaction():
         if existing is None:
-            user_id = await db.execute(
-                users.insert().values(
-                    email=normalize_email(email) if email else None,
-                    password_hash=None,
-                    name=name or "",
-                    locale=locale,
-                    created_at=now,
-                    updated_at=now,
-                )
+            user_id = await create_user(
+                db,
+                pool_id=pool_id,
+                env=env,
+                email=email,
+                password_hash=None,
+                name=name or "",
+                locale=locale,
             )
         else:
             user_id = existing.id

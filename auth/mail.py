@@ -1,4 +1,5 @@
-"""Outgoing mail: white-labeled password reset emails, sent by SMTP or to the console.
+"""Outgoing mail: white-labeled password reset and email verification emails, sent by SMTP or
+to the console.
 
 `SMTP_URL` selects SMTP (`smtp://user:pass@host:587?starttls=true`, or `smtps://…` for implicit
 TLS). Without it the console mailer writes the email to the log: in development in full, since
@@ -44,6 +45,31 @@ RESET_BODY = {
 }
 
 
+VERIFY_SUBJECT = {
+    "en": "Confirm your email for {product}",
+    "cs": "Potvrďte svůj e-mail pro {product}",
+    "de": "Bestätigen Sie Ihre E-Mail-Adresse für {product}",
+}
+VERIFY_BODY = {
+    "en": (
+        "Hello {name},\n\nplease confirm that this is your email address for {product}.\n"
+        "Open this link within {minutes} minutes:\n\n{link}\n\n"
+        "If you did not sign up, do not open the link and ignore this email.\n\n{product}"
+    ),
+    "cs": (
+        "Dobrý den {name},\n\npotvrďte prosím, že je to vaše e-mailová adresa pro {product}.\n"
+        "Otevřete tento odkaz do {minutes} minut:\n\n{link}\n\n"
+        "Pokud jste se neregistrovali, odkaz neotevírejte a e-mail ignorujte.\n\n{product}"
+    ),
+    "de": (
+        "Hallo {name},\n\nbitte bestätigen Sie, dass dies Ihre E-Mail-Adresse für {product} "
+        "ist.\nÖffnen Sie diesen Link innerhalb von {minutes} Minuten:\n\n{link}\n\n"
+        "Haben Sie sich nicht registriert, öffnen Sie den Link nicht und ignorieren Sie diese "
+        "E-Mail.\n\n{product}"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class OutgoingMail:
     to: str
@@ -51,9 +77,21 @@ class OutgoingMail:
     from_address: str
     subject: str
     body: str
+    # Which mail this is (`password_reset`, `verify_email`), sent as the X-Hub-Mail header so
+    # mail filters and tests can tell them apart in any language.
+    kind: str = ""
 
 
-def password_reset_mail(
+PASSWORD_RESET = "password_reset"  # noqa: S105 (a mail kind, not a secret)
+VERIFY_EMAIL = "verify_email"
+_TEMPLATES = {
+    PASSWORD_RESET: (RESET_SUBJECT, RESET_BODY),
+    VERIFY_EMAIL: (VERIFY_SUBJECT, VERIFY_BODY),
+}
+
+
+def branded_mail(
+    kind: str,
     *,
     to: str,
     user_name: str,
@@ -64,7 +102,10 @@ def password_reset_mail(
     link: str,
     ttl_seconds: int,
 ) -> OutgoingMail:
-    locale = locale if locale in RESET_SUBJECT else "en"
+    """A mail of `kind` in the product's name and the user's language, carrying a one-time
+    `link`."""
+    subjects, bodies = _TEMPLATES[kind]
+    locale = locale if locale in subjects else "en"
     values = {
         "name": user_name or to,
         "product": product_name,
@@ -75,8 +116,9 @@ def password_reset_mail(
         to=to,
         from_name=from_name or product_name,
         from_address=from_address,
-        subject=RESET_SUBJECT[locale].format(**values),
-        body=RESET_BODY[locale].format(**values),
+        subject=subjects[locale].format(**values),
+        body=bodies[locale].format(**values),
+        kind=kind,
     )
 
 
@@ -89,6 +131,8 @@ def _mime(mail: OutgoingMail) -> EmailMessage:
     message["From"] = formataddr((mail.from_name, mail.from_address))
     message["To"] = mail.to
     message["Subject"] = mail.subject
+    if mail.kind:
+        message["X-Hub-Mail"] = mail.kind
     message.set_content(mail.body)
     return message
 

@@ -1,4 +1,5 @@
-"""Single-use tokens: the login token of organization choice, and password reset links."""
+"""Single-use tokens: the login token of organization choice, password reset links and email
+verification links."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from hub.db import utcnow
 
 LOGIN = "login"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose name, not a secret)
+VERIFY_EMAIL = "verify_email"
+PURPOSES = (LOGIN, PASSWORD_RESET, VERIFY_EMAIL)
 
 
 @dataclass(frozen=True)

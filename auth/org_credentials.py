@@ -148,6 +148,17 @@ async def revoke(db: Database, table: sa.Table, org_id: int, row_id: int) -> boo
     return changed is not None
 
 
+async def revoke_owned_by(db: Database, user_id: int) -> None:
+    """Revoke every workspace token and OAuth application the user issued (their identity
+    was handed to someone else, who must not inherit them)."""
+    for table in (workspace_tokens, oauth_applications):
+        await db.execute(
+            table.update()
+            .where(table.c.owner_id == user_id, table.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+
+
 # -- OAuth applications ------------------------------------------------------------------
 
 

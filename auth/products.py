@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from auth.keys import KEY_PREFIXES, issue_key
-from auth.tables import ENVIRONMENTS, plans, products
+from auth.tables import ENVIRONMENTS, identity_pools, plans, products
 from auth.webhook_targets import check_literal
 from hub.db import bound, json_column, utcnow
 from hub.i18n import SUPPORTED_LOCALES
@@ -30,6 +30,10 @@ class Product:
     reset_url_template: str | None
     origins: tuple[str, ...]
     alert_webhook_url: str | None = None
+    # Users are identities of this pool (and of the request's environment), nowhere else.
+    identity_pool_id: int = 0
+    require_verified_email: bool = False
+    verify_url_template: str | None = None
 
     def allows_origin(self, origin: str) -> bool:
         # Exact match only (scheme + host + port): no wildcards, no suffix tricks.
@@ -59,6 +63,9 @@ def _product(row: object) -> Product:
         reset_url_template=m["reset_url_template"],
         origins=tuple(json_column(m["origins"]) or ()),
         alert_webhook_url=m["alert_webhook_url"],
+        identity_pool_id=m["identity_pool_id"],
+        require_verified_email=bool(m["require_verified_email"]),
+        verify_url_template=m["verify_url_template"],
     )
 
 
@@ -97,23 +104,34 @@ async def create_product(
     mail_from_name: str | None = None,
     mail_from_address: str | None = None,
     reset_url_template: str | None = None,
+    verify_url_template: str | None = None,
+    require_verified_email: bool = False,
     features: tuple[str, ...] = DEFAULT_FEATURES,
+    identity_pool: str | None = None,
 ) -> tuple[Product, dict[str, str]]:
     """Create a product with its default plan and a publishable + secret key per environment.
 
+    Its users live in a new identity pool named after the slug, or in the named
+    `identity_pool` (created on first use), whose products then share log-ins.
     Returns the product and the plaintext keys (`pk_live`, `sk_live`, `pk_test`, `sk_test`),
     which exist nowhere else: the database keeps only their hashes.
     """
     if not SLUG.match(slug):
         raise ValueError("slug: lowercase letters, digits and dashes, at most 64 characters")
+    if identity_pool is not None and not SLUG.match(identity_pool):
+        raise ValueError("identity pool: lowercase letters, digits and dashes, at most 64")
     if default_locale not in SUPPORTED_LOCALES:
         raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
-    if reset_url_template is not None and "{token}" not in reset_url_template:
-        raise ValueError("the reset URL template must contain {token}")
+    for what, template in (("reset", reset_url_template), ("verify", verify_url_template)):
+        if template is not None and "{token}" not in template:
+            raise ValueError(f"the {what} URL template must contain {{token}}")
     clean_origins = sorted({normalize_origin(o) for o in origins})
     now = utcnow()
     keys: dict[str, str] = {}
+    if await get_product_by_slug(db, slug) is not None:
+        raise ValueError(f"a product {slug!r} exists already")
     async with db.transaction():
+        pool_id = await _identity_pool(db, identity_pool, own=slug)
         product_id = await db.execute(
             products.insert().values(
                 slug=slug,
@@ -122,8 +140,11 @@ async def create_product(
                 mail_from_name=mail_from_name,
                 mail_from_address=mail_from_address,
                 reset_url_template=reset_url_template,
+                verify_url_template=verify_url_template,
+                require_verified_email=require_verified_email,
                 origins=clean_origins,
                 created_at=now,
+                identity_pool_id=pool_id,
             )
         )
         await db.execute(
@@ -141,6 +162,42 @@ async def create_product(
     product = await get_product(db, product_id)
     assert product is not None
     return product, keys
+
+
+async def _identity_pool(db: Database, name: str | None, *, own: str) -> int:
+    """The id of the named pool (created on first use), or of a new pool of the product's
+    own, named `own` (refused when that name is taken: joining must be asked for)."""
+    row = await db.fetch_one(
+        sa.select(identity_pools.c.id).where(identity_pools.c.name == (name or own))
+    )
+    if row is not None:
+        if name is None:
+            raise ValueError(
+                f"an identity pool {own!r} exists: pass it as the identity pool to share its"
+                " log-ins, or choose another slug"
+            )
+        return row._mapping["id"]
+    return await db.execute(identity_pools.insert().values(name=name or own, created_at=utcnow()))
+
+
+async def set_verification(
+    db: Database,
+    product_id: int,
+    *,
+    require_verified_email: bool | None = None,
+    verify_url_template: str | None = None,
+) -> None:
+    """Change the product's email verification settings (None leaves one as it is; an
+    empty template goes back to the default link)."""
+    values: dict[str, object] = {}
+    if require_verified_email is not None:
+        values["require_verified_email"] = require_verified_email
+    if verify_url_template is not None:
+        if verify_url_template and "{token}" not in verify_url_template:
+            raise ValueError("the verify URL template must contain {token}")
+        values["verify_url_template"] = verify_url_template or None
+    if values:
+        await db.execute(products.update().where(products.c.id == product_id).values(**values))
 
 
 async def set_origins(db: Database, product_id: int, origins: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from auth import one_time
 from auth.credentials import PUBLISHABLE_KEY_HEADER, bearer, client_address, credentials
 from auth.origins import check_origin
 from auth.products import Product
@@ -90,7 +91,12 @@ async def register(request: Request) -> Response:
         locale=locale or request_locale(request),
         client_ip=client_address(request),
     )
-    return JSONResponse(result, status_code=201)
+    verify = None
+    if not result["user"]["email_verified"]:
+        verify = BackgroundTask(
+            _auth(request).send_verification, product, env, result["user"]["id"]
+        )
+    return JSONResponse(result, status_code=201, background=verify)
 
 
 async def login(request: Request) -> Response:
@@ -167,10 +173,33 @@ async def reset_password(request: Request) -> Response:
     token = fields.string("token", max_length=200)
     password = _new_password(fields)
     fields.check()
-    grant = await auth.reset_grant(token, client_ip=client_address(request))
+    grant = await auth.link_grant(one_time.PASSWORD_RESET, token, client_ip=client_address(request))
     check_origin(request, await auth.product_by_id(grant.product_id))
     await auth.reset_password(token, password)
     return JSONResponse({"message": translate("password_reset.done", request_locale(request))})
+
+
+async def verify_email(request: Request) -> Response:
+    """Prove the email with the token of a verification link (single use)."""
+    auth = _auth(request)
+    fields = await _body(request)
+    token = fields.string("token", max_length=200)
+    fields.check()
+    grant = await auth.link_grant(one_time.VERIFY_EMAIL, token, client_ip=client_address(request))
+    check_origin(request, await auth.product_by_id(grant.product_id))
+    await auth.verify_email(token)
+    return JSONResponse({"message": translate("email_verification.done", request_locale(request))})
+
+
+async def resend_verification(request: Request) -> Response:
+    auth = _auth(request)
+    ctx = await access_context(request)
+    await auth.request_verification(ctx)
+    return JSONResponse(
+        {"message": translate("email_verification.sent", request_locale(request))},
+        status_code=202,
+        background=BackgroundTask(auth.send_verification, ctx.product, ctx.env, ctx.user.id),
+    )
 
 
 async def me(request: Request) -> Response:
@@ -203,6 +232,8 @@ routes = [
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
     Route("/api/v1/auth/forgot_password", forgot_password, methods=["POST"]),
     Route("/api/v1/auth/reset_password", reset_password, methods=["PUT"]),
+    Route("/api/v1/auth/verify_email", verify_email, methods=["POST"]),
+    Route("/api/v1/auth/resend_verification", resend_verification, methods=["POST"]),
     Route("/api/v1/auth/me", me, methods=["GET", "PUT"]),
     Route("/.well-known/jwks.json", jwks, methods=["GET"]),
 ]

@@ -8,7 +8,9 @@ that key's product environment: a test key never sees or changes live data.
 - `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`:
   keys:write. A restricted key never grants or handles more than its own scopes, and never
   rotates the secret key (that would hand it full access).
-- `GET|PATCH /api/v1/product` (origins, alert webhook): the secret key only.
+- `GET|PATCH /api/v1/product` (origins, alert webhook, email verification): the secret key
+  only. Product settings are product-wide, so only a live secret key may change them: a test
+  key reads them but its PATCH is refused (403), and testing never changes production.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from auth import keys
 from auth.accounts import get_user, resolve_recipients
 from auth.credentials import ServerCaller, require_server_caller
 from auth.products import (
+    Product,
+    get_product,
     normalize_origin,
     normalize_webhook_url,
     set_alert_webhook,
     set_origins,
+    set_verification,
 )
 from auth.service import Auth
 from auth.webhook_targets import BlockedTarget
@@ -35,6 +40,7 @@ from hub.http import Fields, path_id, read_json
 
 MAX_ORIGINS = 100
 MAX_RESTRICTED_KEYS = 100
+SETTINGS_FIELDS = {"origins", "alert_webhook_url", "require_verified_email", "verify_url_template"}
 
 
 def _auth(request: Request) -> Auth:
@@ -170,8 +176,7 @@ async def revoke_key(request: Request) -> Response:
 # -- product settings --------------------------------------------------------------------
 
 
-def _product_answer(caller: ServerCaller, origins: list[str], webhook: str | None) -> Response:
-    product = caller.product
+def _product_answer(caller: ServerCaller, product: Product) -> Response:
     return JSONResponse(
         {
             "product": {
@@ -180,8 +185,10 @@ def _product_answer(caller: ServerCaller, origins: list[str], webhook: str | Non
                 "name": product.name,
                 "env": caller.env,
                 "default_locale": product.default_locale,
-                "origins": origins,
-                "alert_webhook_url": webhook,
+                "origins": list(product.origins),
+                "alert_webhook_url": product.alert_webhook_url,
+                "require_verified_email": product.require_verified_email,
+                "verify_url_template": product.verify_url_template,
             }
         }
     )
@@ -196,13 +203,17 @@ async def _secret_caller(request: Request) -> ServerCaller:
 
 async def get_product_settings(request: Request) -> Response:
     caller = await _secret_caller(request)
-    product = caller.product
-    return _product_answer(caller, list(product.origins), product.alert_webhook_url)
+    return _product_answer(caller, caller.product)
 
 
 async def update_product_settings(request: Request) -> Response:
-    """`origins` (exact scheme://host[:port], no wildcards) and/or `alert_webhook_url`."""
+    """`origins` (exact scheme://host[:port], no wildcards), `alert_webhook_url`,
+    `require_verified_email`, `verify_url_template` (with `{token}`; "" or null for the
+    default link)."""
     caller = await _secret_caller(request)
+    if caller.env != "live":
+        # The settings are the product's, live included: a test key must not change them.
+        raise forbidden()
     fields = await _fields(request)
     body = fields.body
     origins: list[str] | None = None
@@ -229,17 +240,34 @@ async def update_product_settings(request: Request) -> Response:
             fields.error("alert_webhook_url", "webhook.internal_address")
         except ValueError:
             fields.error("alert_webhook_url", "field.not_url")
-    if "origins" not in body and "alert_webhook_url" not in body:
+    require = body.get("require_verified_email")
+    if require is not None and not isinstance(require, bool):
+        fields.error("require_verified_email", "field.not_boolean")
+    verify_url = body.get("verify_url_template")
+    if verify_url is not None and (
+        not isinstance(verify_url, str)
+        or len(verify_url) > 2000
+        or (verify_url and "{token}" not in verify_url)
+    ):
+        fields.error("verify_url_template", "field.not_url_template")
+    if not SETTINGS_FIELDS & set(body):
         raise validation_failed({"origins": FieldError("field.required")})
     fields.check()
     db = _auth(request).db
     if origins is not None:
-        origins = await set_origins(db, caller.product.id, origins)
+        await set_origins(db, caller.product.id, origins)
     if "alert_webhook_url" in body:
         await set_alert_webhook(db, caller.product.id, webhook)
-    return _product_answer(
-        caller, origins if origins is not None else list(caller.product.origins), webhook
-    )
+    if "require_verified_email" in body or "verify_url_template" in body:
+        await set_verification(
+            db,
+            caller.product.id,
+            require_verified_email=require,
+            verify_url_template=(verify_url or "") if "verify_url_template" in body else None,
+        )
+    product = await get_product(db, caller.product.id)
+    assert product is not None
+    return _product_answer(caller, product)
 
 
 routes = [

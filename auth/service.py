@@ -14,9 +14,9 @@ from typing import Any
 
 from databases import Database
 
-from auth import accounts, one_time, sessions
+from auth import accounts, one_time, org_credentials, sessions
 from auth.accounts import OrgMembership, Subscription, User
-from auth.mail import Mailer, password_reset_mail
+from auth.mail import PASSWORD_RESET, VERIFY_EMAIL, Mailer, branded_mail
 from auth.passwords import PasswordHasher
 from auth.products import Product, default_plan_id, get_product, get_product_by_slug
 from auth.ratelimit import RateLimiter
@@ -27,6 +27,12 @@ from hub.errors import HubError, unauthorized
 from hub.settings import Settings
 
 logger = logging.getLogger("auth.service")
+
+# The error of a mailed link that is unknown, expired or used, by purpose.
+INVALID_LINK = {
+    one_time.PASSWORD_RESET: "auth.invalid_reset_token",
+    one_time.VERIFY_EMAIL: "auth.invalid_verification_token",
+}
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
@@ -87,6 +93,58 @@ class Auth:
         if sids and self.on_sessions_revoked is not None:
             await self.on_sessions_revoked(sids)
 
+    # -- identities -----------------------------------------------------------------------
+
+    async def _user_by_email(self, product: Product, env: str, email: str) -> User | None:
+        return await accounts.get_user_by_email(self.db, product.identity_pool_id, env, email)
+
+    async def _user_of(self, product: Product, env: str, user_id: int) -> User | None:
+        """The user with this id if it is an identity of the product's pool and `env`."""
+        user = await accounts.get_user(self.db, user_id)
+        if user is None or not user.belongs_to(product.identity_pool_id, env):
+            return None
+        return user
+
+    async def _present_on(self, user: User, product: Product, env: str) -> bool:
+        return bool(await accounts.user_organizations(self.db, user.id, product.id, env))
+
+    async def _disown(self, user: User, *, retire: bool) -> None:
+        """Take an unverified identity away from whoever chose its password: that password,
+        every session, workspace token, OAuth application and pending link stop working.
+
+        A product backend vouching for the email keeps the identity (`retire=False`): the
+        owner of the mailbox gets in through a password reset, which proves the email. Another
+        product's registration `retire`s it instead (its email is cleared): the newcomer, who
+        has proven nothing either, starts a fresh identity and never sees what was made for
+        the old one."""
+        fields: dict[str, object] = {"password_hash": None}
+        if retire:
+            fields["email"] = None
+        async with self.db.transaction():
+            await accounts.update_user(self.db, user.id, **fields)
+            for purpose in one_time.PURPOSES:
+                await one_time.discard_user_tokens(self.db, user.id, purpose)
+            await org_credentials.revoke_owned_by(self.db, user.id)
+            revoked = await sessions.revoke_user_sessions(self.db, user.id, "identity_claimed")
+        logger.info(
+            "unverified user %s %s; %d sessions revoked",
+            user.id,
+            "retired for another product's registration" if retire else "vouched for by a product",
+            len(revoked),
+        )
+        await self._revoked(revoked)
+
+    async def _claimable(self, user: User, product: Product, env: str) -> bool:
+        """Whether another product's registration meeting `user` retires it: nobody proved
+        the email and no product vouched for it (a vouched identity has no password until a
+        reset proves the email). On the identity's own products the seed's rule applies:
+        joining another org needs the password."""
+        return (
+            not user.email_verified
+            and user.password_hash is not None
+            and not await self._present_on(user, product, env)
+        )
+
     # -- products -------------------------------------------------------------------------
 
     async def product_for_slug(self, slug: str | None) -> Product:
@@ -111,7 +169,7 @@ class Auth:
             ttl=self.settings.refresh_token_ttl,
         )
         return {
-            **self._token_pair(user.id, product, env, org.id, subscription, session),
+            **self._token_pair(user, product, env, org.id, subscription, session),
             "user": user.public(),
             "organization": org.public(),
             "subscription": subscription.public(),
@@ -119,7 +177,7 @@ class Auth:
 
     def _claims(
         self,
-        user_id: int,
+        user: User,
         product: Product,
         env: str,
         org_id: int,
@@ -127,7 +185,8 @@ class Auth:
         session: sessions.Session,
     ) -> dict[str, Any]:
         return {
-            "sub": str(user_id),
+            "sub": str(user.id),
+            "email_verified": user.email_verified,
             "org": org_id,
             "product": product.slug,
             "env": env,
@@ -137,14 +196,14 @@ class Auth:
 
     def _token_pair(
         self,
-        user_id: int,
+        user: User,
         product: Product,
         env: str,
         org_id: int,
         subscription: Subscription,
         session: sessions.Session,
     ) -> dict[str, Any]:
-        claims = self._claims(user_id, product, env, org_id, subscription.features, session)
+        claims = self._claims(user, product, env, org_id, subscription.features, session)
         access, _ = self.signer.issue(ACCESS, claims, self.settings.access_token_ttl)
         # The refresh token carries the session's current jti and dies with the session.
         refresh_ttl = max(1, int((session.expires_at - utcnow()).total_seconds()))
@@ -178,27 +237,39 @@ class Auth:
     ) -> dict[str, Any]:
         await self.limiter.hit(self.limits.register_ip, "register", client_ip)
         await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
-        user = await accounts.get_user_by_email(self.db, email)
+        user = await self._user_by_email(product, env, email)
+        if user is not None and not await self.hasher.verify(password, user.password_hash):
+            if not await self._claimable(user, product, env):
+                # Same identity within the pool: joining another org needs its password.
+                raise invalid_credentials()
+            # Another product of the pool meets an identity nobody proved, with another
+            # password: whoever typed the email first keeps nothing, and the newcomer starts
+            # afresh (still unverified).
+            await self._disown(user, retire=True)
+            user = None
         if user is None:
             password_hash = await self.hasher.hash(password)
             try:
                 await accounts.create_user(
-                    self.db, email=email, password_hash=password_hash, name=name, locale=locale
+                    self.db,
+                    pool_id=product.identity_pool_id,
+                    env=env,
+                    email=email,
+                    password_hash=password_hash,
+                    name=name,
+                    locale=locale,
                 )
             except Exception:
                 # Lost a race with a concurrent register of the same email: continue as an
                 # existing user, which verifies the password below.
-                if await accounts.get_user_by_email(self.db, email) is None:
+                if await self._user_by_email(product, env, email) is None:
                     raise
-            user = await accounts.get_user_by_email(self.db, email)
+            user = await self._user_by_email(product, env, email)
             assert user is not None
             if user.password_hash != password_hash and not await self.hasher.verify(
                 password, user.password_hash
             ):
                 raise invalid_credentials()
-        elif not await self.hasher.verify(password, user.password_hash):
-            # Same identity across products: joining another org needs the existing password.
-            raise invalid_credentials()
         plan_id = await default_plan_id(self.db, product.id)
         async with self.db.transaction():
             org_id = await accounts.create_organization(
@@ -214,11 +285,11 @@ class Auth:
         return await self._grant(user, product, env, org, subscription)
 
     async def _check_password(
-        self, product: Product, email: str, password: str, client_ip: str
+        self, product: Product, env: str, email: str, password: str, client_ip: str
     ) -> User:
         await self.limiter.hit(self.limits.login_ip, "login", client_ip)
         await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
-        user = await accounts.get_user_by_email(self.db, email)
+        user = await self._user_by_email(product, env, email)
         if not await self.hasher.verify(password, user.password_hash if user else None):
             raise invalid_credentials()
         assert user is not None
@@ -227,11 +298,13 @@ class Auth:
     async def login(
         self, product: Product, env: str, *, email: str, password: str, client_ip: str
     ) -> dict[str, Any]:
-        user = await self._check_password(product, email, password, client_ip)
+        user = await self._check_password(product, env, email, password, client_ip)
         orgs = await accounts.user_organizations(self.db, user.id, product.id, env)
         if not orgs:
             # A user of another product: do not reveal that the email exists elsewhere.
             raise invalid_credentials()
+        if product.require_verified_email and not user.email_verified:
+            raise HubError(403, "auth.email_unverified")
         if len(orgs) == 1:
             subscription = await self._usable_subscription(orgs[0].id)
             return await self._grant(user, product, env, orgs[0], subscription)
@@ -265,7 +338,7 @@ class Auth:
         subscription = await self._usable_subscription(org.id)
         if await one_time.consume_token(self.db, one_time.LOGIN, login_token) is None:
             raise HubError(401, "auth.invalid_login_token")
-        user = await accounts.get_user(self.db, grant.user_id)
+        user = await self._user_of(product, env, grant.user_id)
         if user is None:
             raise HubError(401, "auth.invalid_login_token")
         return await self._grant(user, product, env, org, subscription)
@@ -299,10 +372,11 @@ class Auth:
         if session is None or session.product_id != product.id:
             raise unauthorized()
         user_id, _ = token_ids(claims)
+        user = await self._user_of(product, session.env, user_id)
         org = await accounts.user_organization(
             self.db, user_id, session.organization_id, product.id, session.env
         )
-        if org is None:
+        if org is None or user is None:
             await sessions.revoke_session(self.db, sid, "membership_removed")
             await self._revoked([sid])
             raise unauthorized()
@@ -320,13 +394,14 @@ class Auth:
             logger.warning("refresh refused for session %s…: %s", sid[:8], exc.reason)
             await self._revoked([sid])
             raise unauthorized() from None
-        return self._token_pair(user_id, product, session.env, org.id, subscription, session)
+        return self._token_pair(user, product, session.env, org.id, subscription, session)
 
     async def mint_access_token(self, product: Product, env: str, user_id: int) -> dict[str, Any]:
         """An access token for a user of the product environment (server API: products that
         keep their own login). It gets a session of its own, so it can be revoked."""
-        orgs = await accounts.user_organizations(self.db, user_id, product.id, env)
-        if not orgs:
+        user = await self._user_of(product, env, user_id)
+        orgs = await accounts.user_organizations(self.db, user_id, product.id, env) if user else []
+        if user is None or not orgs:
             raise HubError(404, "user.not_found")
         subscription = await self._usable_subscription(orgs[0].id)
         session = await sessions.create_session(
@@ -337,7 +412,7 @@ class Auth:
             env=env,
             ttl=self.settings.access_token_ttl,
         )
-        claims = self._claims(user_id, product, env, orgs[0].id, subscription.features, session)
+        claims = self._claims(user, product, env, orgs[0].id, subscription.features, session)
         access, _ = self.signer.issue(ACCESS, claims, self.settings.access_token_ttl)
         return {
             "access_token": access,
@@ -362,8 +437,21 @@ class Auth:
             name=product.name,
             plan_id=await default_plan_id(self.db, product.id),
         )
+        linked = await accounts.external_user_id(self.db, product.id, env, external_id)
+        existing = await self._user_by_email(product, env, email) if email else None
+        if (
+            linked is None
+            and existing is not None
+            and not existing.email_verified
+            and existing.password_hash is not None
+        ):
+            # The product vouches for this email, but whoever chose the password (on any
+            # product of the pool, this one included) never proved it: they must not see what
+            # this product sends it. (An identity a backend made has no password to take.)
+            await self._disown(existing, retire=False)
         user, created = await accounts.upsert_external_user(
             self.db,
+            pool_id=product.identity_pool_id,
             product_id=product.id,
             env=env,
             external_id=external_id,
@@ -392,10 +480,11 @@ class Auth:
         if not await sessions.is_session_active(self.db, str(claims.get("sid", ""))):
             raise unauthorized()
         user_id, org_id = token_ids(claims)
-        user = await accounts.get_user(self.db, user_id)
+        env = str(claims.get("env"))
+        user = await self._user_of(product, env, user_id)
         if user is None:
             raise unauthorized()
-        return AccessContext(claims, user, product, str(claims.get("env")), org_id)
+        return AccessContext(claims, user, product, env, org_id)
 
     async def request_password_reset(
         self, product: Product, env: str, *, email: str, client_ip: str
@@ -411,42 +500,81 @@ class Auth:
         in the same time with the same body.
         """
         try:
-            user = await accounts.get_user_by_email(self.db, email)
-            if user is None or not await accounts.user_organizations(
-                self.db, user.id, product.id, env
-            ):
+            user = await self._user_by_email(product, env, email)
+            if user is None or not await self._present_on(user, product, env):
                 return
-            token = await one_time.issue_token(
-                self.db,
-                one_time.PASSWORD_RESET,
-                user_id=user.id,
-                product_id=product.id,
-                env=env,
-                ttl=self.settings.reset_token_ttl,
-            )
-            template = product.reset_url_template or (
-                self.settings.public_url + "/demo/#reset_token={token}"
-            )
-            mail = password_reset_mail(
-                to=user.email,
-                user_name=user.name,
-                locale=user.locale or product.default_locale,
-                product_name=product.name,
-                from_name=product.mail_from_name,
-                from_address=product.mail_from_address or self.settings.mail_from,
-                link=template.replace("{token}", token),
-                ttl_seconds=self.settings.reset_token_ttl,
-            )
-            await self.mailer.send(mail)
+            await self._mail_link(PASSWORD_RESET, user, product, env)
         except Exception:
             logger.exception("password reset mail for product %s failed", product.slug)
 
-    async def reset_grant(self, token: str, *, client_ip: str) -> one_time.OneTimeGrant:
-        """What a reset token grants (checked before anything is changed); counts the attempt."""
-        await self.limiter.hit(self.limits.forgot_ip, "reset", client_ip)
-        grant = await one_time.find_token(self.db, one_time.PASSWORD_RESET, token)
+    async def _mail_link(self, kind: str, user: User, product: Product, env: str) -> None:
+        """Mail the user a one-time link of `kind` (password reset or email verification),
+        white-labeled as `product`."""
+        assert user.email is not None
+        if kind == PASSWORD_RESET:
+            purpose, ttl = one_time.PASSWORD_RESET, self.settings.reset_token_ttl
+            template = product.reset_url_template or self._demo_link("reset_token")
+        else:
+            purpose, ttl = one_time.VERIFY_EMAIL, self.settings.verify_token_ttl
+            template = product.verify_url_template or self._demo_link("verify_token")
+        token = await one_time.issue_token(
+            self.db, purpose, user_id=user.id, product_id=product.id, env=env, ttl=ttl
+        )
+        mail = branded_mail(
+            kind,
+            to=user.email,
+            user_name=user.name,
+            locale=user.locale or product.default_locale,
+            product_name=product.name,
+            from_name=product.mail_from_name,
+            from_address=product.mail_from_address or self.settings.mail_from,
+            link=template.replace("{token}", token),
+            ttl_seconds=ttl,
+        )
+        await self.mailer.send(mail)
+
+    def _demo_link(self, parameter: str) -> str:
+        # Without a product template, the link opens the demo page, which completes the flow.
+        return f"{self.settings.public_url}/demo/#{parameter}={{token}}"
+
+    async def send_verification(self, product: Product, env: str, user_id: int) -> None:
+        """Mail a verification link to a user whose email is unproven; runs after the
+        response (a slow mail server never delays register)."""
+        try:
+            user = await self._user_of(product, env, user_id)
+            if user is None or user.email is None or user.email_verified:
+                return
+            await self._mail_link(VERIFY_EMAIL, user, product, env)
+        except Exception:
+            logger.exception("verification mail for product %s failed", product.slug)
+
+    async def request_verification(self, ctx: AccessContext) -> None:
+        """A logged-in user asks for another verification mail (sent by `send_verification`)."""
+        if ctx.user.email is None or ctx.user.email_verified:
+            raise HubError(409, "auth.email_already_verified")
+        await self.limiter.hit(self.limits.verify_resend, "verify-resend", str(ctx.user.id))
+
+    async def verify_email(self, token: str) -> None:
+        async with self.db.transaction():
+            grant = await one_time.consume_token(self.db, one_time.VERIFY_EMAIL, token)
+            if grant is None:
+                raise HubError(400, INVALID_LINK[one_time.VERIFY_EMAIL])
+            await self._prove_email(grant.user_id)
+
+    async def _prove_email(self, user_id: int) -> None:
+        user = await accounts.get_user(self.db, user_id)
+        if user is not None and not user.email_verified:
+            await accounts.update_user(self.db, user_id, email_verified_at=utcnow())
+
+    async def link_grant(
+        self, purpose: str, token: str, *, client_ip: str
+    ) -> one_time.OneTimeGrant:
+        """What a mailed link's token (reset or verification) grants, checked before anything
+        is changed; counts the attempt."""
+        await self.limiter.hit(self.limits.forgot_ip, purpose, client_ip)
+        grant = await one_time.find_token(self.db, purpose, token)
         if grant is None:
-            raise HubError(400, "auth.invalid_reset_token")
+            raise HubError(400, INVALID_LINK[purpose])
         return grant
 
     async def reset_password(self, token: str, password: str) -> None:
@@ -454,10 +582,12 @@ class Auth:
         async with self.db.transaction():
             grant = await one_time.consume_token(self.db, one_time.PASSWORD_RESET, token)
             if grant is None:
-                raise HubError(400, "auth.invalid_reset_token")
+                raise HubError(400, INVALID_LINK[one_time.PASSWORD_RESET])
             await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
+            # The link reached the mailbox: the email is proven.
+            await self._prove_email(grant.user_id)
             # Every outstanding link and half-finished login was made with the old password.
-            for purpose in (one_time.PASSWORD_RESET, one_time.LOGIN):
+            for purpose in one_time.PURPOSES:
                 await one_time.discard_user_tokens(self.db, grant.user_id, purpose)
             revoked = await sessions.revoke_user_sessions(self.db, grant.user_id, "password_reset")
         logger.info("password reset for user %s; %d sessions revoked", grant.user_id, len(revoked))

@@ -14,6 +14,16 @@ ENVIRONMENTS = ("live", "test")
 
 Timestamp = sa.DateTime(timezone=True)
 
+# The products whose users share log-ins ("same identity, separate data"). By default every
+# product has a pool of its own (named after its slug).
+identity_pools = sa.Table(
+    "identity_pools",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
 products = sa.Table(
     "products",
     metadata,
@@ -28,6 +38,10 @@ products = sa.Table(
     # Where security alerts are POSTed (they always go to the log as well).
     sa.Column("alert_webhook_url", sa.String(2000), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("identity_pool_id", sa.ForeignKey("identity_pools.id"), nullable=False),
+    # Login answers 403 until the user has proven their email.
+    sa.Column("require_verified_email", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("verify_url_template", sa.String(2000), nullable=True),
 )
 
 plans = sa.Table(
@@ -65,13 +79,19 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
+    # An identity lives in one identity pool and one environment; its email is unique there.
+    sa.Column("pool_id", sa.ForeignKey("identity_pools.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("env", sa.String(8), nullable=False),
     # NULL for users a product created through the server API without an email.
-    sa.Column("email", sa.String(320), nullable=True, unique=True),
+    sa.Column("email", sa.String(320), nullable=True),
     sa.Column("password_hash", sa.String(255), nullable=True),
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("locale", sa.String(8), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # Set when the owner proved the email (verification link or completed password reset).
+    sa.Column("email_verified_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("pool_id", "env", "email"),
 )
 
 organizations = sa.Table(
@@ -157,7 +177,7 @@ auth_sessions = sa.Table(
 )
 
 # Single-use secrets mailed or handed out by auth: `login` (choose an organization after a
-# password check) and `password_reset`.
+# password check), `password_reset` and `verify_email`.
 one_time_tokens = sa.Table(
     "one_time_tokens",
     metadata,

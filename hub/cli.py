@@ -157,7 +157,10 @@ def cmd_products_create(args: argparse.Namespace) -> None:
                 mail_from_name=args.mail_from_name,
                 mail_from_address=args.mail_from_address,
                 reset_url_template=args.reset_url,
+                verify_url_template=args.verify_url,
+                require_verified_email=args.require_verified_email,
                 features=tuple(args.feature or products.DEFAULT_FEATURES),
+                identity_pool=args.identity_pool,
             ),
         )
     except ValueError as exc:
@@ -168,6 +171,8 @@ def cmd_products_create(args: argparse.Namespace) -> None:
         raise
     print(f"created product {product.slug!r} ({product.name}), id {product.id}")
     print(f"allowed origins: {', '.join(product.origins) or '(none)'}")
+    if args.identity_pool:
+        print(f"identity pool: {args.identity_pool} (its products share log-ins)")
     print("\nKeys (shown once, stored only as hashes; keep the secret keys server-side):")
     for name, key in keys.items():
         print(f"  {name:8} {key}")
@@ -194,6 +199,30 @@ def cmd_products_origins(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"notification-hub: {exc}") from None
     print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
+
+
+def cmd_products_verification(args: argparse.Namespace) -> None:
+    from auth import products
+
+    async def work(db: Database) -> products.Product | None:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        await products.set_verification(
+            db,
+            product.id,
+            require_verified_email=args.require_verified_email,
+            verify_url_template=args.verify_url,
+        )
+        return await products.get_product(db, product.id)
+
+    try:
+        product = _with_db(_settings(), work)
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    required = "required" if product.require_verified_email else "not required"
+    print(f"{args.slug}: verified email {required} to log in")
+    print(f"verify link: {product.verify_url_template or '(the demo page)'}")
 
 
 def cmd_products_rotate_key(args: argparse.Namespace) -> None:
@@ -263,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--mail-from-name")
     create.add_argument("--mail-from-address")
     create.add_argument("--reset-url", help="password reset link template containing {token}")
+    create.add_argument("--verify-url", help="email verification link template with {token}")
+    create.add_argument(
+        "--require-verified-email",
+        action="store_true",
+        help="log in only once the email is proven (default: not required)",
+    )
+    create.add_argument(
+        "--identity-pool",
+        metavar="NAME",
+        help="share user identities (log-ins) with the other products of this named pool,"
+        " created on first use (default: a pool of the product's own)",
+    )
     create.add_argument("--feature", action="append", help="plan feature → JWT scope (repeatable)")
     create.set_defaults(run=cmd_products_create)
     listing = product_commands.add_parser("list", help="list products")
@@ -271,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     origins.add_argument("slug")
     origins.add_argument("origin", nargs="*")
     origins.set_defaults(run=cmd_products_origins)
+    verification = product_commands.add_parser(
+        "set-verification", help="change a product's email verification settings"
+    )
+    verification.add_argument("slug")
+    verification.add_argument(
+        "--require-verified-email",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse logins (403 auth.email_unverified) until the email is proven",
+    )
+    verification.add_argument(
+        "--verify-url", help='link template containing {token} ("" for the default)'
+    )
+    verification.set_defaults(run=cmd_products_verification)
     rotate = product_commands.add_parser(
         "rotate-key", help="replace a product's publishable or secret key (old one stops now)"
     )

@@ -39,6 +39,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Link zum Zurücksetzen des Passworts ist ungültig, abgelaufen oder "
         "bereits verwendet.",
     },
+    "auth.invalid_verification_token": {
+        "en": "The email verification link is invalid, expired or already used.",
+        "cs": "Odkaz pro ověření e-mailu je neplatný, vypršel nebo už byl použit.",
+        "de": "Der Link zur Bestätigung der E-Mail-Adresse ist ungültig, abgelaufen oder "
+        "bereits verwendet.",
+    },
+    "auth.email_unverified": {
+        "en": "Confirm your email address first: open the link we sent you, or ask for a new one.",
+        "cs": "Nejprve potvrďte svou e-mailovou adresu: otevřete zaslaný odkaz, nebo si "
+        "vyžádejte nový.",
+        "de": "Bestätigen Sie zuerst Ihre E-Mail-Adresse: Öffnen Sie den gesendeten Link oder "
+        "fordern Sie einen neuen an.",
+    },
+    "auth.email_already_verified": {
+        "en": "This email address is already confirmed.",
+        "cs": "Tato e-mailová adresa je již potvrzena.",
+        "de": "Diese E-Mail-Adresse ist bereits bestätigt.",
+    },
     "auth.key_in_browser": {
         "en": "Secret and restricted keys belong on a server, never in a browser. The request "
         "was refused and the product's security contact alerted.",
@@ -186,6 +204,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Heslo bylo změněno. Přihlaste se novým heslem.",
         "de": "Ihr Passwort wurde geändert. Melden Sie sich mit dem neuen Passwort an.",
     },
+    "email_verification.sent": {
+        "en": "A new confirmation link is on its way to your email address.",
+        "cs": "Nový potvrzovací odkaz je na cestě na vaši e-mailovou adresu.",
+        "de": "Ein neuer Bestätigungslink ist unterwegs zu Ihrer E-Mail-Adresse.",
+    },
+    "email_verification.done": {
+        "en": "Your email address is confirmed.",
+        "cs": "Vaše e-mailová adresa je potvrzena.",
+        "de": "Ihre E-Mail-Adresse ist bestätigt.",
+    },
     # Field-level validation messages (the `details` of validation.failed).
     "field.required": {
         "en": "This field is required.",
@@ -196,6 +224,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This field must be a string.",
         "cs": "Toto pole musí být text.",
         "de": "Dieses Feld muss eine Zeichenkette sein.",
+    },
+    "field.not_boolean": {
+        "en": "Must be true or false.",
+        "cs": "Musí být true nebo false.",
+        "de": "Muss true oder false sein.",
+    },
+    "field.not_url_template": {
+        "en": "Must be a link of at most 2000 characters containing {token}.",
+        "cs": "Musí to být odkaz o nejvýše 2000 znacích obsahující {token}.",
+        "de": "Muss ein Link mit höchstens 2000 Zeichen sein, der {token} enthält.",
     },
     "field.not_list": {
         "en": "This field must be a list of strings.",

@@ -114,7 +114,14 @@ SCHEMAS: dict[str, Any] = {
             details={"type": "object", "additionalProperties": _obj(["code", "message"])},
         ),
     ),
-    "User": _obj(["id"], id=INTEGER, email=NULLABLE_STRING, name=STRING, locale=NULLABLE_STRING),
+    "User": _obj(
+        ["id"],
+        id=INTEGER,
+        email=NULLABLE_STRING,
+        name=STRING,
+        locale=NULLABLE_STRING,
+        email_verified=BOOLEAN,
+    ),
     "Organization": _obj(["id", "name"], id=INTEGER, name=STRING, role=STRING),
     "TokenAnswer": _obj(
         ["access_token"],
@@ -287,6 +294,25 @@ PATHS: dict[str, Any] = {
             tag="auth",
         )
     },
+    "/api/v1/auth/verify_email": {
+        "post": _op(
+            "Prove the email with the token of a verification link (single use)",
+            {**_ok(200, _obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
+            body=_body(_obj(["token"], token=STRING)),
+            tag="auth",
+        )
+    },
+    "/api/v1/auth/resend_verification": {
+        "post": _op(
+            "Mail the signed-in user another verification link (409 when already proven)",
+            {
+                **_ok(202, _obj(["message"], message=STRING), "Accepted"),
+                **_errors(401, 403, 409, 429),
+            },
+            security=USER,
+            tag="auth",
+        )
+    },
     "/api/v1/auth/me": {
         "get": _op(
             "The signed-in user, organization and subscription",
@@ -449,13 +475,15 @@ PATHS: dict[str, Any] = {
             tag="keys",
         ),
         "patch": _op(
-            "Change the allowed origins and/or the alert webhook",
+            "Change origins, alert webhook or email verification (live secret key only)",
             {**_ok(200, _obj(["product"])), **_errors(*BODY_ERRORS, 401, 403, 429)},
             security=SERVER,
             body=_body(
                 _obj(
                     origins=SCOPES,
                     alert_webhook_url={"type": ["string", "null"]},
+                    require_verified_email=BOOLEAN,
+                    verify_url_template={"type": ["string", "null"]},
                 )
             ),
             tag="keys",

@@ -44,6 +44,8 @@ class RateLimits:
     register_ip: str = "10/minute;100/hour"
     forgot_ip: str = "10/minute;100/hour"
     forgot_account: str = "3/minute;10/hour"
+    # Verification emails a logged-in user may ask for again, per user.
+    verify_resend: str = "3/minute;10/hour"
     refresh_ip: str = "120/minute"
     refresh_session: str = "30/minute"
     # Every public endpoint, per product environment (a leaked pk_ key cannot flood it).
@@ -69,6 +71,7 @@ class Settings:
     refresh_reuse_grace: int = 10
     login_token_ttl: int = 300
     reset_token_ttl: int = 3600
+    verify_token_ttl: int = 86400
     max_body_bytes: int = 64 * 1024
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
@@ -132,6 +135,7 @@ class Settings:
             refresh_reuse_grace=_int(env, "HUB_REFRESH_REUSE_GRACE", cls.refresh_reuse_grace),
             login_token_ttl=_int(env, "HUB_LOGIN_TOKEN_TTL", cls.login_token_ttl, 1),
             reset_token_ttl=_int(env, "HUB_RESET_TOKEN_TTL", cls.reset_token_ttl, 1),
+            verify_token_ttl=_int(env, "HUB_VERIFY_TOKEN_TTL", cls.verify_token_ttl, 1),
             max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             argon2_memory_kib=_int(env, "HUB_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 19 * 1024),
             argon2_time_cost=_int(env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2),

@@ -119,14 +119,21 @@ class Mailbox:
     def stop(self) -> None:
         self._controller.stop()
 
-    def for_recipient(self, address: str) -> list[Message]:
+    def for_recipient(self, address: str, kind: str | None = None) -> list[Message]:
+        """Messages to `address` (only those of `kind`, the X-Hub-Mail header, when given)."""
         with self._lock:
-            return [m for m in self.messages if m["To"] == address]
+            return [
+                m
+                for m in self.messages
+                if m["To"] == address and (kind is None or m["X-Hub-Mail"] == kind)
+            ]
 
-    async def wait_for(self, address: str, count: int = 1, within: float = 10) -> list[Message]:
+    async def wait_for(
+        self, address: str, count: int = 1, within: float = 10, kind: str | None = None
+    ) -> list[Message]:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            found = self.for_recipient(address)
+            found = self.for_recipient(address, kind)
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.05)
@@ -310,6 +317,31 @@ async def login(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def reset_through_mail(
+    client: httpx.AsyncClient,
+    mailbox: Mailbox,
+    email: str,
+    password: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """The mailbox owner's way in: forgot password (on the product `headers` name, demo by
+    default), then the mailed link."""
+    before = len(mailbox.for_recipient(email, "password_reset"))
+    forgot = await client.post(
+        "/api/v1/auth/forgot_password",
+        headers=headers or product_headers(),
+        json={"email": email},
+    )
+    assert forgot.status_code == 202
+    [*_, mail] = await mailbox.wait_for(email, before + 1, kind="password_reset")
+    token = mail_body(mail).split("reset_token=")[1].split()[0]
+    done = await client.put(
+        "/api/v1/auth/reset_password",
+        json={"token": token, "password": password, "password_confirmation": password},
+    )
+    assert done.status_code == 200, done.text
 
 
 # -- server API and cable shortcuts ---------------------------------------------------------

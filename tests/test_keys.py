@@ -287,18 +287,22 @@ async def test_test_keys_never_touch_live_data(client, product):
 
 
 async def test_a_test_token_never_receives_live_notifications(hub, client, product, email):
-    # One identity (one email) registered in both environments of the product.
-    for pk in (product["pk_live"], product["pk_test"]):
-        assert (await register_with_key(client, pk, email)).status_code == 201
+    # One email registered in both environments: two identities that share nothing.
+    users = {}
+    for env in ("live", "test"):
+        created = await register_with_key(client, product[f"pk_{env}"], email)
+        assert created.status_code == 201
+        users[env] = created.json()["user"]["id"]
+    assert users["live"] != users["test"]
     login = await client.post(
         "/api/v1/auth/login",
         headers={"X-Publishable-Key": product["pk_test"]},
         json={"email": email, "password": PASSWORD},
     )
-    user_id = login.json()["user"]["id"]
+    assert login.json()["user"]["id"] == users["test"]
     tab = await cable(hub.url, login.json()["access_token"])
-    await publish(client, product["sk_live"], user_id, title="live only")
-    await publish(client, product["sk_test"], user_id, title="test only")
+    await publish(client, product["sk_live"], users["live"], title="live only")
+    await publish(client, product["sk_test"], users["test"], title="test only")
     message = await tab.next_message("new_notification")
     assert message["notification"]["title"] == "test only"
     await tab.close()

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auth.mail import PASSWORD_RESET as RESET_MAIL
 from auth.mail import RESET_BODY, RESET_SUBJECT
 from hub.i18n import MESSAGES
 from tests.support import PASSWORD, Mailbox, bearer, login, mail_body, product_headers, register
@@ -79,10 +80,10 @@ async def requested_mail(
     client: httpx.AsyncClient, mailbox: Mailbox, email: str, product: str = "demo"
 ) -> Message:
     """Ask for a reset of `email` and return the new mail it produces."""
-    already = len(mailbox.for_recipient(email))
+    already = len(mailbox.for_recipient(email, RESET_MAIL))
     response = await forgot(client, email, product)
     assert response.status_code == 202, response.text
-    return (await mailbox.wait_for(email, count=already + 1))[-1]
+    return (await mailbox.wait_for(email, count=already + 1, kind=RESET_MAIL))[-1]
 
 
 async def requested_token(client: httpx.AsyncClient, mailbox: Mailbox, email: str) -> str:
@@ -268,11 +269,11 @@ async def test_forgot_answers_alike_and_mails_only_members_of_the_product(
     assert responses[0].json() == responses[1].json() == responses[2].json()
     assert responses[0].json() == {"message": MESSAGES["password_reset.requested"]["en"]}
 
-    await mailbox.wait_for(email)
+    await mailbox.wait_for(email, kind=RESET_MAIL)
     await asyncio.sleep(1)  # the other two requests' background work has long finished
-    assert len(mailbox.for_recipient(email)) == 1
+    assert len(mailbox.for_recipient(email, RESET_MAIL)) == 1
     assert mailbox.for_recipient(unknown) == []
-    assert mailbox.for_recipient(foreign) == []
+    assert mailbox.for_recipient(foreign, RESET_MAIL) == []
 
 
 # -- validation and errors ------------------------------------------------------------------

@@ -357,3 +357,11 @@ if (session) {
 } else {
   signedOut();
 }
+// The verification link of the register mail (development: printed in the hub's log).
+const verifyToken = new URLSearchParams(location.hash.slice(1)).get("verify_token");
+if (verifyToken) {
+  history.replaceState(null, "", location.pathname + location.search);
+  api("POST", "/api/v1/auth/verify_email", { token: verifyToken })
+    .then((answer) => flash(answer.message || "Your email address is confirmed."))
+    .catch((error) => flash(error.message, true));
+}

@@ -1,7 +1,7 @@
 """refresh grace used at most once
 
-Revision ID: 0005_refresh_grace
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29 19:00:00.000000
 
 A refresh session remembers whether its just-retired token has had its one grace use.
@@ -10,8 +10,8 @@ A refresh session remembers whether its just-retired token has had its one grace
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_refresh_grace"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

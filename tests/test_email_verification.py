@@ -1,0 +1,144 @@
+"""Proven emails: the verification mail of register, `verify_email`, `resend_verification`,
+the `email_verified` claim and field, a reset that proves the email, and products that
+require a proven email before login. Against real hub processes, real SMTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from email.header import decode_header, make_header
+
+import httpx
+
+from auth.mail import VERIFY_EMAIL, VERIFY_SUBJECT
+from tests.support import (
+    PASSWORD,
+    bearer,
+    create_product,
+    login,
+    mail_body,
+    register,
+    reset_through_mail,
+)
+
+VERIFY = "/api/v1/auth/verify_email"
+RESEND = "/api/v1/auth/resend_verification"
+
+
+def code(response: httpx.Response) -> str:
+    return response.json()["error"]["code"]
+
+
+def claims_of(access_token: str) -> dict:
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def verification_token(mailbox, email: str, count: int = 1, marker: str = "token=") -> str:
+    [*_, mail] = await mailbox.wait_for(email, count, kind=VERIFY_EMAIL)
+    return mail_body(mail).split(marker)[1].split()[0]
+
+
+async def test_register_mails_a_white_labeled_link_that_proves_the_email_once(
+    hub, client, mailbox, email
+):
+    template = "https://app.example.com/confirm?t={token}"
+    product = create_product(
+        hub, None, "--verify-url", template, "--default-locale", "cs", "--mail-from-name", "Acme"
+    )
+    created = await register(client, email, product=product["slug"])
+    assert created["user"]["email_verified"] is False
+    assert claims_of(created["access_token"])["email_verified"] is False
+    [mail] = await mailbox.wait_for(email, kind=VERIFY_EMAIL)
+    assert str(make_header(decode_header(mail["Subject"]))) == VERIFY_SUBJECT["cs"].format(
+        product=product["slug"].title()
+    )
+    assert "Acme" in str(make_header(decode_header(mail["From"])))
+    token = mail_body(mail).split("https://app.example.com/confirm?t=")[1].split()[0]
+
+    assert (await client.post(VERIFY, json={"token": token})).status_code == 200
+    reused = await client.post(VERIFY, json={"token": token})
+    assert reused.status_code == 400 and code(reused) == "auth.invalid_verification_token"
+    me = await client.get("/api/v1/auth/me", headers=bearer(created["access_token"]))
+    assert me.json()["user"]["email_verified"] is True
+    again = await login(client, email, product=product["slug"])
+    assert claims_of(again.json()["access_token"])["email_verified"] is True
+
+
+async def test_bad_verification_tokens_change_nothing(hub, client, mailbox, email):
+    created = await register(client, email)
+    token = await verification_token(mailbox, email)
+    for body, status, expected in (
+        ({}, 422, "validation.failed"),
+        ({"token": 12}, 422, "validation.failed"),
+        ({"token": "x" * 5000}, 422, "validation.failed"),
+        ({"token": "not-a-token"}, 400, "auth.invalid_verification_token"),
+        ({"token": token[:-1]}, 400, "auth.invalid_verification_token"),
+    ):
+        response = await client.post(VERIFY, json=body)
+        assert response.status_code == status and code(response) == expected, response.text
+    broken = await client.post(VERIFY, content=b"{", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400
+    me = await client.get("/api/v1/auth/me", headers=bearer(created["access_token"]))
+    assert me.json()["user"]["email_verified"] is False
+    assert (await client.post(VERIFY, json={"token": token})).status_code == 200
+
+
+async def test_resend_needs_a_user_is_rate_limited_and_stops_once_proven(
+    hub, client, mailbox, email
+):
+    created = await register(client, email)
+    access = bearer(created["access_token"])
+    assert (await client.post(RESEND)).status_code == 401
+    assert (await client.post(RESEND, headers=bearer("garbage"))).status_code == 401
+    answers = [(await client.post(RESEND, headers=access)).status_code for _ in range(4)]
+    assert answers == [202, 202, 202, 429]  # 3 a minute per user by default
+    await mailbox.wait_for(email, 4, kind=VERIFY_EMAIL)  # the register mail and three more
+    token = await verification_token(mailbox, email, 4)
+    assert (await client.post(VERIFY, json={"token": token})).status_code == 200
+    proven = await client.post(RESEND, headers=access)
+    assert proven.status_code == 409 and code(proven) == "auth.email_already_verified"
+
+
+async def test_a_completed_reset_proves_the_email(hub, client, mailbox, email):
+    await register(client, email)
+    new = "NewPass456!"
+    await reset_through_mail(client, mailbox, email, new)
+    entered = await login(client, email, new)
+    assert entered.json()["user"]["email_verified"] is True
+    # The pending verification link was voided with every other link.
+    stale = await verification_token(mailbox, email)
+    assert (await client.post(VERIFY, json={"token": stale})).status_code == 400
+
+
+async def test_a_product_may_require_a_proven_email_before_login(hub, client, mailbox, email):
+    product = create_product(hub)
+    sk = bearer(product["sk_live"])
+    for bad in ({"require_verified_email": "yes"}, {"verify_url_template": "https://x/no-token"}):
+        refused = await client.patch("/api/v1/product", headers=sk, json=bad)
+        assert refused.status_code == 422 and code(refused) == "validation.failed", refused.text
+    unchanged = (await client.get("/api/v1/product", headers=sk)).json()["product"]
+    assert unchanged["require_verified_email"] is False and unchanged["verify_url_template"] is None
+
+    turned_on = await client.patch(
+        "/api/v1/product", headers=sk, json={"require_verified_email": True}
+    )
+    assert turned_on.json()["product"]["require_verified_email"] is True
+    await register(client, email, product=product["slug"])
+    blocked = await login(client, email, product=product["slug"])
+    assert blocked.status_code == 403 and code(blocked) == "auth.email_unverified"
+    wrong = await login(client, email, "WrongPass999!", product=product["slug"])
+    assert wrong.status_code == 401  # the password is checked first: nothing told to guessers
+    token = await verification_token(mailbox, email)
+    assert (await client.post(VERIFY, json={"token": token})).status_code == 200
+    assert (await login(client, email, product=product["slug"])).status_code == 200
+
+    # The CLI turns it off again.
+    result = hub.cli("products", "set-verification", product["slug"], "--no-require-verified-email")
+    assert result.returncode == 0, result.stderr
+    settings = (await client.get("/api/v1/product", headers=sk)).json()["product"]
+    assert settings["require_verified_email"] is False
+    other = f"other-{uuid.uuid4().hex[:8]}@example.com"
+    await register(client, other, product=product["slug"], password=PASSWORD)
+    assert (await login(client, other, product=product["slug"])).status_code == 200
