@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from hub.broker import CONTROL_CHANNEL, Broker, parse_stream_message
 from hub.cable.connection import CableConnection
+from hub.cable.protocol import encode, safe_payload
 
 logger = logging.getLogger("hub.cable")
 
@@ -44,6 +45,15 @@ PING_TICK = 0.05
 def message_frame(identifier: str, payload: str) -> str:
     """`{"identifier": …, "message": …}` with the payload as a JSON string (the seed's shape)."""
     return f'{{"identifier":{json.dumps(identifier)},"message":{json.dumps(payload)}}}'
+
+
+def _discard(index: dict, key: object, connection: CableConnection) -> None:
+    """Take the connection out of index[key], and the key out of the index once it is empty."""
+    peers = index.get(key)
+    if peers is not None:
+        peers.discard(connection)
+        if not peers:
+            del index[key]
 
 
 class _Stream:
@@ -93,6 +103,7 @@ class CableRegistry:
         self._ping_slices: list[set[CableConnection]] = [set() for _ in range(slices)]
         self._next_slice = 0
         self._by_session: dict[str, set[CableConnection]] = {}
+        self._by_user: dict[tuple[int, str, int], set[CableConnection]] = {}
         self._streams: dict[str, _Stream] = {}
         self._expiry: dict[CableConnection, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,7 +145,14 @@ class CableRegistry:
 
     # -- connections ----------------------------------------------------------------------
 
-    def add(self, connection: CableConnection) -> None:
+    def add(self, connection: CableConnection, max_per_user: int | None = None) -> bool:
+        """Register the connection; False (and nothing registered) when its user already has
+        `max_per_user` sockets in this process. No await between the count and the add, so
+        simultaneous connects cannot both take the last place."""
+        peers = self._by_user.setdefault(connection.user_key, set())
+        if max_per_user is not None and len(peers) >= max_per_user:
+            return False
+        peers.add(connection)
         self.connections.add(connection)
         # The smallest slice, so slices stay even as sockets come and go.
         min(self._ping_slices, key=len).add(connection)
@@ -143,17 +161,15 @@ class CableRegistry:
         self._expiry[connection] = asyncio.get_running_loop().call_later(
             delay, lambda: connection.disconnect("token_expired", reconnect=True)
         )
+        return True
 
     def remove(self, connection: CableConnection) -> None:
         """Forget the connection (its subscriptions leave their streams separately)."""
         self.connections.discard(connection)
         for ping_slice in self._ping_slices:
             ping_slice.discard(connection)
-        peers = self._by_session.get(connection.session_id)
-        if peers is not None:
-            peers.discard(connection)
-            if not peers:
-                del self._by_session[connection.session_id]
+        _discard(self._by_session, connection.session_id, connection)
+        _discard(self._by_user, connection.user_key, connection)
         timer = self._expiry.pop(connection, None)
         if timer is not None:
             timer.cancel()
@@ -201,6 +217,7 @@ class CableRegistry:
         state = self._streams.get(stream)
         if state is None or not state.first_delivery(offset):
             return
+        payload = safe_payload(payload)
         for identifier, members in state.subscribers.items():
             frame = message_frame(identifier, payload)
             for connection in members:
@@ -268,7 +285,7 @@ class CableRegistry:
                 logger.exception("periodic cable task failed")
 
     async def _ping(self) -> None:
-        frame = json.dumps({"type": "ping", "message": int(time.time())})
+        frame = encode({"type": "ping", "message": int(time.time())})
         for connection in self._ping_slices[self._next_slice]:
             connection.send(frame)
         self._next_slice = (self._next_slice + 1) % len(self._ping_slices)
