@@ -64,6 +64,8 @@ class CableLimits:
     # Actions (`message` commands) of one socket: a token bucket, refilled at this rate.
     actions_per_second: int = 10
     action_burst: int = 20
+    # With Redis: how long the socket count of a crashed hub process keeps counting.
+    socket_lease_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CableLimits:
@@ -77,6 +79,9 @@ class CableLimits:
             ),
             actions_per_second=_int(env, "HUB_CABLE_ACTIONS_PER_SECOND", cls.actions_per_second, 1),
             action_burst=_int(env, "HUB_CABLE_ACTION_BURST", cls.action_burst, 1),
+            socket_lease_seconds=_int(
+                env, "HUB_CABLE_SOCKET_LEASE_SECONDS", cls.socket_lease_seconds, 3
+            ),
         )
 
 

@@ -23,6 +23,13 @@ from tests.support import (
     create_product,
     publish,
 )
+from tests.test_resilience import (  # several hubs on one database and Redis
+    database_url,  # noqa: F401 (a fixture)
+    new_hub,
+    processes,  # noqa: F401 (a fixture)
+    shared_redis,  # noqa: F401 (a fixture)
+    start_pair,
+)
 
 NI = NOTIFICATIONS_IDENTIFIER
 INVALID_REQUEST = {"type": "disconnect", "reason": "invalid_request", "reconnect": False}
@@ -323,3 +330,45 @@ async def test_a_stored_nan_never_reaches_a_frame_as_a_bare_nan(hub, client, pro
     [synced] = strict_json(frame["message"])["notifications"]
     assert synced["data"] == {"ratio": None, "top": None}
     await tab.close()
+
+
+# -- sockets per user across hub processes (Redis) ----------------------------------------
+
+
+async def test_sockets_per_user_count_across_processes_and_a_crashed_process_frees_its_own(
+    tmp_path,
+    database_url,  # noqa: F811
+    processes,  # noqa: F811
+    shared_redis,  # noqa: F811
+):
+    limits = {"HUB_CABLE_MAX_SOCKETS_PER_USER": "4", "HUB_CABLE_SOCKET_LEASE_SECONDS": "3"}
+    a = new_hub(processes, tmp_path / "a", database_url, shared_redis, **limits)
+    b = new_hub(processes, tmp_path / "b", database_url, shared_redis, twin_of=a)
+    sk = await start_pair(a, b)
+    async with httpx.AsyncClient(base_url=b.url, timeout=30) as http:
+        _, token = await api_user(http, sk)
+    on_a = [await cable(a.url, token) for _ in range(3)]
+    on_b = [await cable(b.url, token)]
+    for hub in (b, a):  # the fifth socket is refused on either process
+        extra = await CableClient.connect(hub.url, token)
+        assert await extra.recv() == INVALID_REQUEST
+
+    # A crashes without closing anything: its three sockets stop counting once their leases
+    # lapse, while B's socket keeps its place (B renews it).
+    a.process.kill()
+    a.process.wait(10)
+    crashed = time.monotonic()
+    while True:
+        again = await CableClient.connect(b.url, token)
+        if await again.recv() == {"type": "welcome"}:
+            break
+        assert time.monotonic() - crashed < 10, "a crashed process's sockets kept counting"
+        await asyncio.sleep(0.2)
+    on_b.append(again)
+    for _ in range(2):
+        on_b.append(await cable(b.url, token))
+    extra = await CableClient.connect(b.url, token)
+    assert await extra.recv() == INVALID_REQUEST
+    for tab in on_b:
+        await tab.close()
+    del on_a

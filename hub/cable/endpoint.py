@@ -254,7 +254,7 @@ async def cable(websocket: WebSocket) -> None:
         max_queue=SEND_QUEUE_FRAMES,
         actions=TokenBucket(limits.actions_per_second, limits.action_burst),
     )
-    if not registry.add(connection, limits.max_sockets_per_user):
+    if not await registry.add(connection, limits.max_sockets_per_user):
         # Refused rather than closing an older tab: no tab ever pushes another out, so tabs
         # cannot take turns reconnecting; reconnect=false stops the JS client from retrying.
         CABLE_SOCKETS_REFUSED.inc()
@@ -271,7 +271,7 @@ async def cable(websocket: WebSocket) -> None:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         reader.cancel()
-        registry.remove(connection)
+        await registry.remove(connection)
         await host.close()
         if not writer.done():
             connection.disconnect("remote", reconnect=True)

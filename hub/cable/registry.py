@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from hub.broker import CONTROL_CHANNEL, Broker, parse_stream_message
 from hub.cable.connection import CableConnection
+from hub.cable.leases import SocketLeases
 from hub.cable.protocol import encode, safe_payload
 
 logger = logging.getLogger("hub.cable")
@@ -93,8 +94,11 @@ class CableRegistry:
         revoked_among: RevokedAmong,
         ping_interval: float = 3.0,
         session_check_interval: float = 30.0,
+        leases: SocketLeases | None = None,
     ) -> None:
         self.broker = broker
+        # Sockets per user across processes (Redis); without it, per process only.
+        self.leases = leases
         self._revoked_among = revoked_among
         self._ping_interval = ping_interval
         self._session_check_interval = session_check_interval
@@ -126,6 +130,12 @@ class CableRegistry:
                 name="cable-offsets",
             ),
         ]
+        if self.leases is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(self.leases.renew_every, self._renew_leases), name="cable-leases"
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -134,6 +144,8 @@ class CableRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.broker.stop()
+        if self.leases is not None:
+            await self.leases.close()
 
     async def disconnect_all(self, reason: str, *, reconnect: bool) -> None:
         """Tell every socket `reason` and wait (briefly) until the frames have gone out."""
@@ -145,14 +157,26 @@ class CableRegistry:
 
     # -- connections ----------------------------------------------------------------------
 
-    def add(self, connection: CableConnection, max_per_user: int | None = None) -> bool:
+    async def add(self, connection: CableConnection, max_per_user: int | None = None) -> bool:
         """Register the connection; False (and nothing registered) when its user already has
-        `max_per_user` sockets in this process. No await between the count and the add, so
-        simultaneous connects cannot both take the last place."""
+        `max_per_user` sockets, in this process or (with leases) in all of them."""
+        # No await between this count and the add: simultaneous connects to this process
+        # cannot both take the last place (the lease script does the same across processes).
         peers = self._by_user.setdefault(connection.user_key, set())
         if max_per_user is not None and len(peers) >= max_per_user:
             return False
         peers.add(connection)
+        if max_per_user is not None and self.leases is not None:
+            admitted = False
+            try:
+                admitted = await self.leases.admit(
+                    connection.user_key, id(connection), max_per_user
+                )
+            finally:
+                if not admitted:  # refused, or cancelled while asking
+                    _discard(self._by_user, connection.user_key, connection)
+            if not admitted:
+                return False
         self.connections.add(connection)
         # The smallest slice, so slices stay even as sockets come and go.
         min(self._ping_slices, key=len).add(connection)
@@ -163,8 +187,10 @@ class CableRegistry:
         )
         return True
 
-    def remove(self, connection: CableConnection) -> None:
+    async def remove(self, connection: CableConnection) -> None:
         """Forget the connection (its subscriptions leave their streams separately)."""
+        if connection in self.connections and self.leases is not None:
+            await self.leases.release(connection.user_key, id(connection))
         self.connections.discard(connection)
         for ping_slice in self._ping_slices:
             ping_slice.discard(connection)
@@ -289,6 +315,10 @@ class CableRegistry:
         for connection in self._ping_slices[self._next_slice]:
             connection.send(frame)
         self._next_slice = (self._next_slice + 1) % len(self._ping_slices)
+
+    async def _renew_leases(self) -> None:
+        assert self.leases is not None
+        await self.leases.renew([(c.user_key, id(c)) for c in self.connections])
 
     async def _forget_old_offsets(self) -> None:
         # Streams that went quiet would otherwise keep their last offsets for good.
