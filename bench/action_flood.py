@@ -21,9 +21,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
@@ -71,34 +73,55 @@ class Flood:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await draining
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(self._socket(stop) for _ in range(self.sockets)))
+    async def run(self, seconds: float) -> None:
+        stop = asyncio.Event()
+        sockets = asyncio.gather(*(self._socket(stop) for _ in range(self.sockets)))
+        await asyncio.sleep(seconds)
+        stop.set()
+        with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
+            await asyncio.wait_for(sockets, 10)  # a send may wait on a hub that reads slowly
+
+
+def _flood_in_own_process(url: str, sockets: int, seconds: float, results: Any) -> None:
+    """The flood, in a process of its own: its sending must not slow the probe's receiving
+    (in one process the flooders' loop would delay the probe's timestamps, not the hub)."""
+    flood = Flood(url, sockets)
+    asyncio.run(flood.run(seconds))
+    results.put((flood.sent, flood.answered, flood.rate_limited, flood.closed_for_flooding))
 
 
 async def run(args: argparse.Namespace, hub: Hub) -> None:
     async with httpx.AsyncClient(timeout=60) as http:
         [flooder] = await hub.provision(http, 1)
-        stop_probe, stop_flood = asyncio.Event(), asyncio.Event()
+        stop_probe = asyncio.Event()
         probe = CableProbe(hub, http, args.notify_rate)
         probing = asyncio.create_task(probe.run(stop_probe))
         await asyncio.sleep(args.idle)
         probe.phase = "storm"
-        flood = Flood(hub.ws_url(flooder.token), args.sockets)
-        flooding = asyncio.create_task(flood.run(stop_flood))
-        started = time.perf_counter()
+        spawn = multiprocessing.get_context("spawn")
+        results = spawn.Queue()
+        flooding = spawn.Process(
+            target=_flood_in_own_process,
+            args=(hub.ws_url(flooder.token), args.sockets, args.duration, results),
+        )
+        started, cpu_before = time.perf_counter(), hub.process.cpu_seconds()
+        flooding.start()
         await asyncio.sleep(args.duration)
-        stop_flood.set()
-        await flooding
+        server_cores = (hub.process.cpu_seconds() - cpu_before) / args.duration
+        rss_mib = hub.process.rss() / 2**20
+        sent, answered, rate_limited, closed = await asyncio.to_thread(results.get)
+        await asyncio.to_thread(flooding.join)
         elapsed = time.perf_counter() - started
         stop_probe.set()
         await probing
 
     print()
     print(
-        f"flood: {args.sockets} sockets of one user, {flood.sent} mark_all_read in "
-        f"{elapsed:.1f} s ({flood.sent / elapsed:.0f}/s); {flood.answered} all_read frames "
-        f"received, {flood.rate_limited} rate_limited answers, "
-        f"{flood.closed_for_flooding} sockets closed for flooding"
+        f"flood: {args.sockets} sockets of one user, {sent} mark_all_read in "
+        f"{elapsed:.1f} s ({sent / elapsed:.0f}/s); {answered} all_read frames "
+        f"received, {rate_limited} rate_limited answers, "
+        f"{closed} sockets closed for flooding; hub: {server_cores:.2f} "
+        f"cores, RSS {rss_mib:.0f} MiB at the end of the flood"
     )
     for name, label in (("idle", "idle "), ("storm", "flood")):
         values, sent = probe.latencies[name], probe.sent[name]

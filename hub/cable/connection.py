@@ -58,9 +58,8 @@ class CableConnection:
         self.services = services
         self.subscriptions: dict[str, Channel] = {}
         self.invalid_commands = 0
-        # The socket's action rate, the actions dropped for it, and when it was last told so.
+        # The socket's action rate, and when it was last told it exceeded it.
         self.actions = actions
-        self.dropped_actions = 0
         self.rate_limit_told_at = float("-inf")
         self._max_queue = max_queue
         # (frame, publish time of the notification it carries, if any)
