@@ -1,4 +1,5 @@
-"""`python -m bench`: the fan-out benchmark; `python -m bench login-storm …`: the auth storm."""
+"""`python -m bench`: the fan-out benchmark; `python -m bench login-storm …`: the auth storm;
+`python -m bench action-flood …`: one user flooding the cable with actions."""
 
 import sys
 
@@ -6,6 +7,10 @@ if sys.argv[1:2] == ["login-storm"]:
     from bench.login_storm import main as login_storm
 
     login_storm(sys.argv[2:])
+elif sys.argv[1:2] == ["action-flood"]:
+    from bench.action_flood import main as action_flood
+
+    action_flood(sys.argv[2:])
 else:
     from bench.fanout import main
 

@@ -20,12 +20,14 @@ bench venv also holds, so the hub is started with the repository first on PYTHON
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import sys
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -36,6 +38,7 @@ from bench.adapter import (
     REPO_DIR,
     Credential,
     PublishError,
+    RunOptions,
     ServerProcess,
     System,
     SystemUnavailable,
@@ -185,3 +188,21 @@ class Hub(System):
             drop = f'DROP DATABASE IF EXISTS "{self.scratch_database}" WITH (FORCE)'
             asyncio.run(_postgres(self.options.postgres_url, drop))
             self.scratch_database = None
+
+
+def run_with_hub(
+    args: argparse.Namespace, prefix: str, run: Callable[[argparse.Namespace, Hub], Awaitable]
+) -> None:
+    """Start a hub in a scratch directory, `run(args, hub)`, and always stop it (its log's
+    last lines printed if the run failed)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        hub = Hub(RunOptions.from_args(args, Path(workdir), uuid.uuid4().hex[:8]))
+        hub.start()
+        try:
+            asyncio.run(run(args, hub))  # type: ignore[arg-type]
+        except Exception:
+            if hub.server is not None:
+                print(f"server log, last lines:\n{hub.server.log_tail()}", flush=True)
+            raise
+        finally:
+            hub.stop()

@@ -21,18 +21,15 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 
-from bench.adapter import RunOptions, add_server_options
-from bench.hub_adapter import Hub
+from bench.adapter import add_server_options
+from bench.hub_adapter import Hub, run_with_hub
 
 PASSWORD = "Storm-Password-123"
 IDENTIFIER = json.dumps({"channel": "NotificationsChannel"})
@@ -218,14 +215,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     print("measuring the raw argon2id rate on one core …", flush=True)
     args.raw_rate = raw_argon2_rate()
-    with tempfile.TemporaryDirectory(prefix="login-storm-") as workdir:
-        hub = Hub(RunOptions.from_args(args, Path(workdir), uuid.uuid4().hex[:8]))
-        hub.start()
-        try:
-            asyncio.run(run(args, hub))
-        except Exception:
-            if hub.server is not None:
-                print(f"server log, last lines:\n{hub.server.log_tail()}", flush=True)
-            raise
-        finally:
-            hub.stop()
+    run_with_hub(args, "login-storm-", run)

@@ -34,6 +34,9 @@ class ChannelHost(Protocol):
 class Channel:
     name: ClassVar[str] = ""
     actions: ClassVar[frozenset[str]] = frozenset()
+    # Send each message as a JSON string inside the frame (what the Kiket seed's client reads)
+    # instead of as a JSON value; the cable does the encoding, NaN-safe, for both.
+    message_as_json_string: ClassVar[bool] = False
 
     def __init__(
         self, host: ChannelHost, connection: ChannelConnection, identifier: str, params: dict

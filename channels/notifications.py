@@ -8,7 +8,6 @@ with what the client missed (bounded, `has_more`) and the unread count.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +35,8 @@ def _notification_id(value: Any) -> int:
 class NotificationsChannel(Channel):
     name = "NotificationsChannel"
     actions = frozenset({"mark_read", "mark_all_read", "sync"})
+    # The seed's client does JSON.parse(data.message): every message is a JSON string.
+    message_as_json_string = True
 
     @property
     def service(self) -> NotificationService:
@@ -44,10 +45,6 @@ class NotificationsChannel(Channel):
     def _scope(self) -> tuple[int, str, int]:
         c = self.connection
         return c.product_id, c.env, c.user_id
-
-    def transmit(self, message: Any) -> None:
-        # The seed's client does JSON.parse(data.message): every message is a JSON string.
-        super().transmit(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
 
     async def subscribed(self) -> None:
         product_id, env, user_id = self._scope()

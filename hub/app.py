@@ -34,6 +34,7 @@ from auth.service import Auth
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
 from hub.broker import CONTROL_CHANNEL, Broker, revocation_message
 from hub.cable.endpoint import routes as cable_routes
+from hub.cable.leases import SocketLeases
 from hub.cable.registry import CableRegistry
 from hub.db import connect_database
 from hub.errors import (
@@ -156,7 +157,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     broker = Broker(settings.redis_url, settings.redis_prefix)
     notifications = NotificationService(db, broker)
 
-    cable = CableRegistry(broker, revoked_among=functools.partial(sessions.inactive_among, db))
+    leases = None  # sockets per user across processes need Redis
+    if settings.redis_url:
+        lease = settings.cable.socket_lease_seconds
+        leases = SocketLeases(settings.redis_url, settings.redis_prefix, lease)
+    cable = CableRegistry(
+        broker, revoked_among=functools.partial(sessions.inactive_among, db), leases=leases
+    )
 
     async def announce_revoked(sids: list[str]) -> None:
         await broker.publish(CONTROL_CHANNEL, revocation_message(sids))

@@ -26,6 +26,16 @@ SUBSCRIPTIONS = Gauge(
 FRAMES_SENT = Counter(
     "hub_cable_frames_sent", "Frames written to cable sockets.", registry=REGISTRY
 )
+CABLE_ACTIONS_RATE_LIMITED = Counter(
+    "hub_cable_actions_rate_limited",
+    "Cable actions dropped because their socket exceeded its action rate.",
+    registry=REGISTRY,
+)
+CABLE_SOCKETS_REFUSED = Counter(
+    "hub_cable_sockets_refused",
+    "Cable sockets refused because their user already had the most allowed.",
+    registry=REGISTRY,
+)
 NOTIFICATIONS_SENT = Counter(
     "hub_notifications_sent", "Notifications stored and published.", registry=REGISTRY
 )

@@ -55,6 +55,39 @@ class RateLimits:
 
 
 @dataclass(frozen=True)
+class CableLimits:
+    """What one cable client may hold and do (`HUB_CABLE_*`)."""
+
+    # Channel subscriptions of one socket, and the size of each identifier (UTF-8 bytes).
+    max_subscriptions: int = 32
+    max_identifier_bytes: int = 1024
+    # Open sockets of one user of a product environment, counted per hub process.
+    max_sockets_per_user: int = 16
+    # Actions (`message` commands) of one socket: a token bucket, refilled at this rate.
+    actions_per_second: int = 10
+    action_burst: int = 20
+    # With Redis: how long the socket count of a crashed hub process keeps counting.
+    socket_lease_seconds: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CableLimits:
+        return cls(
+            max_subscriptions=_int(env, "HUB_CABLE_MAX_SUBSCRIPTIONS", cls.max_subscriptions, 1),
+            max_identifier_bytes=_int(
+                env, "HUB_CABLE_MAX_IDENTIFIER_BYTES", cls.max_identifier_bytes, 64
+            ),
+            max_sockets_per_user=_int(
+                env, "HUB_CABLE_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, 1
+            ),
+            actions_per_second=_int(env, "HUB_CABLE_ACTIONS_PER_SECOND", cls.actions_per_second, 1),
+            action_burst=_int(env, "HUB_CABLE_ACTION_BURST", cls.action_burst, 1),
+            socket_lease_seconds=_int(
+                env, "HUB_CABLE_SOCKET_LEASE_SECONDS", cls.socket_lease_seconds, 3
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str = "development"
     database_url: str = "sqlite:///./hub.db"
@@ -78,6 +111,7 @@ class Settings:
     argon2_parallelism: int = 1
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    cable: CableLimits = field(default_factory=CableLimits)
     log_level: str = "info"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -142,6 +176,7 @@ class Settings:
             argon2_parallelism=_int(env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1),
             hash_threads=_int(env, "HUB_HASH_THREADS", os.cpu_count() or 2, 1),
             rate_limits=rate_limits,
+            cable=CableLimits.from_env(env),
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port, 1),

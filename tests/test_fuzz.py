@@ -230,6 +230,12 @@ def crasher_frame(rng: random.Random) -> tuple[str, str]:
             ("unicode_digits", _action("sync", since=rng.choice(["²", "③"]))),
             ("unhashable_channel", _command("subscribe", json.dumps({"channel": []}))),
             ("unhashable_channel", _command("subscribe", json.dumps({"channel": {"a": 1}}))),
+            ("non_finite", _message('{"action":"sync","since":NaN}')),
+            ("non_finite", _message('{"action":"mark_read","id":1e999}')),
+            ("non_finite", _command("subscribe", '{"channel":"NotificationsChannel","x":NaN}')),
+            ("lone_surrogate", _message('{"action":"sync","since":"\\ud800"}')),
+            ("lone_surrogate", _command("subscribe", '{"channel":"\\udc00"}')),
+            ("nul", _message('{"action":"mark_read","id":"\\u0000"}')),
         ]
     )
 
@@ -429,6 +435,20 @@ CRASHERS = {
     "mark_read id unicode digit": (_action("mark_read", id="²"), "error"),
     "sync since over bigint": (_action("sync", since=2**64), "error"),
     "sync since unicode digit": (_action("sync", since="①"), "error"),
+    # Not what JSON.stringify produces: counted as invalid, never handed to an action.
+    "sync since NaN": (_message('{"action":"sync","since":NaN}'), None),
+    "mark_read id Infinity": (_message('{"action":"mark_read","id":Infinity}'), None),
+    "mark_read id 1e999": (_message('{"action":"mark_read","id":1e999}'), None),
+    "sync since lone surrogate": (_message('{"action":"sync","since":"\\ud800"}'), None),
+    "mark_read id with NUL": (_message('{"action":"mark_read","id":"1\\u0000"}'), None),
+    "NaN in the identifier": (
+        _command("subscribe", '{"channel":"NotificationsChannel","x":NaN}'),
+        "reject_subscription",
+    ),
+    "lone surrogate in the identifier": (
+        _command("subscribe", '{"channel":"NotificationsChannel","x":"\\ud800"}'),
+        "reject_subscription",
+    ),
 }
 
 

@@ -510,7 +510,15 @@ async def paused_socket(hub: HubServer, token: str, identifiers: list[str]):
 async def test_slow_reader_is_cut_off_with_too_slow_and_memory_stays_flat(
     tmp_path, database_url, processes
 ):
-    hub = new_hub(processes, tmp_path / "hub", database_url, None, HUB_LOG_LEVEL="info")
+    # 64 subscriptions on one socket: over the default limit of 32, allowed here.
+    hub = new_hub(
+        processes,
+        tmp_path / "hub",
+        database_url,
+        None,
+        HUB_LOG_LEVEL="info",
+        HUB_CABLE_MAX_SUBSCRIPTIONS=str(SLOW_IDENTIFIERS),
+    )
     await asyncio.to_thread(hub.start)
     sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
     rng = random.Random(4)

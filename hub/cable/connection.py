@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
+from hub.cable.bucket import TokenBucket
+from hub.cable.protocol import encode
 from hub.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ CLOSE_GRACE_SECONDS = 3.0
 
 
 def disconnect_frame(reason: str, reconnect: bool) -> str:
-    return json.dumps({"type": "disconnect", "reason": reason, "reconnect": reconnect})
+    return encode({"type": "disconnect", "reason": reason, "reconnect": reconnect})
 
 
 class CableConnection:
@@ -45,6 +46,7 @@ class CableConnection:
         expires_at: float,
         services: dict[str, Any],
         max_queue: int,
+        actions: TokenBucket,
     ) -> None:
         self.websocket = websocket
         self.user_id = user_id
@@ -56,12 +58,20 @@ class CableConnection:
         self.services = services
         self.subscriptions: dict[str, Channel] = {}
         self.invalid_commands = 0
+        # The socket's action rate, and when it was last told it exceeded it.
+        self.actions = actions
+        self.rate_limit_told_at = float("-inf")
         self._max_queue = max_queue
         # (frame, publish time of the notification it carries, if any)
         self._queue: deque[tuple[str, float | None]] = deque()
         self._ready = asyncio.Event()
         self._closing: str | None = None
         self.closed = asyncio.Event()
+
+    @property
+    def user_key(self) -> tuple[int, str, int]:
+        """The user of a product environment this socket belongs to."""
+        return self.product_id, self.env, self.user_id
 
     # -- sending --------------------------------------------------------------------------
 

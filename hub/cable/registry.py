@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 from hub.broker import CONTROL_CHANNEL, Broker, parse_stream_message
 from hub.cable.connection import CableConnection
+from hub.cable.leases import SocketLeases
+from hub.cable.protocol import encode, safe_payload
 
 logger = logging.getLogger("hub.cable")
 
@@ -44,6 +46,15 @@ PING_TICK = 0.05
 def message_frame(identifier: str, payload: str) -> str:
     """`{"identifier": …, "message": …}` with the payload as a JSON string (the seed's shape)."""
     return f'{{"identifier":{json.dumps(identifier)},"message":{json.dumps(payload)}}}'
+
+
+def _discard(index: dict, key: object, connection: CableConnection) -> None:
+    """Take the connection out of index[key], and the key out of the index once it is empty."""
+    peers = index.get(key)
+    if peers is not None:
+        peers.discard(connection)
+        if not peers:
+            del index[key]
 
 
 class _Stream:
@@ -83,8 +94,11 @@ class CableRegistry:
         revoked_among: RevokedAmong,
         ping_interval: float = 3.0,
         session_check_interval: float = 30.0,
+        leases: SocketLeases | None = None,
     ) -> None:
         self.broker = broker
+        # Sockets per user across processes (Redis); without it, per process only.
+        self.leases = leases
         self._revoked_among = revoked_among
         self._ping_interval = ping_interval
         self._session_check_interval = session_check_interval
@@ -93,6 +107,7 @@ class CableRegistry:
         self._ping_slices: list[set[CableConnection]] = [set() for _ in range(slices)]
         self._next_slice = 0
         self._by_session: dict[str, set[CableConnection]] = {}
+        self._by_user: dict[tuple[int, str, int], set[CableConnection]] = {}
         self._streams: dict[str, _Stream] = {}
         self._expiry: dict[CableConnection, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,6 +130,12 @@ class CableRegistry:
                 name="cable-offsets",
             ),
         ]
+        if self.leases is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(self.leases.renew_every, self._renew_leases), name="cable-leases"
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -123,6 +144,8 @@ class CableRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.broker.stop()
+        if self.leases is not None:
+            await self.leases.close()
 
     async def disconnect_all(self, reason: str, *, reconnect: bool) -> None:
         """Tell every socket `reason` and wait (briefly) until the frames have gone out."""
@@ -134,7 +157,26 @@ class CableRegistry:
 
     # -- connections ----------------------------------------------------------------------
 
-    def add(self, connection: CableConnection) -> None:
+    async def add(self, connection: CableConnection, max_per_user: int | None = None) -> bool:
+        """Register the connection; False (and nothing registered) when its user already has
+        `max_per_user` sockets, in this process or (with leases) in all of them."""
+        # No await between this count and the add: simultaneous connects to this process
+        # cannot both take the last place (the lease script does the same across processes).
+        peers = self._by_user.setdefault(connection.user_key, set())
+        if max_per_user is not None and len(peers) >= max_per_user:
+            return False
+        peers.add(connection)
+        if max_per_user is not None and self.leases is not None:
+            admitted = False
+            try:
+                admitted = await self.leases.admit(
+                    connection.user_key, id(connection), max_per_user
+                )
+            finally:
+                if not admitted:  # refused, or cancelled while asking
+                    _discard(self._by_user, connection.user_key, connection)
+            if not admitted:
+                return False
         self.connections.add(connection)
         # The smallest slice, so slices stay even as sockets come and go.
         min(self._ping_slices, key=len).add(connection)
@@ -143,17 +185,17 @@ class CableRegistry:
         self._expiry[connection] = asyncio.get_running_loop().call_later(
             delay, lambda: connection.disconnect("token_expired", reconnect=True)
         )
+        return True
 
-    def remove(self, connection: CableConnection) -> None:
+    async def remove(self, connection: CableConnection) -> None:
         """Forget the connection (its subscriptions leave their streams separately)."""
+        if connection in self.connections and self.leases is not None:
+            await self.leases.release(connection.user_key, id(connection))
         self.connections.discard(connection)
         for ping_slice in self._ping_slices:
             ping_slice.discard(connection)
-        peers = self._by_session.get(connection.session_id)
-        if peers is not None:
-            peers.discard(connection)
-            if not peers:
-                del self._by_session[connection.session_id]
+        _discard(self._by_session, connection.session_id, connection)
+        _discard(self._by_user, connection.user_key, connection)
         timer = self._expiry.pop(connection, None)
         if timer is not None:
             timer.cancel()
@@ -201,6 +243,7 @@ class CableRegistry:
         state = self._streams.get(stream)
         if state is None or not state.first_delivery(offset):
             return
+        payload = safe_payload(payload)
         for identifier, members in state.subscribers.items():
             frame = message_frame(identifier, payload)
             for connection in members:
@@ -268,10 +311,14 @@ class CableRegistry:
                 logger.exception("periodic cable task failed")
 
     async def _ping(self) -> None:
-        frame = json.dumps({"type": "ping", "message": int(time.time())})
+        frame = encode({"type": "ping", "message": int(time.time())})
         for connection in self._ping_slices[self._next_slice]:
             connection.send(frame)
         self._next_slice = (self._next_slice + 1) % len(self._ping_slices)
+
+    async def _renew_leases(self) -> None:
+        assert self.leases is not None
+        await self.leases.renew([(c.user_key, id(c)) for c in self.connections])
 
     async def _forget_old_offsets(self) -> None:
         # Streams that went quiet would otherwise keep their last offsets for good.
