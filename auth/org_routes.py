@@ -36,6 +36,7 @@ from auth.tables import memberships, oauth_applications, users, workspace_tokens
 from hub.db import utcnow
 from hub.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
 from hub.http import Fields, path_id, read_json
+from hub.jsonsafe import has_forbidden_characters
 
 MANAGER_ROLES = ("owner", "admin")
 TOKEN_BODY_LIMIT = 8 * 1024
@@ -230,6 +231,8 @@ async def _token_request(request: Request) -> dict[str, str] | None:
     for name, value in pairs:
         if name in params:
             return None  # RFC 6749 section 3.2: parameters must not be repeated
+        if has_forbidden_characters(name + value):  # %00: PostgreSQL refuses NUL in text
+            return None
         params[name] = value
     return params
 
@@ -242,8 +245,10 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return ("", "")
-    client_id, sep, secret = decoded.partition(":")
-    return (unquote(client_id), unquote(secret)) if sep else ("", "")
+    client_id, sep, secret = (unquote(part) for part in decoded.partition(":"))
+    if not sep or has_forbidden_characters(client_id + secret):
+        return ("", "")
+    return (client_id, secret)
 
 
 async def issue_token(request: Request) -> Response:
