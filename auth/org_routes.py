@@ -16,7 +16,6 @@ client credentials) and of what those credentials can read about their organizat
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -243,7 +242,7 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (latin-1 header)
         return ("", "")
     client_id, sep, secret = (unquote(part) for part in decoded.partition(":"))
     if not sep or has_forbidden_characters(client_id + secret):
