@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from hub import jsonsafe
 from tests.support import PASSWORD, api_user, bearer, create_product, login, product_headers
 from tests.test_requests import error
 
@@ -87,6 +88,17 @@ async def test_bad_characters_in_auth_and_server_bodies_are_refused(client, prod
         )
     # Nothing was created: the registration never happened.
     error(await login(client, email, product=slug), 401, "auth.invalid_credentials")
+
+
+async def test_raw_utf8_surrogates_and_control_bytes_are_malformed(client, product):
+    """Python's json decodes bytes with "surrogatepass"; the hub decodes UTF-8 strictly."""
+    sk = product["sk_live"]
+    user_id, token = await api_user(client, sk)
+    for title in (b"\xed\xa0\x80", b"a\x00b", b"\xff"):
+        body = b'{"user_id": %d, "title": "' % user_id + title + b'"}'
+        response = await client.post(SEND, headers={**bearer(sk), **JSON}, content=body)
+        error(response, 400, "request.malformed_json")
+    assert (await listing(client, token))["notifications"] == []
 
 
 # -- NaN, Infinity, overflowing numbers, deep nesting ----------------------------------------
@@ -214,6 +226,13 @@ async def test_oauth_token_refuses_nul_and_surrogates_without_a_5xx(client):
         content=b"grant_type=client_credentials",
     )
     assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+    # A Basic credential that is not even ASCII (header bytes arrive as latin-1 text).
+    response = await client.post(
+        "/oauth/token",
+        headers={**form, "Authorization": b"Basic \xc3\xa9\x80=="},
+        content=b"grant_type=client_credentials",
+    )
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
 
 
 # -- rows stored before the checks existed ---------------------------------------------------
@@ -239,3 +258,29 @@ async def test_a_stored_nan_row_reads_as_null_instead_of_breaking_the_list(hub, 
         assert response.status_code == 200, response.text
         data = response.json()["notifications"][0]["data"]
         assert data == {"a": None, "b": [None, None, 1.5], "c": "NaN"}
+
+
+# -- the strict decoder itself (shared with the cable) ---------------------------------------
+
+
+def test_strict_decoder_refuses_what_browsers_and_databases_refuse():
+    for text, reason in [
+        ("NaN", "malformed"),
+        ('{"a": -Infinity}', "malformed"),
+        ("[1e999]", "malformed"),
+        ("[" * 20000 + "]" * 20000, "malformed"),
+        ("[" * 65 + "]" * 65, "malformed"),
+        ('"\\ud800"', "characters"),
+        ('{"\\u0000": 1}', "characters"),
+        ('[{"a": ["x\\udc00"]}]', "characters"),
+    ]:
+        with pytest.raises(jsonsafe.UnsafeJSON) as refused:
+            jsonsafe.loads(text)
+        assert refused.value.reason == reason, text
+    # A surrogate pair is one character (an emoji), brackets in strings are not nesting.
+    assert jsonsafe.loads('"\\ud83d\\ude00"') == "\U0001f600"
+    assert jsonsafe.loads(b'{"a": "[[[[\\\\\\"[[["}') == {"a": '[[[[\\"[[['}
+    assert jsonsafe.nesting_depth('[{"a": "]]]]"}, [[]]]') == 3
+    with pytest.raises(ValueError):
+        jsonsafe.dumps({"a": float("nan")})
+    assert jsonsafe.finite({"a": [float("inf"), 1.0], "b": "x"}) == {"a": [None, 1.0], "b": "x"}
