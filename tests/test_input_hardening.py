@@ -143,6 +143,16 @@ async def test_deep_nesting_is_refused_quickly_even_on_login(client, product):
     assert (await listing(client, token))["notifications"][0]["data"] == nested
 
 
+async def test_recipient_ids_beyond_the_id_range_are_unknown_recipients(client, product):
+    sk = product["sk_live"]
+    user_id, token = await api_user(client, sk)
+    for far in (2**31, 2**63, 10**20, -(2**63) - 1, 0):
+        for body in ({"user_id": far}, {"recipients": [{"user_id": user_id}, {"user_id": far}]}):
+            response = await client.post(SEND, headers=bearer(sk), json={"title": "t", **body})
+            error(response, 422, "notification.unknown_recipients")
+    assert (await listing(client, token))["notifications"] == []
+
+
 # -- query strings, paths, headers -----------------------------------------------------------
 
 

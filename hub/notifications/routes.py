@@ -21,7 +21,7 @@ from auth.routes import access_context
 from auth.service import AccessContext
 from hub import jsonsafe
 from hub.errors import FieldError, HubError, validation_failed
-from hub.http import Fields, path_id, read_json
+from hub.http import MAX_ROW_ID, Fields, path_id, read_json
 from hub.i18n import negotiate_locale
 from hub.notifications.service import (
     MAX_RECIPIENTS,
@@ -108,7 +108,8 @@ async def send_notifications(request: Request) -> Response:
         service.db,
         key.product.id,
         key.env,
-        user_ids=[v for k, v in names if k == "user_id"],
+        # An id beyond the column's range names nobody (PostgreSQL would refuse the query).
+        user_ids=[v for k, v in names if k == "user_id" and 0 < v <= MAX_ROW_ID],
         emails=[v for k, v in names if k == "email"],
         external_ids=[v for k, v in names if k == "external_id"],
         organization_id=key.organization_id,
