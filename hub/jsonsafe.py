@@ -10,7 +10,6 @@ UTF-8, so the answer itself fails), and nesting deep enough to exhaust the parse
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -23,8 +22,9 @@ MAX_DEPTH = 64
 _FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 # A JSON string literal (the unrolled form backtracks linearly on long strings).
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKETS = re.compile(r"[\[\]{}]")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+# The escapes that can decode to NUL or a surrogate (most bodies have none: skip the walk).
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class UnsafeJSON(ValueError):
@@ -51,12 +51,18 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-def nesting_depth(text: str) -> int:
-    """How deeply arrays and objects nest in JSON `text`, counted without recursing."""
-    if text.count("[") + text.count("{") == 0:
-        return 0
-    brackets = _BRACKETS.findall(_STRING.sub("", text))
-    return max(itertools.accumulate(_DEPTH_STEP[b] for b in brackets), default=0)
+def nests_deeper_than(text: str, max_depth: int) -> bool:
+    """Whether arrays and objects in JSON `text` nest deeper than `max_depth`, found without
+    recursing: each pass deletes the innermost `[]` and `{}` pairs (outside strings), so what
+    is left after `max_depth` passes was nested deeper (or never balanced: malformed anyway)."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    brackets = _NOT_BRACKETS.sub("", _STRING.sub("", text))
+    for _ in range(max_depth):
+        if not brackets:
+            return False
+        brackets = brackets.replace("[]", "").replace("{}", "")
+    return bool(brackets)
 
 
 def _strings_are_clean(value: Any) -> bool:
@@ -81,7 +87,7 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
     except UnicodeDecodeError:  # includes UTF-8-encoded surrogates (strict codec)
         raise UnsafeJSON("malformed") from None
-    if nesting_depth(text) > max_depth:
+    if nests_deeper_than(text, max_depth):
         raise UnsafeJSON("malformed")
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
@@ -90,7 +96,7 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     except (ValueError, RecursionError):  # RecursionError: belt and braces for the depth scan
         raise UnsafeJSON("malformed") from None
     # NUL and lone surrogates inside strings can only arrive as \u escapes.
-    if "\\u" in text and not _strings_are_clean(value):
+    if _RISKY_ESCAPE.search(text) and not _strings_are_clean(value):
         raise UnsafeJSON("characters")
     return value
 

@@ -290,7 +290,8 @@ def test_strict_decoder_refuses_what_browsers_and_databases_refuse():
     # A surrogate pair is one character (an emoji), brackets in strings are not nesting.
     assert jsonsafe.loads('"\\ud83d\\ude00"') == "\U0001f600"
     assert jsonsafe.loads(b'{"a": "[[[[\\\\\\"[[["}') == {"a": '[[[[\\"[[['}
-    assert jsonsafe.nesting_depth('[{"a": "]]]]"}, [[]]]') == 3
+    assert jsonsafe.nests_deeper_than('[{"a": "]]]]"}, [[]], [[[{}]]]]', 4)
+    assert not jsonsafe.nests_deeper_than('[{"a": "[[[["}, [[]], [[[{}]]]]', 5)
     with pytest.raises(ValueError):
         jsonsafe.dumps({"a": float("nan")})
     assert jsonsafe.finite({"a": [float("inf"), 1.0], "b": "x"}) == {"a": [None, 1.0], "b": "x"}
