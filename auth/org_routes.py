@@ -16,7 +16,6 @@ client credentials) and of what those credentials can read about their organizat
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,7 @@ from auth.tables import memberships, oauth_applications, users, workspace_tokens
 from hub.db import utcnow
 from hub.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
 from hub.http import Fields, path_id, read_json
+from hub.jsonsafe import has_forbidden_characters
 
 MANAGER_ROLES = ("owner", "admin")
 TOKEN_BODY_LIMIT = 8 * 1024
@@ -230,6 +230,8 @@ async def _token_request(request: Request) -> dict[str, str] | None:
     for name, value in pairs:
         if name in params:
             return None  # RFC 6749 section 3.2: parameters must not be repeated
+        if has_forbidden_characters(name + value):  # %00: PostgreSQL refuses NUL in text
+            return None
         params[name] = value
     return params
 
@@ -240,10 +242,12 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (latin-1 header)
         return ("", "")
-    client_id, sep, secret = decoded.partition(":")
-    return (unquote(client_id), unquote(secret)) if sep else ("", "")
+    client_id, sep, secret = (unquote(part) for part in decoded.partition(":"))
+    if not sep or has_forbidden_characters(client_id + secret):
+        return ("", "")
+    return (client_id, secret)
 
 
 async def issue_token(request: Request) -> Response:

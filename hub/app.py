@@ -44,6 +44,7 @@ from hub.errors import (
     handle_unexpected,
     unauthorized,
 )
+from hub.http import InputCharactersMiddleware
 from hub.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
 from hub.notifications.routes import development_routes
 from hub.notifications.routes import routes as notification_routes
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(CORSMiddleware, database=lambda: db),
+            Middleware(InputCharactersMiddleware),
         ],
         exception_handlers={
             HubError: handle_hub_error,

@@ -163,6 +163,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Tělo požadavku není platný JSON.",
         "de": "Der Anfragetext ist kein gültiges JSON.",
     },
+    "request.invalid_characters": {
+        "en": "The request contains a NUL character or an unpaired surrogate.",
+        "cs": "Požadavek obsahuje znak NUL nebo nepárový surogát.",
+        "de": "Die Anfrage enthält ein NUL-Zeichen oder ein ungepaartes Surrogat.",
+    },
     "request.unsupported_media_type": {
         "en": "Send the request body as application/json.",
         "cs": "Tělo požadavku posílejte jako application/json.",
@@ -219,6 +224,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This field is required.",
         "cs": "Toto pole je povinné.",
         "de": "Dieses Feld ist erforderlich.",
+    },
+    "field.invalid_characters": {
+        "en": "Must not contain NUL characters or unpaired surrogates.",
+        "cs": "Nesmí obsahovat znaky NUL ani nepárové surogáty.",
+        "de": "Darf keine NUL-Zeichen oder ungepaarten Surrogate enthalten.",
     },
     "field.not_string": {
         "en": "This field must be a string.",

@@ -31,7 +31,7 @@ DATETIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 SCOPES: dict[str, Any] = {"type": "array", "items": STRING}
 
 _ERROR_TEXT = {
-    400: "Malformed request (JSON, product, token)",
+    400: "Malformed request (JSON, product, token, NUL in the path or query)",
     401: "Missing, invalid, expired or revoked credential, or one of the wrong kind",
     403: "Valid credential without the scope or role, or a browser origin that is refused",
     404: "No such resource here",
@@ -80,6 +80,8 @@ def _op(
     parameters: list[dict[str, Any]] | None = None,
     tag: str,
 ) -> dict[str, Any]:
+    # Any request may be refused with 400 `request.invalid_characters` (NUL in path or query).
+    responses.setdefault("400", _errors(400)["400"])
     operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
     operation["security"] = security or []
     if body is not None:

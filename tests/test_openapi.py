@@ -1,21 +1,42 @@
 """`GET /openapi.json` against the running hub: schemathesis generates requests for every
 documented operation (with real credentials of the right kind, so that requests get past the
-front door) and checks that nothing answers 5xx and no status is undocumented."""
+front door) and checks that nothing answers 5xx and no status is undocumented.
+
+The poisoned run then plants hostile values into those requests — NUL, unpaired surrogates
+(as JSON escapes and as raw UTF-8 bytes), NaN/Infinity, numbers that overflow to infinity and
+20,000-deep nesting, in body values, body keys, query and path parameters and header values —
+and checks that no answer is a 5xx, every error has the standard shape, and every JSON answer
+is one a browser can parse (no NaN). Examples per operation: `HUB_OPENAPI_EXAMPLES` clean
+(default 15) and `HUB_POISON_EXAMPLES` poisoned (default 80); the long run
+`pytest -m fuzz tests/test_openapi.py` makes `HUB_FUZZ_EXAMPLES` (default 500) of each per
+operation on both databases.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, quote_from_bytes
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import status_code_conformance
 
+from hub import jsonsafe
 from hub.openapi import PATHS
-from tests.support import HubServer, api_user, create_product, run_async
+from tests.support import PASSWORD, HubServer, bearer, create_product, run_async
+
+CLEAN_EXAMPLES = int(os.environ.get("HUB_OPENAPI_EXAMPLES", "15"))
+POISONED_EXAMPLES = int(os.environ.get("HUB_POISON_EXAMPLES", "80"))
+LONG_EXAMPLES = int(os.environ.get("HUB_FUZZ_EXAMPLES", "500"))
 
 
 @pytest.fixture(
@@ -33,15 +54,45 @@ def openapi_hub(
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def credentials(openapi_hub: HubServer) -> dict[str, str]:
+    """Fresh credentials of every kind (a previous run may have revoked some): the product's
+    slug and secret key, an org owner's access token, a workspace token and an OAuth client."""
     product = create_product(openapi_hub)
 
-    async def user_token() -> str:
-        async with httpx.AsyncClient(base_url=openapi_hub.url) as client:
-            return (await api_user(client, product["sk_live"]))[1]
+    async def issue() -> dict[str, str]:
+        async with httpx.AsyncClient(base_url=openapi_hub.url, timeout=30) as client:
+            registered = await client.post(
+                "/api/v1/auth/register",
+                headers={"X-Product-Slug": product["slug"]},
+                json={
+                    "email": f"owner-{product['slug']}@example.com",
+                    "password": PASSWORD,
+                    "password_confirmation": PASSWORD,
+                    "organization_name": "Acme",
+                },
+            )
+            access = registered.json()["access_token"]
+            scopes = ["notifications:read", "notifications:write", "members:read"]
+            workspace = await client.post(
+                "/api/v1/workspace_api_tokens",
+                headers=bearer(access),
+                json={"workspace_api_token": {"name": "fuzz", "scopes": scopes}},
+            )
+            application = await client.post(
+                "/api/v1/oauth_applications",
+                headers=bearer(access),
+                json={"oauth_application": {"name": "fuzz", "scopes": scopes}},
+            )
+            client_id = application.json()["client_id"]
+            secret = application.json()["client_secret"]
+            return {
+                "access": access,
+                "wksp": workspace.json()["token"],
+                "basic": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode(),
+            }
 
-    return {"slug": product["slug"], "sk": product["sk_live"], "access": run_async(user_token())}
+    return {"slug": product["slug"], "sk": product["sk_live"], **run_async(issue())}
 
 
 def _headers(path: str, method: str, credentials: dict[str, str]) -> dict[str, str]:
@@ -53,22 +104,33 @@ def _headers(path: str, method: str, credentials: dict[str, str]) -> dict[str, s
         return {"Authorization": f"Bearer {credentials['access']}"}
     if "serverKey" in kinds:
         return {"Authorization": f"Bearer {credentials['sk']}"}
+    if "orgToken" in kinds:
+        return {"Authorization": f"Bearer {credentials['wksp']}"}
+    if "clientBasic" in kinds:
+        return {"Authorization": credentials["basic"]}
     return {}
 
 
-def test_every_operation_answers_only_documented_statuses(openapi_hub, credentials):
-    api = schemathesis.openapi.from_url(openapi_hub.url + "/openapi.json")
+def _operations(hub: HubServer) -> list[Any]:
+    """Every documented operation; revocations last, so the credentials outlive the others."""
+    api = schemathesis.openapi.from_url(hub.url + "/openapi.json")
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 35
-    for operation in operations:
-        _exercise(operation, _headers(operation.path, operation.method, credentials))
+    return sorted(operations, key=lambda o: o.method.upper() == "DELETE" or "rotate" in o.path)
 
 
-def _exercise(operation, headers: dict[str, str]) -> None:
+def test_every_operation_answers_only_documented_statuses(openapi_hub, credentials):
+    for operation in _operations(openapi_hub):
+        _exercise(
+            operation, _headers(operation.path, operation.method, credentials), CLEAN_EXAMPLES
+        )
+
+
+def _exercise(operation, headers: dict[str, str], examples: int) -> None:
     """Generated requests for one operation, each checked against the document."""
 
     @settings(
-        max_examples=int(os.environ.get("HUB_OPENAPI_EXAMPLES", "15")),
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
@@ -100,3 +162,181 @@ def test_the_document_lists_every_route(openapi_hub: HubServer):
     }
     documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert routes - documented == set()
+
+
+# -- the poisoned run ------------------------------------------------------------------------
+
+SENTINEL = "\u2063poison\u2063"
+FORBIDDEN = st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff"])
+# Text holding at least one character that no database or UTF-8 encoder accepts.
+FORBIDDEN_TEXT = st.tuples(st.text(max_size=4), FORBIDDEN, st.text(max_size=4)).map("".join)
+# JSON fragments a strict decoder must refuse, as the bytes that go on the wire.
+POISON_JSON = st.one_of(
+    FORBIDDEN_TEXT.map(lambda text: json.dumps(text).encode()),  # "\u0000", "\ud800" escapes
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-2e400"]),
+    st.integers(65, 20_000).map(lambda n: b"[" * n + b"]" * n),
+    st.sampled_from([b'"\xed\xa0\x80"', b'"a\x00b"', b'"\xff"']),  # raw surrogate, NUL, junk
+)
+HEADER_JUNK = st.binary(min_size=1, max_size=40).map(
+    lambda raw: bytes(b if b >= 0x80 else (b % 0x5E) + 0x21 for b in raw)  # obs-text + visible
+)
+
+
+def _wire(text: str) -> str:
+    """Percent-encoding of any text, unpaired surrogates included (as their UTF-8 bytes)."""
+    return quote_from_bytes(text.encode("utf-8", "surrogatepass"), safe="")
+
+
+def _slots(value: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """Where a poison can go in a decoded body: ("value", path) or ("key", path)."""
+    found: list[tuple[tuple, str]] = [(path, "value")]
+    if isinstance(value, dict):
+        found += [(path, "key")]
+        for key, item in value.items():
+            found += _slots(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _slots(item, (*path, index))
+    return found
+
+
+def _plant(body: Any, slot: tuple[tuple, str]) -> Any:
+    """A copy of `body` with SENTINEL as the value at the slot's path, or as a new key there."""
+    path, kind = slot
+    if not path and kind == "value":
+        return SENTINEL
+    body = json.loads(json.dumps(body))
+    parent = body
+    for step in path[:-1] if kind == "value" else path:
+        parent = parent[step]
+    if kind == "key":
+        parent[SENTINEL] = 1
+    else:
+        parent[path[-1]] = SENTINEL
+    return body
+
+
+def _poisoned_request(case, headers: dict[str, str], draw) -> tuple[str, dict, bytes | None, str]:
+    """The URL, headers and body of `case` with one hostile value planted; and where."""
+    operation = case.operation
+    generated = None if isinstance(case.body, NotSet) else case.body
+    targets = ["query", "header"]
+    if case.path_parameters:
+        targets.append("path")
+    if generated is not None or operation.method.upper() in ("POST", "PUT", "PATCH"):
+        targets += ["body", "body"]
+    target = draw(st.sampled_from(targets))
+    path_parameters = {k: quote(str(v), safe="") for k, v in (case.path_parameters or {}).items()}
+    query = dict(case.query or {})
+    # Generated header values may carry what HTTP clients refuse to send (edge whitespace).
+    generated_headers = {k: str(v).strip() for k, v in (case.headers or {}).items()}
+    request_headers = {**{k: v for k, v in generated_headers.items() if v.isprintable()}, **headers}
+    form = case.media_type == "application/x-www-form-urlencoded"
+    body = generated if generated is not None else {}
+    content: bytes | None = None
+    if target == "path":
+        name = draw(st.sampled_from(sorted(path_parameters)))
+        path_parameters[name] = _wire(draw(FORBIDDEN_TEXT))
+    elif target == "query":
+        name = draw(st.sampled_from(["locale", "cursor", "limit", "unread", *sorted(query)]))
+        query[name] = draw(FORBIDDEN_TEXT)
+    elif target == "header":
+        name = draw(
+            st.sampled_from(
+                ["Idempotency-Key", "X-Product-Slug", "X-Publishable-Key", "Authorization"]
+            )
+        )
+        value = draw(HEADER_JUNK)
+        prefix = request_headers.get(name, "")[: draw(st.integers(0, 60))].encode("latin-1")
+        request_headers[name] = prefix + value  # type: ignore[assignment]
+    elif form:
+        fields = {str(k): str(v) for k, v in (body if isinstance(body, dict) else {}).items()}
+        name = draw(st.sampled_from(["grant_type", "client_id", "client_secret", *sorted(fields)]))
+        fields[name] = draw(FORBIDDEN_TEXT)
+        content = "&".join(f"{_wire(k)}={_wire(v)}" for k, v in fields.items()).encode()
+    else:
+        slot = draw(st.sampled_from(_slots(body)))
+        planted = json.dumps(_plant(body, slot), ensure_ascii=False).encode()
+        content = planted.replace(
+            json.dumps(SENTINEL, ensure_ascii=False).encode(), draw(POISON_JSON)
+        )
+    if content is None and generated is not None:
+        if form:
+            content = "&".join(f"{_wire(str(k))}={_wire(str(v))}" for k, v in body.items()).encode()
+        else:
+            content = json.dumps(generated).encode()
+    if content is not None:
+        request_headers["Content-Type"] = case.media_type or "application/json"
+    path = operation.path.format(**path_parameters)
+    pairs = [(k, v) for k, v in query.items() for v in (v if isinstance(v, list) else [v])]
+    url = path + (
+        "?" + "&".join(f"{_wire(str(k))}={_wire(str(v))}" for k, v in pairs) if pairs else ""
+    )
+    return url, request_headers, content, target
+
+
+def _check_poisoned_answer(response: httpx.Response, path: str, target: str) -> None:
+    described = (
+        f"{response.request.method} {response.request.url} ({target}): {response.text[:300]}"
+    )
+    assert response.status_code < 500, described
+    media_type = response.headers.get("content-type", "")
+    if response.status_code == 400 and not media_type.startswith("application/json"):
+        assert target == "header", described  # the HTTP parser refused the header itself
+        return
+    if not media_type.startswith("application/json"):
+        return  # /metrics
+    answer = jsonsafe.loads(response.content)  # a browser's JSON.parse accepts it
+    if response.status_code >= 400:
+        if path == "/oauth/token" and isinstance(answer.get("error"), str):
+            return  # RFC 6749's own error shape
+        assert set(answer) == {"error"}, described
+        assert answer["error"]["code"] and answer["error"]["message"], described
+
+
+def _poison(hub: HubServer, operation, headers: dict[str, str], examples: int) -> None:
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(), data=st.data())
+    def poison(case, data) -> None:
+        url, request_headers, content, target = _poisoned_request(case, headers, data.draw)
+        response = client.request(
+            operation.method.upper(), url, headers=request_headers, content=content
+        )
+        _check_poisoned_answer(response, operation.path, target)
+
+    with httpx.Client(base_url=hub.url, timeout=30) as client:
+        poison()
+
+
+def _assert_the_owner_can_still_list(hub: HubServer, credentials: dict[str, str]) -> None:
+    """Whatever the fuzz stored, the list of notifications still answers valid JSON."""
+    response = httpx.get(hub.url + "/api/v1/notifications", headers=bearer(credentials["access"]))
+    assert response.status_code in (200, 401), response.text  # 401: the fuzz logged it out
+    jsonsafe.loads(response.content)
+
+
+def test_poisoned_input_never_answers_5xx(openapi_hub, credentials):
+    for operation in _operations(openapi_hub):
+        _poison(
+            openapi_hub,
+            operation,
+            _headers(operation.path, operation.method, credentials),
+            POISONED_EXAMPLES,
+        )
+    _assert_the_owner_can_still_list(openapi_hub, credentials)
+
+
+@pytest.mark.fuzz
+def test_long_fuzz_every_operation(openapi_hub, credentials):
+    """`pytest -m fuzz`: HUB_FUZZ_EXAMPLES (500) clean and as many poisoned requests per
+    operation."""
+    for operation in _operations(openapi_hub):
+        headers = _headers(operation.path, operation.method, credentials)
+        _exercise(operation, headers, LONG_EXAMPLES)
+        _poison(openapi_hub, operation, headers, LONG_EXAMPLES)
+    _assert_the_owner_can_still_list(openapi_hub, credentials)

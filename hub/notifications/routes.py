@@ -8,7 +8,6 @@ User side (access token): list, unread count, mark one read, mark all read.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -20,8 +19,9 @@ from auth.accounts import resolve_recipients
 from auth.credentials import require_server_caller
 from auth.routes import access_context
 from auth.service import AccessContext
+from hub import jsonsafe
 from hub.errors import FieldError, HubError, validation_failed
-from hub.http import Fields, path_id, read_json
+from hub.http import MAX_ROW_ID, Fields, path_id, read_json
 from hub.i18n import negotiate_locale
 from hub.notifications.service import (
     MAX_RECIPIENTS,
@@ -87,7 +87,7 @@ def _content(fields: Fields) -> dict[str, Any]:
     if data is not None:
         if not isinstance(data, dict):
             fields.error("data", "field.not_object")
-        elif len(json.dumps(data).encode()) > MAX_DATA_BYTES:
+        elif len(jsonsafe.dumps(data).encode()) > MAX_DATA_BYTES:
             fields.error("data", "field.too_long", max=MAX_DATA_BYTES)
     return content
 
@@ -108,7 +108,8 @@ async def send_notifications(request: Request) -> Response:
         service.db,
         key.product.id,
         key.env,
-        user_ids=[v for k, v in names if k == "user_id"],
+        # An id beyond the column's range names nobody (PostgreSQL would refuse the query).
+        user_ids=[v for k, v in names if k == "user_id" and 0 < v <= MAX_ROW_ID],
         emails=[v for k, v in names if k == "email"],
         external_ids=[v for k, v in names if k == "external_id"],
         organization_id=key.organization_id,
@@ -150,7 +151,8 @@ def _int_param(request: Request, name: str, default: int | None, maximum: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+    # ASCII digits only: "²".isdigit() is true but int("²") raises; 20 digits exceed any maximum.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 0 < int(raw) <= maximum:
         raise validation_failed({name: FieldError("field.not_integer")})
     return int(raw)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
+from hub import jsonsafe
 from hub.broker import Broker, stream_message
 from hub.db import (
     as_utc,
@@ -90,7 +90,8 @@ def _notification(row: object) -> Notification:
         message=m["message"],
         url=m["url"],
         type=m["type"],
-        data=json_column(m["data"]),
+        # Rows stored before NaN/Infinity were refused would break every list of their user.
+        data=jsonsafe.finite(json_column(m["data"])),
         created_at=as_utc(m["created_at"]),
         read_at=as_utc(m["read_at"]),
     )
@@ -98,7 +99,7 @@ def _notification(row: object) -> Notification:
 
 def new_notification_message(notification: Notification, unread_count: int, locale: str) -> str:
     """The cable message for a new notification: the Kiket seed's shape, as a JSON string."""
-    return json.dumps(
+    return jsonsafe.dumps(
         {
             "action": "new_notification",
             "unread_count": unread_count,
@@ -157,7 +158,7 @@ def _add_unread(dialect: str) -> Any:
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = jsonsafe.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -427,7 +428,7 @@ class NotificationService:
         # Every tab of the user hears it, so each badge stays right.
         await self.broker.publish(
             notifications_stream(product_id, env, user_id),
-            stream_message(json.dumps(message, separators=(",", ":"))),
+            stream_message(jsonsafe.dumps(message, separators=(",", ":"))),
         )
 
 
