@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 
 import httpx
@@ -319,28 +320,34 @@ async def test_a_stored_nan_never_reaches_a_frame_as_a_bare_nan(hub, client, pro
     tab = await cable(hub.url, token)
     recipients = json.dumps([{"user_id": user_id}])
     body = f'{{"recipients":{recipients},"title":"NaN","data":{{"ratio":NaN,"top":Infinity}}}}'
+    headers = {**bearer(product["sk_live"]), "Content-Type": "application/json"}
+    refused = await client.post("/api/v1/notifications", headers=headers, content=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "request.malformed_json"
+
+    # A row stored before the input was strict (older versions on SQLite) still holds NaN.
     published = await client.post(
         "/api/v1/notifications",
-        headers={**bearer(product["sk_live"]), "Content-Type": "application/json"},
-        content=body,
+        headers=headers,
+        content=json.dumps({"user_id": user_id, "title": "NaN", "data": {"ratio": 1.5}}),
     )
-    if published.status_code != 201:
-        # The HTTP input refuses NaN (as it should): nothing stored, nothing to poison a frame.
-        assert published.status_code == 422, published.text
-        await tab.close()
-        return
-    live = strict_json(await asyncio.wait_for(tab.ws.recv(), 5))
-    while live.get("type") == "ping":
-        live = strict_json(await asyncio.wait_for(tab.ws.recv(), 5))
-    message = strict_json(live["message"])
-    assert message["notification"]["data"] == {"ratio": None, "top": None}
-    assert message["notification"]["title"] == "NaN"  # a title is text, left alone
+    assert published.status_code == 201, published.text
+    notification_id = published.json()["notifications"][0]["id"]
+    with sqlite3.connect(hub.workdir / "hub.db", timeout=15) as db:
+        db.execute(
+            "UPDATE notifications SET data = ? WHERE id = ?",
+            ('{"ratio": NaN, "top": Infinity}', notification_id),
+        )
 
     await tab.perform("sync", since=0)
-    while "message" not in (frame := strict_json(await asyncio.wait_for(tab.ws.recv(), 5))):
-        pass
-    [synced] = strict_json(frame["message"])["notifications"]
+    while True:  # skip pings and the live frame of the publish above
+        frame = strict_json(await asyncio.wait_for(tab.ws.recv(), 5))
+        message = strict_json(frame["message"]) if isinstance(frame.get("message"), str) else {}
+        if "notifications" in message:
+            break
+    [synced] = message["notifications"]
     assert synced["data"] == {"ratio": None, "top": None}
+    assert synced["title"] == "NaN"  # a title is text, left alone
     await tab.close()
 
 
