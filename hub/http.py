@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from email_validator import EmailNotValidError, validate_email
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub import jsonsafe
@@ -35,10 +35,14 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     ):
         raise HubError(413, "request.too_large")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise HubError(413, "request.too_large")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise HubError(413, "request.too_large")
+    except ClientDisconnect:
+        # The client left before sending its whole body: nothing to do, and not a bug to log.
+        raise HubError(400, "request.malformed_json") from None
     try:
         data = jsonsafe.loads(body)
     except jsonsafe.UnsafeJSON as exc:
