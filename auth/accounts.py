@@ -413,7 +413,11 @@ async def upsert_external_user(
                 locale=locale,
             )
         else:
+            # The product's own values win, as they do for a user it linked before (and an
+            # identity taken from an unproven registrant keeps nothing that typist chose).
             user_id = existing.id
+            if changes:
+                await update_user(db, user_id, **changes)
         await db.execute(
             external_identities.insert().values(
                 product_id=product_id,

@@ -108,42 +108,39 @@ class Auth:
     async def _present_on(self, user: User, product: Product, env: str) -> bool:
         return bool(await accounts.user_organizations(self.db, user.id, product.id, env))
 
-    async def _disown(self, user: User, *, retire: bool) -> None:
+    async def _disown(self, user: User, why: str) -> None:
         """Take an unverified identity away from whoever chose its password: that password,
-        every session, workspace token, OAuth application and pending link stop working.
-
-        A product backend vouching for the email keeps the identity (`retire=False`): the
-        owner of the mailbox gets in through a password reset, which proves the email. Another
-        product's registration `retire`s it instead (its email is cleared): the newcomer, who
-        has proven nothing either, starts a fresh identity and never sees what was made for
-        the old one."""
-        fields: dict[str, object] = {"password_hash": None}
-        if retire:
-            fields["email"] = None
+        every session, workspace token, OAuth application and pending link stop working. The
+        identity and its data stay; the owner of the mailbox gets in through a password
+        reset, which proves the email."""
         async with self.db.transaction():
-            await accounts.update_user(self.db, user.id, **fields)
+            await accounts.update_user(self.db, user.id, password_hash=None)
             for purpose in one_time.PURPOSES:
                 await one_time.discard_user_tokens(self.db, user.id, purpose)
             await org_credentials.revoke_owned_by(self.db, user.id)
             revoked = await sessions.revoke_user_sessions(self.db, user.id, "identity_claimed")
         logger.info(
-            "unverified user %s %s; %d sessions revoked",
-            user.id,
-            "retired for another product's registration" if retire else "vouched for by a product",
-            len(revoked),
+            "unverified user %s disowned (%s); %d sessions revoked", user.id, why, len(revoked)
         )
         await self._revoked(revoked)
 
     async def _claimable(self, user: User, product: Product, env: str) -> bool:
-        """Whether another product's registration meeting `user` retires it: nobody proved
-        the email and no product vouched for it (a vouched identity has no password until a
-        reset proves the email). On the identity's own products the seed's rule applies:
-        joining another org needs the password."""
+        """Whether another product's registration meeting `user` with another password
+        disowns it: nobody proved the email and no product vouched for it (a vouched identity
+        has no password until a reset proves the email). On the identity's own products the
+        seed's rule applies: joining another org needs the password."""
         return (
             not user.email_verified
             and user.password_hash is not None
             and not await self._present_on(user, product, env)
         )
+
+    async def _hit_account(
+        self, limit: str, name: str, product: Product, env: str, email: str
+    ) -> None:
+        """Count an attempt on an email address within the product's pool and environment
+        (the same address elsewhere is another identity with its own budget)."""
+        await self.limiter.hit(limit, name, str(product.identity_pool_id), env, hash_secret(email))
 
     # -- products -------------------------------------------------------------------------
 
@@ -236,17 +233,22 @@ class Auth:
         client_ip: str,
     ) -> dict[str, Any]:
         await self.limiter.hit(self.limits.register_ip, "register", client_ip)
-        await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
+        await self._hit_account(self.limits.login_account, "account", product, env, email)
         user = await self._user_by_email(product, env, email)
         if user is not None and not await self.hasher.verify(password, user.password_hash):
             if not await self._claimable(user, product, env):
                 # Same identity within the pool: joining another org needs its password.
                 raise invalid_credentials()
             # Another product of the pool meets an identity nobody proved, with another
-            # password: whoever typed the email first keeps nothing, and the newcomer starts
-            # afresh (still unverified).
-            await self._disown(user, retire=True)
-            user = None
+            # password. Neither typist has proven the address, so neither gets the identity:
+            # whoever typed it first loses password and sessions, and the mailbox owner is
+            # sent a link to set a password (which proves the email), keeping its data.
+            await self._hit_account(
+                self.limits.forgot_account, "forgot-account", product, env, email
+            )
+            await self._disown(user, "another product's registration")
+            await self.send_password_reset(product, env, email)
+            raise HubError(409, "auth.email_unconfirmed")
         if user is None:
             password_hash = await self.hasher.hash(password)
             try:
@@ -288,7 +290,7 @@ class Auth:
         self, product: Product, env: str, email: str, password: str, client_ip: str
     ) -> User:
         await self.limiter.hit(self.limits.login_ip, "login", client_ip)
-        await self.limiter.hit(self.limits.login_account, "account", hash_secret(email))
+        await self._hit_account(self.limits.login_account, "account", product, env, email)
         user = await self._user_by_email(product, env, email)
         if not await self.hasher.verify(password, user.password_hash if user else None):
             raise invalid_credentials()
@@ -448,7 +450,7 @@ class Auth:
             # The product vouches for this email, but whoever chose the password (on any
             # product of the pool, this one included) never proved it: they must not see what
             # this product sends it. (An identity a backend made has no password to take.)
-            await self._disown(existing, retire=False)
+            await self._disown(existing, "vouched for by a product")
         user, created = await accounts.upsert_external_user(
             self.db,
             pool_id=product.identity_pool_id,
@@ -491,17 +493,19 @@ class Auth:
     ) -> None:
         """Count the attempt now; the lookup and the mail happen in `send_password_reset`."""
         await self.limiter.hit(self.limits.forgot_ip, "forgot", client_ip)
-        await self.limiter.hit(self.limits.forgot_account, "forgot-account", hash_secret(email))
+        await self._hit_account(self.limits.forgot_account, "forgot-account", product, env, email)
 
     async def send_password_reset(self, product: Product, env: str, email: str) -> None:
-        """Mail a reset link if the email belongs to a user of this product; silent otherwise.
+        """Mail a reset link if the email belongs to an identity of the product's pool and
+        environment (any product of a pool is a way in for the mailbox owner); silent
+        otherwise.
 
         Runs after the response has been sent, so an existing and an unknown email answer
         in the same time with the same body.
         """
         try:
             user = await self._user_by_email(product, env, email)
-            if user is None or not await self._present_on(user, product, env):
+            if user is None:
                 return
             await self._mail_link(PASSWORD_RESET, user, product, env)
         except Exception:

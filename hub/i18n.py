@@ -57,6 +57,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Tato e-mailová adresa je již potvrzena.",
         "de": "Diese E-Mail-Adresse ist bereits bestätigt.",
     },
+    "auth.email_unconfirmed": {
+        "en": "An account with this email address is waiting for its owner to confirm it. We "
+        "have sent the address a link to set a password.",
+        "cs": "Účet s touto e-mailovou adresou čeká na potvrzení svým vlastníkem. Na adresu "
+        "jsme poslali odkaz pro nastavení hesla.",
+        "de": "Ein Konto mit dieser E-Mail-Adresse wartet auf die Bestätigung durch seinen "
+        "Inhaber. Wir haben an die Adresse einen Link zum Festlegen eines Passworts gesendet.",
+    },
     "auth.key_in_browser": {
         "en": "Secret and restricted keys belong on a server, never in a browser. The request "
         "was refused and the product's security contact alerted.",

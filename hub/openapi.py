@@ -224,8 +224,10 @@ _send_body = _obj(
 PATHS: dict[str, Any] = {
     "/api/v1/auth/register": {
         "post": _op(
-            "Register a user and their organization; a token pair",
-            {**_ok(201, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
+            "Register a user and their organization; a token pair (409 when the email has an "
+            "unconfirmed identity on another product of the pool: a link to set a password is "
+            "mailed to it)",
+            {**_ok(201, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 409, 429)},
             security=PUBLIC,
             body=_body(_register_body),
             tag="auth",

@@ -335,6 +335,13 @@ async def reset_through_mail(
         json={"email": email},
     )
     assert forgot.status_code == 202
+    await reset_with_mailed_link(client, mailbox, email, password, before)
+
+
+async def reset_with_mailed_link(
+    client: httpx.AsyncClient, mailbox: Mailbox, email: str, password: str, before: int
+) -> None:
+    """Set `password` through the reset link mailed to `email` after the first `before`."""
     [*_, mail] = await mailbox.wait_for(email, before + 1, kind="password_reset")
     token = mail_body(mail).split("reset_token=")[1].split()[0]
     done = await client.put(
@@ -505,3 +512,8 @@ class AlertSink:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def error_code(response: httpx.Response) -> str:
+    """The `code` of an answer in the hub's error shape."""
+    return response.json()["error"]["code"]

@@ -19,19 +19,17 @@ from tests.support import (
     bearer,
     cable,
     create_product,
+    error_code,
     login,
     product_headers,
     publish,
     register,
     reset_through_mail,
+    reset_with_mailed_link,
 )
 
 ATTACKER_PASSWORD = "AttackerPass1!"
 OWNER_PASSWORD = "OwnerPass456!"
-
-
-def code(response: httpx.Response) -> str:
-    return response.json()["error"]["code"]
 
 
 def new_email(label: str = "victim") -> str:
@@ -65,7 +63,7 @@ async def test_a_backend_upsert_never_links_another_products_identity(hub, clien
     await publish(client, beta["sk_live"], beta_user, title="Your payslip")
 
     attempt = await login(client, victim, ATTACKER_PASSWORD, product=beta["slug"])
-    assert attempt.status_code == 401 and code(attempt) == "auth.invalid_credentials"
+    assert attempt.status_code == 401 and error_code(attempt) == "auth.invalid_credentials"
     assert "Your payslip" not in await titles(client, squatted["access_token"])
 
 
@@ -149,7 +147,7 @@ async def test_a_test_key_never_changes_product_settings(hub, client):
         refused = await client.patch(
             "/api/v1/product", headers=bearer(product["sk_test"]), json=body
         )
-        assert refused.status_code == 403 and code(refused) == "auth.forbidden", refused.text
+        assert refused.status_code == 403 and error_code(refused) == "auth.forbidden", refused.text
     settings = await client.get("/api/v1/product", headers=bearer(product["sk_live"]))
     assert settings.json()["product"]["origins"] == [origin]
     assert settings.json()["product"]["alert_webhook_url"] is None
@@ -177,7 +175,7 @@ async def test_a_user_id_of_another_pool_is_a_404_like_a_missing_one(hub, client
         await client.post(f"/api/v1/users/{user_id}/tokens", headers=sk),
         await client.get("/api/v1/users/999999999", headers=sk),
     ):
-        assert response.status_code == 404 and code(response) == "user.not_found"
+        assert response.status_code == 404 and error_code(response) == "user.not_found"
     sent = await client.post(
         "/api/v1/notifications", headers=sk, json={"user_id": user_id, "title": "Hi"}
     )
@@ -214,16 +212,20 @@ async def test_in_a_shared_pool_the_squatter_is_locked_out_and_the_owner_gets_in
     )
     assert workspace.status_code == 201, workspace.text
 
-    linked = await upsert(client, beta["sk_live"], external_id="crm-victim", email=victim)
+    linked = await upsert(
+        client, beta["sk_live"], external_id="crm-victim", email=victim, name="Real", locale="cs"
+    )
     assert linked.status_code == 201
     user_id = linked.json()["user"]["id"]
     assert user_id == squatter["user"]["id"]  # one identity per pool…
+    # …whose name and locale are now the product's, not what the squatter typed…
+    assert (linked.json()["user"]["name"], linked.json()["user"]["locale"]) == ("Real", "cs")
     await publish(client, beta["sk_live"], user_id, title="Your payslip")
 
     # …but nothing of it is the squatter's any more.
     for product in (beta["slug"], demo["slug"]):
         attempt = await login(client, victim, ATTACKER_PASSWORD, product=product)
-        assert attempt.status_code == 401 and code(attempt) == "auth.invalid_credentials"
+        assert attempt.status_code == 401 and error_code(attempt) == "auth.invalid_credentials"
     refreshed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": squatter["refresh_token"]}
     )
@@ -252,32 +254,62 @@ async def test_in_a_shared_pool_the_squatter_is_locked_out_and_the_owner_gets_in
     assert me.json()["user"]["email_verified"] is True
 
 
-async def test_in_a_shared_pool_a_second_registration_retires_an_unproven_identity(hub, client):
-    """Whoever registered first on demo proved nothing: registering the email on beta is not
-    refused (nor told the email exists), the first registrant's password and sessions stop
-    working, and the newcomer, who proved nothing either, gets a fresh identity that sees
-    nothing made for the old one."""
+async def test_in_a_shared_pool_a_second_registration_disowns_an_unproven_identity(
+    hub, client, mailbox
+):
+    """Whoever registered first on demo proved nothing, and neither has the newcomer on
+    beta: the newcomer gets 409 (no tokens), the first registrant's password and sessions
+    stop working, and the address is mailed a link to set a password. The mailbox owner
+    follows it and then registers on beta with that password."""
     demo, beta = pool_products(hub)
     victim = new_email()
     first = await register(client, victim, password=ATTACKER_PASSWORD, product=demo["slug"])
-    await publish(client, demo["sk_live"], first["user"]["id"], title="Made for the first")
-    second = await register(client, victim, password=OWNER_PASSWORD, product=beta["slug"])
-    assert second["user"]["id"] != first["user"]["id"]
+    before = len(mailbox.for_recipient(victim, "password_reset"))
+    second = await register(
+        client, victim, password=OWNER_PASSWORD, product=beta["slug"], expect=409
+    )
+    assert second["error"]["code"] == "auth.email_unconfirmed"
+    assert "access_token" not in second
 
     assert (await login(client, victim, ATTACKER_PASSWORD, product=demo["slug"])).status_code == 401
     refreshed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
     assert refreshed.status_code == 401
-    entered = await login(client, victim, OWNER_PASSWORD, product=beta["slug"])
-    assert entered.status_code == 200
-    # Not a member of the old identity's organization on demo, and none of its notifications
-    # once it joins demo (knowing its own password, it joins rather than retires itself).
-    assert (await login(client, victim, OWNER_PASSWORD, product=demo["slug"])).status_code == 401
-    joined = await register(client, victim, password=OWNER_PASSWORD, product=demo["slug"])
-    assert joined["user"]["id"] == second["user"]["id"]
-    assert "Made for the first" not in await titles(client, joined["access_token"])
-    assert (await login(client, victim, OWNER_PASSWORD, product=beta["slug"])).status_code == 200
+    me = await client.get("/api/v1/auth/me", headers=bearer(first["access_token"]))
+    assert me.status_code == 401
+
+    await reset_with_mailed_link(client, mailbox, victim, OWNER_PASSWORD, before)
+    joined = await register(client, victim, password=OWNER_PASSWORD, product=beta["slug"])
+    assert joined["user"]["id"] == first["user"]["id"]
+    assert joined["user"]["email_verified"] is True
+    assert (await login(client, victim, ATTACKER_PASSWORD, product=demo["slug"])).status_code == 401
+    assert (await login(client, victim, OWNER_PASSWORD, product=demo["slug"])).status_code == 200
+
+
+async def test_in_a_shared_pool_a_registration_elsewhere_costs_a_reset_never_data(
+    hub, client, mailbox
+):
+    """The other way round: the real user registered on beta and has not confirmed yet; an
+    attacker registering the address on demo locks them out until a reset, but takes nothing
+    and destroys nothing."""
+    demo, beta = pool_products(hub)
+    victim = new_email()
+    owner = await register(client, victim, password=OWNER_PASSWORD, product=beta["slug"])
+    await publish(client, beta["sk_live"], owner["user"]["id"], title="Your invoice")
+    refused = await register(
+        client, victim, password=ATTACKER_PASSWORD, product=demo["slug"], expect=409
+    )
+    assert refused["error"]["code"] == "auth.email_unconfirmed"
+    assert (await login(client, victim, ATTACKER_PASSWORD, product=demo["slug"])).status_code == 401
+
+    await reset_through_mail(
+        client, mailbox, victim, "OwnerAgain789!", product_headers(beta["slug"])
+    )
+    entered = await login(client, victim, "OwnerAgain789!", product=beta["slug"])
+    assert entered.status_code == 200, entered.text
+    assert entered.json()["user"]["id"] == owner["user"]["id"]
+    assert "Your invoice" in await titles(client, entered.json()["access_token"])
 
 
 async def test_in_a_shared_pool_a_registration_never_takes_an_identity_a_product_vouched_for(

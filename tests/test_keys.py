@@ -16,6 +16,7 @@ from tests.support import (
     bearer,
     cable,
     create_product,
+    error_code,
     publish,
 )
 from tests.support import production_hub as start_production_hub
@@ -31,10 +32,6 @@ def alerts():
     sink = AlertSink()
     yield sink
     sink.close()
-
-
-def code(response) -> str:
-    return response.json()["error"]["code"]
 
 
 async def register_with_key(client, pk: str, email: str, **headers: str):
@@ -98,7 +95,7 @@ async def test_unknown_or_malformed_publishable_key_is_401(client):
             headers={"X-Publishable-Key": key},
             json={"email": "a@example.com", "password": PASSWORD},
         )
-        assert response.status_code == 401 and code(response) == "auth.unauthorized", key
+        assert response.status_code == 401 and error_code(response) == "auth.unauthorized", key
 
 
 async def test_rotating_the_publishable_key_invalidates_it_at_once(client, product, email):
@@ -113,7 +110,7 @@ async def test_rotating_the_publishable_key_invalidates_it_at_once(client, produ
     assert old.status_code == 401
     assert (await register_with_key(client, new_pk, email)).status_code == 201
     again = await client.post(f"/api/v1/keys/{pk['id']}/rotate", headers=bearer(sk))
-    assert again.status_code == 409 and code(again) == "key.revoked"
+    assert again.status_code == 409 and error_code(again) == "key.revoked"
 
 
 # -- secret keys out of place ------------------------------------------------------------
@@ -122,7 +119,7 @@ async def test_rotating_the_publishable_key_invalidates_it_at_once(client, produ
 async def test_secret_key_as_publishable_key_is_refused_and_alerted(client, product, email, alerts):
     await set_webhook(client, product["sk_live"], alerts.url)
     response = await register_with_key(client, product["sk_live"], email)
-    assert response.status_code == 401 and code(response) == "auth.key_in_browser"
+    assert response.status_code == 401 and error_code(response) == "auth.key_in_browser"
     alert = await alerts.wait_for("secret_key_in_browser")
     assert alert["product"] == product["slug"] and alert["env"] == "live"
     assert alert["details"]["prefix"] == product["sk_live"][:14]
@@ -144,7 +141,7 @@ async def test_secret_key_from_a_browser_origin_is_refused(hub, client, product,
         headers={**bearer(product["sk_live"]), "Origin": hub.url},
         json={"external_id": external_id},
     )
-    assert response.status_code == 401 and code(response) == "auth.key_in_browser"
+    assert response.status_code == 401 and error_code(response) == "auth.key_in_browser"
     alert = await alerts.wait_for("secret_key_in_browser")
     assert alert["details"]["origin"] == hub.url
     # The same call from a server works, and shows the browser's call created nothing.
@@ -164,7 +161,7 @@ async def test_wrong_credential_kinds_on_the_server_api_are_401(client, product,
             headers=bearer(credential),
             json={"user_id": user_id, "title": "Hi"},
         )
-        assert response.status_code == 401 and code(response) == "auth.unauthorized"
+        assert response.status_code == 401 and error_code(response) == "auth.unauthorized"
     no_header = await client.post("/api/v1/users", json={"external_id": "x"})
     assert no_header.status_code == 401
     cookie = await client.post(
@@ -197,7 +194,7 @@ async def test_restricted_key_scopes(client, product):
         await client.get("/api/v1/product", headers=bearer(writer)),
     ]
     for response in denied:
-        assert response.status_code == 403 and code(response) == "auth.forbidden"
+        assert response.status_code == 403 and error_code(response) == "auth.forbidden"
     reader = await restricted_key(client, sk, "notifications:read", "users:read")
     listed = await client.get(f"/api/v1/users/{user_id}/notifications", headers=bearer(reader))
     assert listed.status_code == 200 and listed.json()["notifications"][0]["title"] == "Hi"
@@ -248,7 +245,7 @@ async def test_revoking_and_rotating_keys(client, product):
     [secret] = [k for k in keys if k["kind"] == "secret"]
     assert secret["last_used_at"] is not None  # the listing call itself used it
     cannot = await client.delete(f"/api/v1/keys/{secret['id']}", headers=bearer(sk))
-    assert cannot.status_code == 409 and code(cannot) == "key.rotate_instead"
+    assert cannot.status_code == 409 and error_code(cannot) == "key.rotate_instead"
     rotated = await client.post(f"/api/v1/keys/{secret['id']}/rotate", headers=bearer(sk))
     new_sk = rotated.json()["key"]
     assert (await client.get("/api/v1/keys", headers=bearer(sk))).status_code == 401
@@ -360,7 +357,7 @@ async def test_plain_http_revokes_a_secret_key_in_production(production_hub, ale
         )
         assert ok.status_code == 200, ok.text
         plain = await client.get("/api/v1/keys", headers=bearer(sk))
-        assert plain.status_code == 401 and code(plain) == "auth.key_compromised"
+        assert plain.status_code == 401 and error_code(plain) == "auth.key_compromised"
         await alerts.wait_for("key_compromised")
         again = await client.get("/api/v1/keys", headers={**bearer(sk), **https})
         assert again.status_code == 401  # revoked for good, HTTPS or not
@@ -390,7 +387,7 @@ async def test_per_key_and_per_product_rate_limits(production_hub):
             for i in range(4)
         ]
         assert [r.status_code for r in logins] == [401, 401, 401, 429]
-        assert code(logins[-1]) == "rate_limited"
+        assert error_code(logins[-1]) == "rate_limited"
 
 
 async def test_a_burst_of_unknown_keys_is_logged(production_hub):
@@ -413,7 +410,7 @@ async def test_forwarded_proto_from_an_untrusted_peer_is_not_believed(tmp_path, 
                 "/api/v1/keys",
                 headers={**bearer(product["sk_live"]), "X-Forwarded-Proto": "https"},
             )
-        assert claimed.status_code == 401 and code(claimed) == "auth.key_compromised"
+        assert claimed.status_code == 401 and error_code(claimed) == "auth.key_compromised"
 
 
 async def test_production_alert_webhooks_must_be_public_https(tmp_path):

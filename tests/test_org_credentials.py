@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from tests.support import PASSWORD, api_user, bearer, create_product
+from tests.support import PASSWORD, api_user, bearer, create_product, error_code
 
 
 @pytest.fixture
@@ -34,10 +34,6 @@ async def owner(client, product, email):
     )
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def code(response) -> str:
-    return response.json()["error"]["code"]
 
 
 async def new_token(client, credential: str, **fields) -> dict:
@@ -99,7 +95,7 @@ async def test_create_list_use_and_revoke_as_the_seed_shows(client, owner):
     again = await client.delete(
         f"/api/v1/workspace_api_tokens/{created['id']}", headers=bearer(access)
     )
-    assert again.status_code == 404 and code(again) == "workspace_token.not_found"
+    assert again.status_code == 404 and error_code(again) == "workspace_token.not_found"
 
 
 async def test_only_owners_and_admins_issue_tokens(client, product, owner):
@@ -110,7 +106,7 @@ async def test_only_owners_and_admins_issue_tokens(client, product, owner):
         headers=bearer(member_access),
         json={"workspace_api_token": {"name": "nope"}},
     )
-    assert response.status_code == 403 and code(response) == "auth.forbidden"
+    assert response.status_code == 403 and error_code(response) == "auth.forbidden"
     for credential in (product["sk_live"], product["pk_live"], "garbage"):
         refused = await client.get("/api/v1/workspace_api_tokens", headers=bearer(credential))
         assert refused.status_code == 401, credential
@@ -122,7 +118,7 @@ async def test_scopes_limit_a_token_to_its_organization_and_its_grants(client, p
     writer = (await new_token(client, access, scopes=["notifications:write"]))["token"]
     assert (await send(client, writer, owner["user"]["id"])).status_code == 201
     foreign = await send(client, writer, outsider)
-    assert foreign.status_code == 422 and code(foreign) == "notification.unknown_recipients"
+    assert foreign.status_code == 422 and error_code(foreign) == "notification.unknown_recipients"
     members = await client.get("/api/v1/organization/members", headers=bearer(writer))
     assert members.status_code == 403
     manage = await client.get("/api/v1/workspace_api_tokens", headers=bearer(writer))

@@ -6,11 +6,21 @@ RateLimits); in CI its counters live in Redis.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import httpx
 import pytest
 
 from hub.settings import RateLimits
-from tests.support import PASSWORD, bearer, login, product_headers, register
+from tests.support import (
+    PASSWORD,
+    HubServer,
+    bearer,
+    create_product,
+    login,
+    product_headers,
+    register,
+)
 
 
 @pytest.fixture
@@ -92,3 +102,37 @@ async def test_register_per_ip_limit(strict_client, email):
     assert statuses[-1] == 429 and set(statuses[:-1]) <= {201}
     refused_email = f"{len(statuses) - 1}-{email}"
     assert (await login(strict_client, refused_email)).status_code in (401, 429)
+
+
+async def test_an_account_budget_is_spent_per_pool_and_environment(tmp_path, redis_url, email):
+    """Failed logins and reset requests for an address on one product never lock the same
+    address out of another product's pool (there it is another identity)."""
+    server = HubServer(
+        workdir=tmp_path,
+        redis_url=redis_url,
+        extra_env={"HUB_RATE_LOGIN_ACCOUNT": "3/minute", "HUB_RATE_FORGOT_ACCOUNT": "2/minute"},
+    )
+    server.start()
+    try:
+        other = create_product(server)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            await register(http, email)  # on demo: one attempt of demo's budget
+            for _ in range(3):
+                spent = await login(http, email, "WrongPass999!", product=other["slug"])
+                assert spent.status_code == 401
+            assert_limited(await login(http, email, "WrongPass999!", product=other["slug"]))
+            assert (await login(http, email, PASSWORD)).status_code == 200
+
+            def forgot(product: str) -> Awaitable[httpx.Response]:
+                return http.post(
+                    "/api/v1/auth/forgot_password",
+                    headers=product_headers(product),
+                    json={"email": email},
+                )
+
+            for _ in range(2):
+                assert (await forgot(other["slug"])).status_code == 202
+            assert_limited(await forgot(other["slug"]))
+            assert (await forgot("demo")).status_code == 202
+    finally:
+        server.stop()
