@@ -19,6 +19,7 @@ from databases import Database
 from starlette.applications import Starlette
 
 from hub.db import connect_database
+from hub.http_protocol import bounded_head_protocol
 from hub.logs import logging_config
 from hub.settings import Settings, SettingsError
 
@@ -102,6 +103,7 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         log_config=logging_config(settings.log_level, development=not settings.production),
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
+        http=bounded_head_protocol(settings.max_head_bytes),
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         timeout_graceful_shutdown=10,
     )

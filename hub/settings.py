@@ -106,6 +106,7 @@ class Settings:
     reset_token_ttl: int = 3600
     verify_token_ttl: int = 86400
     max_body_bytes: int = 64 * 1024
+    max_head_bytes: int = 64 * 1024
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -171,6 +172,7 @@ class Settings:
             reset_token_ttl=_int(env, "HUB_RESET_TOKEN_TTL", cls.reset_token_ttl, 1),
             verify_token_ttl=_int(env, "HUB_VERIFY_TOKEN_TTL", cls.verify_token_ttl, 1),
             max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            max_head_bytes=_int(env, "HUB_MAX_HEADER_BYTES", cls.max_head_bytes, 8192),
             argon2_memory_kib=_int(env, "HUB_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 19 * 1024),
             argon2_time_cost=_int(env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2),
             argon2_parallelism=_int(env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1),
