@@ -24,9 +24,17 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # IPv6 ranges that carry an IPv4 address in their low 32 bits: IPv4-compatible (::/96, long
-# deprecated) and the NAT64 well-known prefix. 6to4, Teredo and IPv4-mapped have accessors.
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# deprecated), IPv4-translated (::ffff:0:0:0/96, SIIT) and the NAT64 well-known prefix. 6to4,
+# Teredo and IPv4-mapped have accessors.
+_LOW_32_BITS_IPV4 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+# Never public, whatever the running Python's `is_global` knows: the NAT64 local-use prefix
+# (RFC 8215, which translates to any IPv4 address, internal ones included) and the
+# deprecated site-local range.
+_INTERNAL_IPV6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
 _IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
@@ -79,7 +87,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
         found.append(address.sixtofour)
     if address.teredo is not None:
         found.extend(address.teredo)
-    if address in _IPV4_COMPATIBLE or address in _NAT64:
+    if any(address in network for network in _LOW_32_BITS_IPV4):
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return found
 
@@ -90,6 +98,8 @@ def is_public(address: Address) -> bool:
     if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _INTERNAL_IPV6):
+            return False
         return all(is_public(inner) for inner in _embedded_ipv4(address))
     return True
 

@@ -61,6 +61,9 @@ INTERNAL_HOSTS = [
     "[::ffff:7f00:1]",
     "[::127.0.0.1]",  # IPv4-compatible
     "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+    "[64:ff9b:1::a00:1]",  # NAT64 local-use prefix (RFC 8215), here 10.0.0.1
+    "[::ffff:0:7f00:1]",  # IPv4-translated (SIIT) 127.0.0.1
+    "[fec0::1]",  # site-local (deprecated, never global)
     "[2002:7f00:1::1]",  # 6to4 of 127.0.0.1
     "[2002:a00:1::1]",  # 6to4 of 10.0.0.1
     "[2001:0:4136:e378:8000:63bf:80ff:fffe]",  # Teredo, client 127.0.0.1
