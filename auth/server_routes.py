@@ -100,11 +100,12 @@ async def mint_token(request: Request) -> Response:
 
 
 def _may_handle(caller: ServerCaller, key: keys.ProductKey) -> bool:
+    """A secret key manages every key of its environment; a restricted key only restricted
+    keys within its own scopes (rotating the secret key would hand it full access, rotating
+    the publishable key would take the product's frontend offline)."""
     if caller.kind == "secret":
         return True
-    if key.kind == "secret":
-        return False
-    return key.kind == "publishable" or set(key.scopes or ()) <= (caller.scopes or set())
+    return key.kind == "restricted" and set(key.scopes or ()) <= (caller.scopes or set())
 
 
 async def _key_of(request: Request, caller: ServerCaller) -> keys.ProductKey:

@@ -217,6 +217,16 @@ async def test_restricted_key_cannot_grant_more_than_it_has(client, product):
     [secret] = [k for k in keys if k["kind"] == "secret" and k["revoked_at"] is None]
     steal = await client.post(f"/api/v1/keys/{secret['id']}/rotate", headers=bearer(manager))
     assert steal.status_code == 403
+    [publishable] = [k for k in keys if k["kind"] == "publishable" and k["revoked_at"] is None]
+    offline = await client.post(f"/api/v1/keys/{publishable['id']}/rotate", headers=bearer(manager))
+    assert offline.status_code == 403 and error_code(offline) == "auth.forbidden"
+    # The publishable key still names the product.
+    still = await client.post(
+        "/api/v1/auth/forgot_password",
+        headers={"X-Publishable-Key": product["pk_live"]},
+        json={"email": "nobody@example.com"},
+    )
+    assert still.status_code == 202
     # And the secret key still works.
     assert (await client.get("/api/v1/keys", headers=bearer(sk))).status_code == 200
 
