@@ -1,9 +1,13 @@
-"""uvicorn's HTTP/1.1 protocol with a cap on the request head (request line and headers).
+"""uvicorn's HTTP/1.1 protocol with a cap on the request head, and the hub's error shape for
+requests refused before the app sees them.
 
 httptools buffers a request's head until it is complete and sets no limit of its own, so a
 client that sends megabytes of headers, or never ends them, grows the process's memory for
 as long as its connection stays open. Here the bytes of a head that is still incomplete are
-counted, and past the cap the client gets 431 and the connection is closed.
+counted, and past the cap the client gets 431 and the connection is closed. A request the
+parser refuses (a NUL or another control character in a header, say) gets 400 in the
+`{"error": …}` shape instead of uvicorn's plain text. Both answers are in English: they are
+sent before the request (and so its locale) is known.
 """
 
 from __future__ import annotations
@@ -17,14 +21,25 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # stop at 8–64 KiB), small enough that thousands of slow clients cost little memory.
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 
-_TOO_LARGE = json.dumps(
-    {
-        "error": {
-            "code": "request.headers_too_large",
-            "message": "The request line and headers are too large.",
-        }
-    }
-).encode()
+
+def _error_response(status: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
+_HEAD_TOO_LARGE = _error_response(
+    b"431 Request Header Fields Too Large",
+    "request.headers_too_large",
+    "The request line and headers are too large.",
+)
+_INVALID_HTTP = _error_response(
+    b"400 Bad Request", "request.invalid_http", "The request is not valid HTTP/1.1."
+)
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -65,17 +80,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         if self._head_refused:
             self._refuse_head()
-        else:
-            super().send_400_response(msg)
+            return
+        self.transport.write(_INVALID_HTTP)
+        self.transport.close()
 
     def _refuse_head(self) -> None:
         self.logger.warning("Request head over %d bytes refused.", self.max_head_bytes)
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + _TOO_LARGE
-        )
+        self.transport.write(_HEAD_TOO_LARGE)
         self.transport.close()
 
 
