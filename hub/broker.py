@@ -19,11 +19,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
 from broadcaster._base import Event
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from hub.metrics import BROKER_RECONNECTS
 
@@ -64,11 +67,20 @@ def parse_stream_message(raw: str) -> tuple[int | None, float, str]:
     return (None if tag == "-" else int(tag)), float(published), payload
 
 
+def redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """A Redis client whose commands survive a Redis restart: a pooled connection the server
+    closed fails the first command sent on it, so that command is sent once more on a new
+    connection (otherwise the first publish or readiness probe after a restart fails)."""
+    return aioredis.Redis.from_url(
+        url, retry=Retry(NoBackoff(), 1), retry_on_error=[aioredis.ConnectionError], **options
+    )
+
+
 class RedisPubSubBackend(BroadcastBackend):
     """Redis pub/sub that survives Redis restarts: reconnect, resubscribe, report the gap."""
 
     def __init__(self, url: str, on_reconnect: Callable[[float], None] | None = None) -> None:
-        self._client = aioredis.Redis.from_url(
+        self._client = redis_client(
             url, health_check_interval=5, socket_connect_timeout=3, socket_keepalive=True
         )
         self._on_reconnect = on_reconnect

@@ -422,6 +422,24 @@ async def test_after_a_redis_outage_the_hub_recovers_the_gap_by_itself(
             await listener.stop()
 
 
+async def test_after_a_redis_restart_the_first_readiness_probe_is_ready(
+    tmp_path, database_url, processes
+):
+    """A pooled Redis connection the restarted server closed used to fail the first command
+    sent on it: one false 503 from /readyz per process (a load balancer then pulls it)."""
+    redis_server, hub, _ = await hub_on_own_redis(tmp_path, database_url, processes)
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        redis_server.stop()
+        await asyncio.to_thread(redis_server.start)
+        deadline = time.monotonic() + 15
+        while "redis pub/sub reconnected" not in hub.logs():
+            assert time.monotonic() < deadline, "the hub never reconnected"
+            await asyncio.sleep(0.05)
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+
+
 # -- 3. a killed hub process ----------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ import uuid
 
 from redis import asyncio as aioredis
 
+from hub.broker import redis_client
+
 logger = logging.getLogger("hub.cable")
 
 _ADMIT = """
@@ -48,7 +50,7 @@ UserKey = tuple[int, str, int]
 
 class SocketLeases:
     def __init__(self, url: str, prefix: str, lease_seconds: float) -> None:
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._client = redis_client(url, socket_connect_timeout=2, socket_timeout=2)
         self._prefix = f"{prefix}:cable:sockets:"
         self._process = uuid.uuid4().hex[:12]
         self._lease_ms = int(lease_seconds * 1000)
