@@ -260,9 +260,16 @@ class HubServer:
 
 
 @contextlib.contextmanager
-def production_hub(workdir: Path, **extra_env: str) -> Iterator[HubServer]:
-    """A hub in production mode (migrated first: production never migrates by itself)."""
-    server = HubServer(workdir=workdir, extra_env={"HUB_ENV": "production", **extra_env})
+def production_hub(
+    workdir: Path, database_url: str | None = None, **extra_env: str
+) -> Iterator[HubServer]:
+    """A hub in production mode (migrated first: production never migrates by itself), on
+    SQLite unless `database_url` names a database."""
+    server = HubServer(
+        workdir=workdir,
+        database_url=database_url,
+        extra_env={"HUB_ENV": "production", **extra_env},
+    )
     assert server.cli("migrate").returncode == 0
     server.start()
     try:

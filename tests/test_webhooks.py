@@ -269,10 +269,11 @@ async def test_a_send_is_bounded_in_time(monkeypatch, caplog):
 # -- a real production hub -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prod_hub(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def prod_hub(request, tmp_path_factory):
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     with production_hub(
-        tmp_path_factory.mktemp("ssrf-hub"), HUB_METRICS_TOKEN="scrape-token"
+        tmp_path_factory.mktemp("ssrf-hub"), database_url, HUB_METRICS_TOKEN="scrape-token"
     ) as server:
         yield server
 
