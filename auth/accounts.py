@@ -155,6 +155,16 @@ async def update_user(db: Database, user_id: int, **fields: object) -> None:
     )
 
 
+async def password_hash_is(db: Database, user_id: int, expected: str | None) -> bool:
+    """Whether the user's password hash is still `expected`. Inside a transaction the row
+    stays locked to its end (PostgreSQL; SQLite serializes writing transactions anyway), so
+    a concurrent password change waits for the caller's writes."""
+    row = await db.fetch_one(
+        sa.select(users.c.password_hash).where(users.c.id == user_id).with_for_update()
+    )
+    return row is not None and row._mapping["password_hash"] == expected
+
+
 async def create_organization(
     db: Database,
     *,

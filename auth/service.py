@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from databases import Database
 
@@ -22,7 +22,7 @@ from auth.products import Product, default_plan_id, get_product, get_product_by_
 from auth.ratelimit import RateLimiter
 from auth.secrets import hash_secret
 from auth.tokens import ACCESS, REFRESH, InvalidToken, TokenSigner
-from hub.db import utcnow
+from hub.db import is_unique_violation, utcnow
 from hub.errors import HubError, unauthorized
 from hub.settings import Settings
 
@@ -157,14 +157,22 @@ class Auth:
     async def _grant(
         self, user: User, product: Product, env: str, org: OrgMembership, subscription: Subscription
     ) -> dict[str, Any]:
-        session = await sessions.create_session(
-            self.db,
-            user_id=user.id,
-            org_id=org.id,
-            product_id=product.id,
-            env=env,
-            ttl=self.settings.refresh_token_ttl,
-        )
+        """A new session and its token pair for `user`, as read before its password was
+        checked. Checking a password takes tens of milliseconds, in which the identity may
+        have been disowned or reset (which revoke every session there is): the session is
+        only created if the password hash is still the one checked, under a row lock that
+        makes such a change wait for this session, and so revoke it too."""
+        async with self.db.transaction():
+            if not await accounts.password_hash_is(self.db, user.id, user.password_hash):
+                raise invalid_credentials()
+            session = await sessions.create_session(
+                self.db,
+                user_id=user.id,
+                org_id=org.id,
+                product_id=product.id,
+                env=env,
+                ttl=self.settings.refresh_token_ttl,
+            )
         return {
             **self._token_pair(user, product, env, org.id, subscription, session),
             "user": user.public(),
@@ -235,43 +243,15 @@ class Auth:
         await self.limiter.hit(self.limits.register_ip, "register", client_ip)
         await self._hit_account(self.limits.login_account, "account", product, env, email)
         user = await self._user_by_email(product, env, email)
-        if user is not None and not await self.hasher.verify(password, user.password_hash):
-            if not await self._claimable(user, product, env):
-                # Same identity within the pool: joining another org needs its password.
-                raise invalid_credentials()
-            # Another product of the pool meets an identity nobody proved, with another
-            # password. Neither typist has proven the address, so neither gets the identity:
-            # whoever typed it first loses password and sessions, and the mailbox owner is
-            # sent a link to set a password (which proves the email), keeping its data.
-            await self._hit_account(
-                self.limits.forgot_account, "forgot-account", product, env, email
-            )
-            await self._disown(user, "another product's registration")
-            await self.send_password_reset(product, env, email)
-            raise HubError(409, "auth.email_unconfirmed")
+        created = False
         if user is None:
             password_hash = await self.hasher.hash(password)
-            try:
-                await accounts.create_user(
-                    self.db,
-                    pool_id=product.identity_pool_id,
-                    env=env,
-                    email=email,
-                    password_hash=password_hash,
-                    name=name,
-                    locale=locale,
-                )
-            except Exception:
-                # Lost a race with a concurrent register of the same email: continue as an
-                # existing user, which verifies the password below.
-                if await self._user_by_email(product, env, email) is None:
-                    raise
-            user = await self._user_by_email(product, env, email)
-            assert user is not None
-            if user.password_hash != password_hash and not await self.hasher.verify(
-                password, user.password_hash
-            ):
-                raise invalid_credentials()
+            user = await self._create_identity(product, env, email, password_hash, name, locale)
+            created = user.password_hash == password_hash
+        if not created and not await self.hasher.verify(password, user.password_hash):
+            # An identity of the pool has this email already (or a concurrent registration
+            # made it a moment ago).
+            await self._refuse_registration(user, product, env, email)
         plan_id = await default_plan_id(self.db, product.id)
         async with self.db.transaction():
             org_id = await accounts.create_organization(
@@ -285,6 +265,50 @@ class Auth:
         org = OrgMembership(org_id, organization_name, "owner")
         subscription = await self._usable_subscription(org_id)
         return await self._grant(user, product, env, org, subscription)
+
+    async def _create_identity(
+        self,
+        product: Product,
+        env: str,
+        email: str,
+        password_hash: str,
+        name: str,
+        locale: str | None,
+    ) -> User:
+        """A new identity in the product's pool, or the one a concurrent registration of the
+        same email created first (the unique email per pool and environment decides)."""
+        try:
+            await accounts.create_user(
+                self.db,
+                pool_id=product.identity_pool_id,
+                env=env,
+                email=email,
+                password_hash=password_hash,
+                name=name,
+                locale=locale,
+            )
+        except Exception as exc:
+            if not is_unique_violation(exc):
+                raise
+        user = await self._user_by_email(product, env, email)
+        assert user is not None
+        return user
+
+    async def _refuse_registration(
+        self, user: User, product: Product, env: str, email: str
+    ) -> NoReturn:
+        """Answer a registration whose password does not open the identity `user`."""
+        if not await self._claimable(user, product, env):
+            # Same identity within the pool: joining another org needs its password.
+            raise invalid_credentials()
+        # Another product of the pool meets an identity nobody proved, with another password.
+        # Neither typist has proven the address, so neither gets the identity: whoever typed
+        # it first loses password and sessions, and the mailbox owner is sent a link to set a
+        # password (which proves the email), keeping its data.
+        await self._hit_account(self.limits.forgot_account, "forgot-account", product, env, email)
+        await self._disown(user, "another product's registration")
+        await self.send_password_reset(product, env, email)
+        raise HubError(409, "auth.email_unconfirmed")
 
     async def _check_password(
         self, product: Product, env: str, email: str, password: str, client_ip: str
@@ -341,7 +365,8 @@ class Auth:
         if await one_time.consume_token(self.db, one_time.LOGIN, login_token) is None:
             raise HubError(401, "auth.invalid_login_token")
         user = await self._user_of(product, env, grant.user_id)
-        if user is None:
+        if user is None or user.password_hash is None:
+            # Gone, or disowned after this login token was issued.
             raise HubError(401, "auth.invalid_login_token")
         return await self._grant(user, product, env, org, subscription)
 
@@ -565,10 +590,13 @@ class Auth:
                 raise HubError(400, INVALID_LINK[one_time.VERIFY_EMAIL])
             await self._prove_email(grant.user_id)
 
-    async def _prove_email(self, user_id: int) -> None:
+    async def _prove_email(self, user_id: int) -> bool:
+        """Mark the user's email proven; True if it was not before."""
         user = await accounts.get_user(self.db, user_id)
-        if user is not None and not user.email_verified:
-            await accounts.update_user(self.db, user_id, email_verified_at=utcnow())
+        if user is None or user.email_verified:
+            return False
+        await accounts.update_user(self.db, user_id, email_verified_at=utcnow())
+        return True
 
     async def link_grant(
         self, purpose: str, token: str, *, client_ip: str
@@ -588,8 +616,11 @@ class Auth:
             if grant is None:
                 raise HubError(400, INVALID_LINK[one_time.PASSWORD_RESET])
             await accounts.update_user(self.db, grant.user_id, password_hash=password_hash)
-            # The link reached the mailbox: the email is proven.
-            await self._prove_email(grant.user_id)
+            # The link reached the mailbox: the email is proven. Whatever credentials the
+            # identity made before that may be a squatter's (a pre-hijacked account), so the
+            # first proof by reset revokes its workspace tokens and OAuth applications too.
+            if await self._prove_email(grant.user_id):
+                await org_credentials.revoke_owned_by(self.db, grant.user_id)
             # Every outstanding link and half-finished login was made with the old password.
             for purpose in one_time.PURPOSES:
                 await one_time.discard_user_tokens(self.db, grant.user_id, purpose)

@@ -9,7 +9,10 @@ All against real hub processes, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import uuid
+from collections.abc import Awaitable
 
 import httpx
 
@@ -379,3 +382,106 @@ def test_the_cli_puts_products_into_a_named_pool_and_refuses_bad_names(hub):
     )
     assert joined.returncode == 0, joined.stderr
     assert f"identity pool: {taken['slug']}" in joined.stdout
+
+
+async def test_a_pre_hijackers_org_credentials_die_with_the_owners_first_reset(
+    hub, client, mailbox
+):
+    """The squatter registered the address (on its own product: no other product involved)
+    and made a workspace token and an OAuth application before anyone proved the email. The
+    mailbox owner's reset revokes sessions and those credentials alike."""
+    product = create_product(hub)
+    victim = new_email()
+    squatter = await register(client, victim, password=ATTACKER_PASSWORD, product=product["slug"])
+    access = bearer(squatter["access_token"])
+    workspace = await client.post(
+        "/api/v1/workspace_api_tokens",
+        headers=access,
+        json={"workspace_api_token": {"name": "backdoor"}},
+    )
+    assert workspace.status_code == 201, workspace.text
+    app = await client.post(
+        "/api/v1/oauth_applications",
+        headers=access,
+        json={"oauth_application": {"name": "backdoor", "scopes": ["notifications:read"]}},
+    )
+    assert app.status_code == 201, app.text
+    app_basic = base64.b64encode(
+        f"{app.json()['client_id']}:{app.json()['client_secret']}".encode()
+    ).decode()
+
+    await reset_through_mail(
+        client, mailbox, victim, OWNER_PASSWORD, product_headers(product["slug"])
+    )
+    owner = await login(client, victim, OWNER_PASSWORD, product=product["slug"])
+    assert owner.status_code == 200 and owner.json()["user"]["email_verified"] is True
+    user_id = owner.json()["user"]["id"]
+    await publish(client, product["sk_live"], user_id, title="Your payslip")
+
+    read = await client.get(
+        f"/api/v1/users/{user_id}/notifications", headers=bearer(workspace.json()["token"])
+    )
+    assert read.status_code == 401
+    minted = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {app_basic}"},
+    )
+    assert minted.status_code == 401 and minted.json()["error"] == "invalid_client"
+
+
+async def test_a_login_racing_a_disown_never_keeps_a_session(hub, client):
+    """Checking a password takes tens of milliseconds; logins with the squatter's password
+    that overlap the product backend's vouch for the address must end with no live session
+    (before the fix, one survived in 5 of 5 tries)."""
+    demo, beta = pool_products(hub)
+    for _ in range(3):
+        victim = new_email()
+        await register(client, victim, password=ATTACKER_PASSWORD, product=demo["slug"])
+
+        async def vouch(email: str) -> httpx.Response:
+            await asyncio.sleep(0.02)
+            return await upsert(client, beta["sk_live"], external_id=new_email(), email=email)
+
+        *logins, vouched = await asyncio.gather(
+            *(login(client, victim, ATTACKER_PASSWORD, product=demo["slug"]) for _ in range(6)),
+            vouch(victim),
+        )
+        assert vouched.status_code == 201, vouched.text
+        for entered in logins:
+            assert entered.status_code in (200, 401), entered.text
+            if entered.status_code == 200:
+                me = await client.get(
+                    "/api/v1/auth/me", headers=bearer(entered.json()["access_token"])
+                )
+                assert me.status_code == 401, "a session of the squatter outlived the disown"
+
+
+async def test_registrations_racing_on_two_products_of_a_pool_give_nobody_the_identity(
+    hub, client, mailbox
+):
+    """The same new address registered on demo and beta at once, with two passwords: the
+    later of the two meets the other's identity and answers 409, and no session of either
+    outlives it; the mailbox owner is sent the link to set a password."""
+    demo, beta = pool_products(hub)
+    victim = new_email()
+    before = len(mailbox.for_recipient(victim, "password_reset"))
+
+    def registering(password: str, slug: str) -> Awaitable[httpx.Response]:
+        body = {"email": victim, "password": password, "password_confirmation": password}
+        return client.post(
+            "/api/v1/auth/register",
+            headers=product_headers(slug),
+            json={**body, "organization_name": "Acme"},
+        )
+
+    answers = await asyncio.gather(
+        registering(ATTACKER_PASSWORD, demo["slug"]), registering(OWNER_PASSWORD, beta["slug"])
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses[1] == 409 and statuses[0] in (201, 401), [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 201:
+            me = await client.get("/api/v1/auth/me", headers=bearer(answer.json()["access_token"]))
+            assert me.status_code == 401
+    await reset_with_mailed_link(client, mailbox, victim, "OwnerAgain789!", before)
