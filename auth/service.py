@@ -573,6 +573,13 @@ class Auth:
             user = await self._user_of(product, env, user_id)
             if user is None or user.email is None or user.email_verified:
                 return
+            try:
+                await self._hit_account(
+                    self.limits.verify_mail_account, "verify-mail", product, env, user.email
+                )
+            except HubError:
+                logger.info("verification mail for user %s skipped: address budget spent", user_id)
+                return
             await self._mail_link(VERIFY_EMAIL, user, product, env)
         except Exception:
             logger.exception("verification mail for product %s failed", product.slug)

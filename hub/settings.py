@@ -46,6 +46,9 @@ class RateLimits:
     forgot_account: str = "3/minute;10/hour"
     # Verification emails a logged-in user may ask for again, per user.
     verify_resend: str = "3/minute;10/hour"
+    # Verification emails of any cause (register, joining another org, resend) per address in
+    # a pool and environment; over it they are skipped, so nobody can mail-bomb an address.
+    verify_mail_account: str = "4/minute;10/hour"
     refresh_ip: str = "120/minute"
     refresh_session: str = "30/minute"
     # Every public endpoint, per product environment (a leaked pk_ key cannot flood it).

@@ -156,6 +156,7 @@ GENEROUS_LIMITS = {
         "REGISTER_IP",
         "FORGOT_IP",
         "FORGOT_ACCOUNT",
+        "VERIFY_MAIL_ACCOUNT",
         "REFRESH_IP",
         "REFRESH_SESSION",
         "PUBLIC_PRODUCT",

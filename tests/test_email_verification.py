@@ -4,14 +4,18 @@ require a proven email before login. Against real hub processes, real SMTP."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
 from email.header import decode_header, make_header
 
+import httpx
+
 from auth.mail import VERIFY_EMAIL, VERIFY_SUBJECT
 from tests.support import (
     PASSWORD,
+    HubServer,
     bearer,
     create_product,
     error_code,
@@ -138,3 +142,25 @@ async def test_a_product_may_require_a_proven_email_before_login(hub, client, ma
     other = f"other-{uuid.uuid4().hex[:8]}@example.com"
     await register(client, other, product=product["slug"], password=PASSWORD)
     assert (await login(client, other, product=product["slug"])).status_code == 200
+
+
+async def test_verification_mails_to_one_address_are_budgeted(tmp_path, mailbox, redis_url):
+    """Registering again and again (each joins with a new organization) mails a link each
+    time: past the per-address budget the registrations still work, but no more mail goes."""
+    server = HubServer(
+        workdir=tmp_path,
+        smtp_port=mailbox.port,
+        redis_url=redis_url,
+        extra_env={"HUB_RATE_VERIFY_MAIL_ACCOUNT": "2/minute"},
+    )
+    server.start()
+    try:
+        address = f"budget-{uuid.uuid4().hex[:10]}@example.com"
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            for _ in range(4):
+                await register(http, address)
+            await mailbox.wait_for(address, 2, kind=VERIFY_EMAIL)
+            await asyncio.sleep(1)  # the mails go out after the answers
+            assert len(mailbox.for_recipient(address, VERIFY_EMAIL)) == 2
+    finally:
+        server.stop()
