@@ -264,6 +264,14 @@ class Auth:
             )
         org = OrgMembership(org_id, organization_name, "owner")
         subscription = await self._usable_subscription(org_id)
+        if product.require_verified_email and not user.email_verified:
+            # As at login: no session until the mailbox owner proves the address (the
+            # verification mail goes out after this answer).
+            return {
+                "user": user.public(),
+                "organization": org.public(),
+                "email_verification_required": True,
+            }
         return await self._grant(user, product, env, org, subscription)
 
     async def _create_identity(

@@ -138,6 +138,12 @@ SCHEMAS: dict[str, Any] = {
         organizations={"type": "array", "items": _ref("Organization")},
         login_token=STRING,
     ),
+    "PendingVerification": _obj(
+        ["user", "organization", "email_verification_required"],
+        user=_ref("User"),
+        organization=_ref("Organization"),
+        email_verification_required=BOOLEAN,
+    ),
     "Notification": _obj(
         ["id", "title"],
         id=INTEGER,
@@ -226,8 +232,12 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Register a user and their organization; a token pair (409 when the email has an "
             "unconfirmed identity on another product of the pool: a link to set a password is "
-            "mailed to it)",
-            {**_ok(201, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 409, 429)},
+            "mailed to it); no tokens but `email_verification_required` when the product "
+            "requires a proven email",
+            {
+                **_ok(201, {"oneOf": [_ref("TokenAnswer"), _ref("PendingVerification")]}),
+                **_errors(*BODY_ERRORS, 401, 403, 404, 409, 429),
+            },
             security=PUBLIC,
             body=_body(_register_body),
             tag="auth",

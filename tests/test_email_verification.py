@@ -125,7 +125,10 @@ async def test_a_product_may_require_a_proven_email_before_login(hub, client, ma
         "/api/v1/product", headers=sk, json={"require_verified_email": True}
     )
     assert turned_on.json()["product"]["require_verified_email"] is True
-    await register(client, email, product=product["slug"])
+    # Registering gives no session either: a squatter of the address gets nothing to use.
+    pending = await register(client, email, product=product["slug"])
+    assert pending["email_verification_required"] is True and "access_token" not in pending
+    assert pending["user"]["email_verified"] is False
     blocked = await login(client, email, product=product["slug"])
     assert blocked.status_code == 403 and error_code(blocked) == "auth.email_unverified"
     wrong = await login(client, email, "WrongPass999!", product=product["slug"])
