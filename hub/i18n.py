@@ -280,6 +280,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Toto pole musí být budoucí čas ve formátu ISO 8601 s časovou zónou.",
         "de": "Dieses Feld muss ein zukünftiger ISO-8601-Zeitpunkt mit Zeitzone sein.",
     },
+    "field.too_far_ahead": {
+        "en": "This time may be at most {years} years ahead.",
+        "cs": "Tento čas smí být nejvýše {years} let dopředu.",
+        "de": "Dieser Zeitpunkt darf höchstens {years} Jahre in der Zukunft liegen.",
+    },
     "origin.invalid": {
         "en": "Not an origin: use scheme://host[:port], no path and no wildcards.",
         "cs": "Toto není origin: použijte scheme://host[:port], bez cesty a bez zástupných znaků.",
