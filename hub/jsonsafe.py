@@ -61,6 +61,8 @@ def _finite_int(literal: str) -> int:
     """An integer a browser reads as a number: `JSON.parse` turns one beyond the double range
     into Infinity, which it then cannot send back (the length check also spares parsing a
     4,000-digit literal)."""
+    if len(literal) < _MAX_DOUBLE_DIGITS:  # the common case: short, always finite
+        return int(literal)
     if len(literal.lstrip("-")) > _MAX_DOUBLE_DIGITS:
         raise UnsafeJSON("malformed")
     value = int(literal)
