@@ -495,3 +495,13 @@ async def test_production_alert_webhooks_must_be_public_https(tmp_path):
             assert accepted.status_code == 200
             stored = accepted.json()["product"]["alert_webhook_url"]
             assert stored == "https://hooks.example.com/alerts"
+            # Link templates in mails are https only in production, too.
+            for field in ("verify_url_template", "reset_url_template"):
+                plain = {field: "http://app.example.com/link?token={token}"}
+                refused = await client.patch("/api/v1/product", headers=headers, json=plain)
+                assert refused.status_code == 422, (field, refused.text)
+                code = refused.json()["error"]["details"][field]["code"]
+                assert code == "field.not_url_template"
+                https = {field: "https://app.example.com/link?token={token}"}
+                linked = await client.patch("/api/v1/product", headers=headers, json=https)
+                assert linked.status_code == 200 and linked.json()["product"][field] == https[field]
