@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +32,11 @@ TOKEN_PREFIX = "wksp_"  # noqa: S105 (a prefix, not a secret)
 OAUTH_TOKEN_TYPE = "oauth"  # noqa: S105 (a JWT type, not a secret)
 OAUTH_TOKEN_TTL = 900  # seconds: short-lived, a client asks again with its secret
 MAX_PER_ORGANIZATION = 100
+# The latest expiry a workspace token may ask for: a decade covers any real rotation policy,
+# and every instant before it fits every database's timestamp range (PostgreSQL refuses
+# years past 9999, which an offset such as -14:00 reaches from 9999-12-31).
+MAX_TOKEN_LIFETIME = timedelta(days=3653)
+MAX_TOKEN_LIFETIME_YEARS = 10
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -103,17 +103,25 @@ def _scopes(fields: Fields) -> list[str]:
 
 
 def _expires_at(fields: Fields) -> datetime | None:
+    """The asked expiry in UTC: a future ISO 8601 instant with a time zone, at most
+    `MAX_TOKEN_LIFETIME` ahead. UTC because SQLite keeps no offset (a stored +02:00 would
+    read back as UTC, two hours late)."""
     raw = fields.body.get("expires_at")
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
     except ValueError:
         value = None
-    if value is None or value.tzinfo is None or value <= utcnow():
+    now = utcnow()
+    if value is None or value.tzinfo is None or value <= now:
         fields.error("expires_at", "field.not_datetime")
         return None
-    return value
+    # Compared before converting: 9999-12-31T23:59:59-00:01 overflows in UTC.
+    if value - now > oc.MAX_TOKEN_LIFETIME:
+        fields.error("expires_at", "field.too_far_ahead", years=oc.MAX_TOKEN_LIFETIME_YEARS)
+        return None
+    return value.astimezone(UTC)
 
 
 async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> None:

@@ -108,11 +108,13 @@ async def create_product(
     require_verified_email: bool = False,
     features: tuple[str, ...] = DEFAULT_FEATURES,
     identity_pool: str | None = None,
+    https_only: bool = False,
 ) -> tuple[Product, dict[str, str]]:
     """Create a product with its default plan and a publishable + secret key per environment.
 
     Its users live in a new identity pool named after the slug, or in the named
     `identity_pool` (created on first use), whose products then share log-ins.
+    `https_only` (production) refuses http:// link templates.
     Returns the product and the plaintext keys (`pk_live`, `sk_live`, `pk_test`, `sk_test`),
     which exist nowhere else: the database keeps only their hashes.
     """
@@ -123,8 +125,11 @@ async def create_product(
     if default_locale not in SUPPORTED_LOCALES:
         raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
     for what, template in (("reset", reset_url_template), ("verify", verify_url_template)):
-        if template is not None and "{token}" not in template:
-            raise ValueError(f"the {what} URL template must contain {{token}}")
+        if template is not None:
+            try:
+                normalize_url_template(template, https_only=https_only)
+            except ValueError as exc:
+                raise ValueError(f"--{what}-url: {exc}") from None
     clean_origins = sorted({normalize_origin(o) for o in origins})
     now = utcnow()
     keys: dict[str, str] = {}
@@ -186,16 +191,22 @@ async def set_verification(
     *,
     require_verified_email: bool | None = None,
     verify_url_template: str | None = None,
+    reset_url_template: str | None = None,
+    https_only: bool = False,
 ) -> None:
-    """Change the product's email verification settings (None leaves one as it is; an
-    empty template goes back to the default link)."""
+    """Change the product's email verification and link settings (None leaves one as it
+    is; an empty template goes back to the default link)."""
     values: dict[str, object] = {}
     if require_verified_email is not None:
         values["require_verified_email"] = require_verified_email
-    if verify_url_template is not None:
-        if verify_url_template and "{token}" not in verify_url_template:
-            raise ValueError("the verify URL template must contain {token}")
-        values["verify_url_template"] = verify_url_template or None
+    for column, template in (
+        ("verify_url_template", verify_url_template),
+        ("reset_url_template", reset_url_template),
+    ):
+        if template is not None:
+            if template:
+                normalize_url_template(template, https_only=https_only)
+            values[column] = template or None
     if values:
         await db.execute(products.update().where(products.c.id == product_id).values(**values))
 
@@ -227,6 +238,32 @@ def normalize_webhook_url(url: str, *, strict: bool = False) -> str:
             raise ValueError("https only")
         check_literal(url)
     return url.strip()
+
+
+def normalize_url_template(template: str, *, https_only: bool = False) -> str:
+    """A link template for mails (verify, reset): an absolute http(s) URL without
+    credentials whose path or query holds `{token}`; ValueError otherwise.
+
+    Mail clients open these links, so `javascript:`, `data:` and scheme-relative `//host`
+    templates are refused, as is `{token}` in the host (it would leak into DNS lookups).
+    `https_only` (production): https:// only. The hub never fetches these links, so unlike a
+    webhook a private host is no risk to the hub and is allowed.
+    """
+    scheme = "https://" if https_only else "http(s)://"
+    refused = ValueError(
+        f"a link template must be an absolute {scheme} URL with {{token}}"
+        " in its path or query, without spaces or user:password"
+    )
+    if "{token}" not in template or any(c.isspace() or not c.isprintable() for c in template):
+        raise refused
+    try:
+        parts = urlsplit(template)
+        normalize_webhook_url(template)  # same rules: absolute http(s), a host, no user:password
+    except ValueError:
+        raise refused from None
+    if "{token}" in parts.netloc or (https_only and parts.scheme != "https"):
+        raise refused
+    return template
 
 
 async def set_alert_webhook(db: Database, product_id: int, url: str | None) -> None:

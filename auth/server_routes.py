@@ -8,8 +8,9 @@ that key's product environment: a test key never sees or changes live data.
 - `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`:
   keys:write. A restricted key never grants or handles more than its own scopes, and never
   rotates the secret key (that would hand it full access).
-- `GET|PATCH /api/v1/product` (origins, alert webhook, email verification): the secret key
-  only. Product settings are product-wide, so only a live secret key may change them: a test
+- `GET|PATCH /api/v1/product` (origins, alert webhook, email verification, link templates):
+  the secret key only. A PATCH changes only the fields it names; an unknown field is a 422.
+  Product settings are product-wide, so only a live secret key may change them: a test
   key reads them but its PATCH is refused (403), and testing never changes production.
 """
 
@@ -28,6 +29,7 @@ from auth.products import (
     Product,
     get_product,
     normalize_origin,
+    normalize_url_template,
     normalize_webhook_url,
     set_alert_webhook,
     set_origins,
@@ -35,12 +37,13 @@ from auth.products import (
 )
 from auth.service import Auth
 from auth.webhook_targets import BlockedTarget
-from hub.errors import FieldError, HubError, forbidden, validation_failed
+from hub.errors import HubError, forbidden
 from hub.http import Fields, path_id, read_json
 
 MAX_ORIGINS = 100
 MAX_RESTRICTED_KEYS = 100
-SETTINGS_FIELDS = {"origins", "alert_webhook_url", "require_verified_email", "verify_url_template"}
+URL_TEMPLATE_FIELDS = ("verify_url_template", "reset_url_template")
+SETTINGS_FIELDS = {"origins", "alert_webhook_url", "require_verified_email", *URL_TEMPLATE_FIELDS}
 
 
 def _auth(request: Request) -> Auth:
@@ -190,6 +193,7 @@ def _product_answer(caller: ServerCaller, product: Product) -> Response:
                 "alert_webhook_url": product.alert_webhook_url,
                 "require_verified_email": product.require_verified_email,
                 "verify_url_template": product.verify_url_template,
+                "reset_url_template": product.reset_url_template,
             }
         }
     )
@@ -207,16 +211,36 @@ async def get_product_settings(request: Request) -> Response:
     return _product_answer(caller, caller.product)
 
 
+def _url_template(fields: Fields, name: str, *, https_only: bool) -> str | None:
+    """The named link template as stored ("" or null: the default link), or None when
+    absent or refused (recorded in `fields`)."""
+    if name not in fields.body:
+        return None
+    raw = fields.body[name]
+    if raw is None or raw == "":
+        return ""
+    try:
+        if not isinstance(raw, str) or len(raw) > 2000:
+            raise ValueError(name)
+        return normalize_url_template(raw, https_only=https_only)
+    except ValueError:
+        fields.error(name, "field.not_url_template")
+        return None
+
+
 async def update_product_settings(request: Request) -> Response:
-    """`origins` (exact scheme://host[:port], no wildcards), `alert_webhook_url`,
-    `require_verified_email`, `verify_url_template` (with `{token}`; "" or null for the
-    default link)."""
+    """Change only the fields the body names: `origins` (exact scheme://host[:port], no
+    wildcards), `alert_webhook_url`, `require_verified_email`, `verify_url_template` and
+    `reset_url_template` (absolute https:// links with `{token}`, http:// too outside
+    production; "" or null for the default link). `{}` changes nothing and answers 200."""
     caller = await _secret_caller(request)
     if caller.env != "live":
         # The settings are the product's, live included: a test key must not change them.
         raise forbidden()
     fields = await _fields(request)
     body = fields.body
+    for name in sorted(set(body) - SETTINGS_FIELDS)[:1]:  # one is enough to fix the client
+        fields.error(name, "field.unknown")
     origins: list[str] | None = None
     if "origins" in body:
         raw = body["origins"]
@@ -231,12 +255,16 @@ async def update_product_settings(request: Request) -> Response:
                     origins.append(normalize_origin(origin))
                 except ValueError:
                     fields.error(f"origins[{index}]", "origin.invalid")
+    settings = _auth(request).settings
     webhook = caller.product.alert_webhook_url
     if "alert_webhook_url" in body:
         raw = body["alert_webhook_url"]
-        strict = _auth(request).settings.strict_webhooks
         try:
-            webhook = None if raw in (None, "") else normalize_webhook_url(str(raw), strict=strict)
+            webhook = (
+                None
+                if raw in (None, "")
+                else normalize_webhook_url(str(raw), strict=settings.strict_webhooks)
+            )
         except BlockedTarget:
             fields.error("alert_webhook_url", "webhook.internal_address")
         except ValueError:
@@ -244,28 +272,23 @@ async def update_product_settings(request: Request) -> Response:
     require = body.get("require_verified_email")
     if require is not None and not isinstance(require, bool):
         fields.error("require_verified_email", "field.not_boolean")
-    verify_url = body.get("verify_url_template")
-    if verify_url is not None and (
-        not isinstance(verify_url, str)
-        or len(verify_url) > 2000
-        or (verify_url and "{token}" not in verify_url)
-    ):
-        fields.error("verify_url_template", "field.not_url_template")
-    if not SETTINGS_FIELDS & set(body):
-        raise validation_failed({"origins": FieldError("field.required")})
+    verify_url, reset_url = (
+        _url_template(fields, name, https_only=settings.production) for name in URL_TEMPLATE_FIELDS
+    )
     fields.check()
     db = _auth(request).db
     if origins is not None:
         await set_origins(db, caller.product.id, origins)
     if "alert_webhook_url" in body:
         await set_alert_webhook(db, caller.product.id, webhook)
-    if "require_verified_email" in body or "verify_url_template" in body:
-        await set_verification(
-            db,
-            caller.product.id,
-            require_verified_email=require,
-            verify_url_template=(verify_url or "") if "verify_url_template" in body else None,
-        )
+    await set_verification(
+        db,
+        caller.product.id,
+        require_verified_email=require,
+        verify_url_template=verify_url,
+        reset_url_template=reset_url,
+        https_only=settings.production,
+    )
     product = await get_product(db, caller.product.id)
     assert product is not None
     return _product_answer(caller, product)

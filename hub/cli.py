@@ -163,6 +163,7 @@ def cmd_products_create(args: argparse.Namespace) -> None:
                 require_verified_email=args.require_verified_email,
                 features=tuple(args.feature or products.DEFAULT_FEATURES),
                 identity_pool=args.identity_pool,
+                https_only=settings.production,
             ),
         )
     except ValueError as exc:
@@ -206,6 +207,8 @@ def cmd_products_origins(args: argparse.Namespace) -> None:
 def cmd_products_verification(args: argparse.Namespace) -> None:
     from auth import products
 
+    settings = _settings()
+
     async def work(db: Database) -> products.Product | None:
         product = await products.get_product_by_slug(db, args.slug)
         if product is None:
@@ -215,11 +218,12 @@ def cmd_products_verification(args: argparse.Namespace) -> None:
             product.id,
             require_verified_email=args.require_verified_email,
             verify_url_template=args.verify_url,
+            https_only=settings.production,
         )
         return await products.get_product(db, product.id)
 
     try:
-        product = _with_db(_settings(), work)
+        product = _with_db(settings, work)
     except ValueError as exc:
         raise SystemExit(f"notification-hub: {exc}") from None
     required = "required" if product.require_verified_email else "not required"

@@ -249,9 +249,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Muss true oder false sein.",
     },
     "field.not_url_template": {
-        "en": "Must be a link of at most 2000 characters containing {token}.",
-        "cs": "Musí to být odkaz o nejvýše 2000 znacích obsahující {token}.",
-        "de": "Muss ein Link mit höchstens 2000 Zeichen sein, der {token} enthält.",
+        "en": "Must be an absolute https:// link (http:// outside production) of at most 2000 "
+        "characters with {token} in its path or query.",
+        "cs": "Musí to být absolutní odkaz https:// (mimo produkci i http://) o nejvýše 2000 "
+        "znacích s {token} v cestě nebo dotazu.",
+        "de": "Muss ein absoluter https://-Link (außerhalb der Produktion auch http://) mit "
+        "höchstens 2000 Zeichen sein, mit {token} im Pfad oder in der Abfrage.",
+    },
+    "field.unknown": {
+        "en": "Unknown field.",
+        "cs": "Neznámé pole.",
+        "de": "Unbekanntes Feld.",
     },
     "field.not_list": {
         "en": "This field must be a list of strings.",
@@ -279,6 +287,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This field must be a future ISO 8601 time with a time zone.",
         "cs": "Toto pole musí být budoucí čas ve formátu ISO 8601 s časovou zónou.",
         "de": "Dieses Feld muss ein zukünftiger ISO-8601-Zeitpunkt mit Zeitzone sein.",
+    },
+    "field.too_far_ahead": {
+        "en": "This time may be at most {years} years ahead.",
+        "cs": "Tento čas smí být nejvýše {years} let dopředu.",
+        "de": "Dieser Zeitpunkt darf höchstens {years} Jahre in der Zukunft liegen.",
     },
     "origin.invalid": {
         "en": "Not an origin: use scheme://host[:port], no path and no wildcards.",

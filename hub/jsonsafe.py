@@ -1,7 +1,8 @@
 """Strict JSON in and browser-safe JSON out, for every door of the hub (HTTP bodies, cable frames).
 
 Python's `json` accepts more than browsers and databases do: `NaN`, `Infinity` and numbers
-that overflow to infinity (which `JSON.parse` rejects), `\\u0000` (which PostgreSQL cannot
+that overflow to infinity (which `JSON.parse` rejects, or, for integer literals of 309 digits
+and more, reads as `Infinity`), `\\u0000` (which PostgreSQL cannot
 store in text or jsonb), unpaired surrogates such as `\\ud800` (which cannot be encoded as
 UTF-8, so the answer itself fails), and nesting deep enough to exhaust the parser's recursion
 (a `RecursionError`, not a `ValueError`). `loads` refuses all of them with `UnsafeJSON`;
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 # Deeper than any real notification payload or request body, far below the recursion limit.
@@ -48,6 +50,26 @@ def _finite_float(literal: str) -> float:
     value = float(literal)
     if not math.isfinite(value):  # 1e999 parses as inf without passing parse_constant
         raise UnsafeJSON("malformed")
+    return value
+
+
+# Digits of the largest finite double (about 1.8e308): longer integers are never finite.
+_MAX_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
+
+
+def _finite_int(literal: str) -> int:
+    """An integer a browser reads as a number: `JSON.parse` turns one beyond the double range
+    into Infinity, which it then cannot send back (the length check also spares parsing a
+    4,000-digit literal)."""
+    if len(literal) < _MAX_DOUBLE_DIGITS:  # the common case: short, always finite
+        return int(literal)
+    if len(literal.lstrip("-")) > _MAX_DOUBLE_DIGITS:
+        raise UnsafeJSON("malformed")
+    value = int(literal)
+    try:
+        float(value)  # rounds like JSON.parse: OverflowError exactly where it gives Infinity
+    except OverflowError:
+        raise UnsafeJSON("malformed") from None
     return value
 
 
@@ -90,7 +112,12 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     if nests_deeper_than(text, max_depth):
         raise UnsafeJSON("malformed")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_finite_int,
+        )
     except UnsafeJSON:
         raise
     except (ValueError, RecursionError):  # RecursionError: belt and braces for the depth scan

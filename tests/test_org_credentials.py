@@ -156,6 +156,53 @@ async def test_expired_token_is_401_and_bad_input_is_422(client, owner):
     assert listed.json()["workspace_api_tokens"] == []  # the expired one is not listed
 
 
+async def test_expiry_past_the_database_range_or_ten_years_ahead_is_422(client, owner):
+    access = owner["access_token"]
+    eleven_years = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=11 * 366)
+    for expires_at in (
+        "9999-12-31T23:59:59-00:01",  # past year 9999 in UTC: PostgreSQL answered 500
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T23:59:59+00:00",
+        eleven_years.isoformat(),
+    ):
+        body = {"workspace_api_token": {"name": "x", "expires_at": expires_at}}
+        response = await client.post(
+            "/api/v1/workspace_api_tokens", headers=bearer(access), json=body
+        )
+        assert response.status_code == 422, (expires_at, response.text)
+        details = response.json()["error"]["details"]
+        assert details["expires_at"]["code"] == "field.too_far_ahead", expires_at
+        assert "10" in details["expires_at"]["message"]
+    for expires_at in ("2020-01-01T00:00:00Z", 20270101, ["2027-01-01T00:00:00Z"]):
+        body = {"workspace_api_token": {"name": "x", "expires_at": expires_at}}
+        response = await client.post(
+            "/api/v1/workspace_api_tokens", headers=bearer(access), json=body
+        )
+        assert response.status_code == 422, (expires_at, response.text)
+        assert response.json()["error"]["details"]["expires_at"]["code"] == "field.not_datetime"
+    listed = await client.get("/api/v1/workspace_api_tokens", headers=bearer(access))
+    assert listed.json()["workspace_api_tokens"] == []  # nothing was issued
+
+
+@pytest.mark.parametrize("offset", ["+02:00", "-05:00", "+14:00", "-00:01"])
+async def test_expiry_with_an_offset_is_kept_as_the_same_instant(client, owner, offset):
+    access = owner["access_token"]
+    zone = datetime.timezone(
+        (-1 if offset[0] == "-" else 1)
+        * datetime.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:]))
+    )
+    asked = (datetime.datetime.now(zone) + datetime.timedelta(days=30)).replace(microsecond=0)
+    assert asked.isoformat().endswith(offset)
+    created = await new_token(client, access, expires_at=asked.isoformat())
+    answered = datetime.datetime.fromisoformat(created["expires_at"].replace("Z", "+00:00"))
+    assert answered == asked  # SQLite dropped the offset: +02:00 expired two hours late
+    listed = await client.get("/api/v1/workspace_api_tokens", headers=bearer(access))
+    [entry] = listed.json()["workspace_api_tokens"]
+    assert datetime.datetime.fromisoformat(entry["expires_at"].replace("Z", "+00:00")) == asked
+    # -05:00 stored as UTC would have expired the token five hours early: it still works.
+    assert (await send(client, created["token"], owner["user"]["id"])).status_code == 201
+
+
 # -- OAuth client credentials ------------------------------------------------------------
 
 

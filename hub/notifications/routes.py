@@ -99,7 +99,9 @@ async def send_notifications(request: Request) -> Response:
     names = _recipient_names(fields)
     content = _content(fields)
     idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+    if idempotency_key is not None and not idempotency_key.strip():
+        fields.error("Idempotency-Key", "field.required")  # sent, but empty: no key to honour
+    elif idempotency_key is not None and len(idempotency_key) > 255:
         fields.error("Idempotency-Key", "field.too_long", max=255)
     fields.check()
 
