@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hub.settings import Settings, SettingsError
 from tests.support import HubServer, api_user, cable, create_product
 
 HEAD_TIMEOUT = 2  # seconds, HUB_HEAD_TIMEOUT of the hub below
@@ -183,7 +184,7 @@ async def test_a_trickled_head_gets_408_even_after_served_keep_alive_requests(do
     await asyncio.sleep(HEAD_TIMEOUT + 1)
     writer.write(request)
     assert (await asyncio.wait_for(reader.readuntil(b"}"), 5)).startswith(b"HTTP/1.1 200")
-    # The next head trickles in at 8 bytes a second: its clock starts with its first byte.
+    # The next head trickles in at 10 bytes a second: its clock starts with its first byte.
     started = time.monotonic()
     trickling = asyncio.create_task(_trickle(writer, b"GET /healthz HTTP/1.1\r\nX-Slow: " * 4))
     answer, elapsed = await _answer_and_close_time(reader, started)
@@ -195,9 +196,11 @@ async def test_a_trickled_head_gets_408_even_after_served_keep_alive_requests(do
 
 
 async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """8 bytes every 0.8 s: slow, and never arriving just as the deadline closes the socket
+    (a close with unread input is a reset, which may discard the 408 at the client)."""
     for start in range(0, len(data), 8):
         writer.write(data[start : start + 8])
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.8)
 
 
 async def test_a_complete_head_is_not_timed_out_while_its_body_and_answer_take_longer(door):
@@ -221,3 +224,11 @@ async def test_a_complete_head_is_not_timed_out_while_its_body_and_answer_take_l
     answer = await asyncio.wait_for(reader.readuntil(b"}"), 10)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+def test_the_head_timeout_is_a_whole_number_of_seconds_of_at_least_one():
+    assert Settings.from_env({"HUB_HEAD_TIMEOUT": "30"}).head_timeout == 30
+    assert Settings().head_timeout == 10
+    for bad in ("0", "-5", "ten"):
+        with pytest.raises(SettingsError, match="HUB_HEAD_TIMEOUT"):
+            Settings.from_env({"HUB_HEAD_TIMEOUT": bad})
