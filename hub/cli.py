@@ -103,7 +103,7 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         log_config=logging_config(settings.log_level, development=not settings.production),
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
-        http=bounded_head_protocol(settings.max_head_bytes),
+        http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         timeout_graceful_shutdown=10,
     )

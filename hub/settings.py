@@ -110,6 +110,8 @@ class Settings:
     verify_token_ttl: int = 86400
     max_body_bytes: int = 64 * 1024
     max_head_bytes: int = 64 * 1024
+    # Seconds a request's line and headers may take to arrive (then 408 and close).
+    head_timeout: int = 10
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -176,6 +178,7 @@ class Settings:
             verify_token_ttl=_int(env, "HUB_VERIFY_TOKEN_TTL", cls.verify_token_ttl, 1),
             max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_head_bytes=_int(env, "HUB_MAX_HEADER_BYTES", cls.max_head_bytes, 8192),
+            head_timeout=_int(env, "HUB_HEAD_TIMEOUT", cls.head_timeout, 1),
             argon2_memory_kib=_int(env, "HUB_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 19 * 1024),
             argon2_time_cost=_int(env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2),
             argon2_parallelism=_int(env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1),
