@@ -188,9 +188,10 @@ class CableRegistry:
         return True
 
     async def remove(self, connection: CableConnection) -> None:
-        """Forget the connection (its subscriptions leave their streams separately)."""
-        if connection in self.connections and self.leases is not None:
-            await self.leases.release(connection.user_key, id(connection))
+        """Forget the connection (its subscriptions leave their streams separately). The
+        local state goes first, with no await before it: a handler cancelled while the lease
+        is released must not leave the connection counted here."""
+        leases = self.leases if connection in self.connections else None
         self.connections.discard(connection)
         for ping_slice in self._ping_slices:
             ping_slice.discard(connection)
@@ -199,6 +200,8 @@ class CableRegistry:
         timer = self._expiry.pop(connection, None)
         if timer is not None:
             timer.cancel()
+        if leases is not None:
+            await leases.release(connection.user_key, id(connection))
 
     # -- streams --------------------------------------------------------------------------
 
