@@ -220,9 +220,9 @@ def _url_template(fields: Fields, name: str, *, https_only: bool) -> str | None:
     if raw is None or raw == "":
         return ""
     try:
-        if not isinstance(raw, str) or len(raw) > 2000:
+        if not isinstance(raw, str):
             raise ValueError(name)
-        return normalize_url_template(raw, https_only=https_only)
+        return normalize_url_template(raw, https_only=https_only)  # its length is capped there
     except ValueError:
         fields.error(name, "field.not_url_template")
         return None
