@@ -479,10 +479,10 @@ class Auth:
             plan_id=await default_plan_id(self.db, product.id),
         )
         linked = await accounts.external_user_id(self.db, product.id, env, external_id)
-        existing = await self._user_by_email(product, env, email) if email else None
+        # Only a new link can hand an identity over (a linked user keeps its identity).
+        existing = await self._user_by_email(product, env, email) if email and not linked else None
         if (
-            linked is None
-            and existing is not None
+            existing is not None
             and not existing.email_verified
             and existing.password_hash is not None
         ):
