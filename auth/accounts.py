@@ -24,7 +24,7 @@ from auth.tables import (
     subscriptions,
     users,
 )
-from hub.db import bound, bound_list, json_column, list_value, utcnow
+from infra.db import bound, bound_list, json_column, list_value, utcnow
 
 ROLES = ("owner", "admin", "member")
 SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled")

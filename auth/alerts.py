@@ -32,8 +32,8 @@ from auth.webhook_targets import (
     resolve_target,
     system_resolve,
 )
-from hub.db import utcnow
-from hub.metrics import ALERT_WEBHOOKS_REFUSED
+from infra.db import utcnow
+from infra.metrics import ALERT_WEBHOOKS_REFUSED
 
 logger = logging.getLogger("auth.alerts")
 

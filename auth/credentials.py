@@ -28,9 +28,9 @@ from auth.alerts import SecurityAlerts
 from auth.products import Product, get_product
 from auth.ratelimit import RateLimiter
 from auth.tables import product_keys
-from hub.db import utcnow
-from hub.errors import HubError, forbidden, unauthorized
-from hub.settings import Settings
+from infra.db import utcnow
+from infra.errors import HubError, forbidden, unauthorized
+from infra.settings import Settings
 
 PUBLISHABLE_KEY_HEADER = "x-publishable-key"
 

@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from auth.secrets import hash_secret, new_secret
+from auth.credential_secrets import hash_secret, new_secret
 from auth.tables import product_keys
-from hub.db import as_utc, bound, json_column, utcnow
+from infra.db import as_utc, bound, json_column, utcnow
 
 KEY_PREFIXES = {"publishable": "pk", "secret": "sk", "restricted": "rk"}
 KIND_OF_PREFIX = {prefix: kind for kind, prefix in KEY_PREFIXES.items()}

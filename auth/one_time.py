@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from databases import Database
 
-from auth.secrets import hash_secret, new_secret
+from auth.credential_secrets import hash_secret, new_secret
 from auth.tables import one_time_tokens
-from hub.db import utcnow
+from infra.db import utcnow
 
 LOGIN = "login"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose name, not a secret)

@@ -20,12 +20,12 @@ import sqlalchemy as sa
 from databases import Database
 from starlette.requests import Request
 
+from auth.credential_secrets import hash_secret, new_secret, secrets_equal
 from auth.credentials import Credentials, ServerCaller, Stored, client_address
 from auth.products import Product, get_product
-from auth.secrets import hash_secret, new_secret, secrets_equal
 from auth.tables import oauth_applications, organizations, users, workspace_tokens
 from auth.tokens import InvalidToken, TokenSigner
-from hub.db import as_utc, json_column, utcnow
+from infra.db import as_utc, json_column, utcnow
 
 WORKSPACE_SCOPES = ("notifications:read", "notifications:write", "members:read", "admin")
 TOKEN_PREFIX = "wksp_"  # noqa: S105 (a prefix, not a secret)

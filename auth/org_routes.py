@@ -32,10 +32,10 @@ from auth.credentials import bearer, client_address, credentials, require_server
 from auth.routes import access_context
 from auth.service import Auth
 from auth.tables import memberships, oauth_applications, users, workspace_tokens
-from hub.db import utcnow
-from hub.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
-from hub.http import Fields, path_id, read_json
-from hub.jsonsafe import has_forbidden_characters
+from infra.db import utcnow
+from infra.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
+from infra.http import Fields, path_id, read_json
+from infra.jsonsafe import has_forbidden_characters
 
 MANAGER_ROLES = ("owner", "admin")
 TOKEN_BODY_LIMIT = 8 * 1024

@@ -12,8 +12,8 @@ from databases import Database
 from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, identity_pools, plans, products
 from auth.webhook_targets import check_literal
-from hub.db import bound, json_column, utcnow
-from hub.i18n import SUPPORTED_LOCALES
+from infra.db import bound, json_column, utcnow
+from infra.i18n import SUPPORTED_LOCALES
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_FEATURES = ("notifications",)

@@ -12,7 +12,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from hub.errors import HubError
+from infra.errors import HubError
 
 logger = logging.getLogger("auth.ratelimit")
 

@@ -16,9 +16,9 @@ from auth.credentials import PUBLISHABLE_KEY_HEADER, bearer, client_address, cre
 from auth.origins import check_origin
 from auth.products import Product
 from auth.service import PASSWORD_MAX, PASSWORD_MIN, AccessContext, Auth
-from hub.errors import request_locale, unauthorized
-from hub.http import Fields, read_json
-from hub.i18n import translate
+from infra.errors import request_locale, unauthorized
+from infra.http import Fields, read_json
+from infra.i18n import translate
 
 PRODUCT_HEADER = "x-product-slug"
 

@@ -37,8 +37,8 @@ from auth.products import (
 )
 from auth.service import Auth
 from auth.webhook_targets import BlockedTarget
-from hub.errors import HubError, forbidden
-from hub.http import Fields, path_id, read_json
+from infra.errors import HubError, forbidden
+from infra.http import Fields, path_id, read_json
 
 MAX_ORIGINS = 100
 MAX_RESTRICTED_KEYS = 100

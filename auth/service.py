@@ -16,6 +16,7 @@ from databases import Database
 
 from auth import accounts, one_time, org_credentials, sessions
 from auth.accounts import OrgMembership, Subscription, User
+from auth.credential_secrets import hash_secret
 from auth.mail import PASSWORD_RESET, VERIFY_EMAIL, Mailer, branded_mail
 from auth.passwords import PasswordHasher
 from auth.products import (
@@ -26,11 +27,10 @@ from auth.products import (
     normalize_url_template,
 )
 from auth.ratelimit import RateLimiter
-from auth.secrets import hash_secret
 from auth.tokens import ACCESS, REFRESH, InvalidToken, TokenSigner
-from hub.db import is_unique_violation, utcnow
-from hub.errors import HubError, unauthorized
-from hub.settings import Settings
+from infra.db import is_unique_violation, utcnow
+from infra.errors import HubError, unauthorized
+from infra.settings import Settings
 
 logger = logging.getLogger("auth.service")
 

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from databases import Database
 
-from auth.secrets import new_id
+from auth.credential_secrets import new_id
 from auth.tables import auth_sessions
-from hub.db import as_utc, bound, bound_list, list_value, utcnow
+from infra.db import as_utc, bound, bound_list, list_value, utcnow
 
 
 @dataclass(frozen=True)

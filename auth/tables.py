@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hub.db import metadata
+from infra.db import metadata
 
 ENVIRONMENTS = ("live", "test")
 

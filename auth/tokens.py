@@ -22,7 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from auth.secrets import new_id
+from auth.credential_secrets import new_id
 
 logger = logging.getLogger("auth.tokens")
 

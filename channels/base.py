@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
-from hub.errors import HubError
+from infra.errors import HubError
 
 
 class ChannelConnection(Protocol):

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from channels.base import Channel
-from hub.errors import HubError
-from hub.notifications.service import (
+from infra.errors import HubError
+from notifications.service import (
     NotificationService,
     new_notification_message,
     notifications_stream,

@@ -32,26 +32,26 @@ from auth.routes import routes as auth_routes
 from auth.server_routes import routes as server_routes
 from auth.service import Auth
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
-from hub.broker import CONTROL_CHANNEL, Broker, revocation_message
 from hub.cable.endpoint import routes as cable_routes
 from hub.cable.leases import SocketLeases
 from hub.cable.registry import CableRegistry
-from hub.db import connect_database
-from hub.errors import (
+from hub.openapi import openapi_document
+from infra.broker import CONTROL_CHANNEL, Broker, revocation_message
+from infra.db import connect_database
+from infra.errors import (
     HubError,
     handle_http_exception,
     handle_hub_error,
     handle_unexpected,
     unauthorized,
 )
-from hub.http import InputCharactersMiddleware
-from hub.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
-from hub.notifications.routes import development_routes
-from hub.notifications.routes import routes as notification_routes
-from hub.notifications.service import NotificationService
-from hub.openapi import openapi_document
-from hub.request_ids import RequestIdMiddleware
-from hub.settings import Settings
+from infra.http import InputCharactersMiddleware
+from infra.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
+from infra.request_ids import RequestIdMiddleware
+from infra.settings import Settings
+from notifications.routes import development_routes
+from notifications.routes import routes as notification_routes
+from notifications.service import NotificationService
 
 logger = logging.getLogger("hub.app")
 

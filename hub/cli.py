@@ -18,10 +18,10 @@ import uvicorn
 from databases import Database
 from starlette.applications import Starlette
 
-from hub.db import connect_database
 from hub.http_protocol import bounded_head_protocol
-from hub.logs import logging_config
-from hub.settings import Settings, SettingsError
+from infra.db import connect_database
+from infra.logs import logging_config
+from infra.settings import Settings, SettingsError
 
 
 def _settings() -> Settings:

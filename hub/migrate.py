@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from hub.db import is_sqlite, normalize_url
+from infra.db import is_sqlite, normalize_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -30,7 +30,7 @@ def migrate(database_url: str, revision: str = "head") -> None:
 
 async def _enable_wal(database_url: str) -> None:
     # WAL lets readers and the single writer proceed together; the setting sticks to the file.
-    from hub.db import connect_database
+    from infra.db import connect_database
 
     db = connect_database(database_url)
     await db.connect()

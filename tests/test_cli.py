@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from auth.secrets import hash_secret
+from auth.credential_secrets import hash_secret
 from tests.support import (
     KEY_LINE,
     ROOT,

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from hub.db import bound, bound_list, connect_database, list_value
+from infra.db import bound, bound_list, connect_database, list_value
 
 scratch = sa.MetaData()
 items = sa.Table(
@@ -215,7 +215,7 @@ async def test_postgres_sessions_carry_the_idle_in_transaction_and_statement_bac
 
 
 def test_backstop_settings_are_read_and_checked() -> None:
-    from hub.settings import Settings, SettingsError
+    from infra.settings import Settings, SettingsError
 
     defaults = Settings.from_env({})
     assert (defaults.db_idle_in_transaction_timeout, defaults.db_statement_timeout) == (60, 30)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.settings import Settings, SettingsError
+from infra.settings import Settings, SettingsError
 from tests.support import HubServer, api_user, cable, create_product
 
 HEAD_TIMEOUT = 2  # seconds, HUB_HEAD_TIMEOUT of the hub below

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hub import jsonsafe
+from infra import jsonsafe
 from tests.support import PASSWORD, api_user, bearer, create_product, login, product_headers
 from tests.test_requests import error
 

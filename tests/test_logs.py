@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from hub.logs import RedactingFormatter, redact
+from infra.logs import RedactingFormatter, redact
 from tests.support import bearer, product_headers, register
 
 

@@ -21,9 +21,9 @@ from auth.tables import (
     users,
     workspace_tokens,
 )
-from hub.db import connect_database, is_sqlite
 from hub.migrate import migrate
-from hub.notifications.tables import notifications, unread_counts
+from infra.db import connect_database, is_sqlite
+from notifications.tables import notifications, unread_counts
 from tests.conftest import scratch_postgres
 from tests.support import run_async
 

@@ -30,8 +30,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from hub import jsonsafe
 from hub.openapi import PATHS
+from infra import jsonsafe
 from tests.support import PASSWORD, HubServer, bearer, create_product, run_async
 
 CLEAN_EXAMPLES = int(os.environ.get("HUB_OPENAPI_EXAMPLES", "15"))
@@ -145,7 +145,7 @@ def _exercise(operation, headers: dict[str, str], examples: int) -> None:
 
 def test_the_document_lists_every_route(openapi_hub: HubServer):
     from hub.app import create_app
-    from hub.settings import Settings
+    from infra.settings import Settings
 
     document = httpx.get(openapi_hub.url + "/openapi.json").json()
     from auth.tokens import generate_private_key_pem

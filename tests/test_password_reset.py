@@ -23,7 +23,7 @@ import pytest
 
 from auth.mail import PASSWORD_RESET as RESET_MAIL
 from auth.mail import RESET_BODY, RESET_SUBJECT
-from hub.i18n import MESSAGES
+from infra.i18n import MESSAGES
 from tests.support import PASSWORD, Mailbox, bearer, login, mail_body, product_headers, register
 
 NEW_PASSWORD = "BrandNewPass456!"

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 import httpx
 import pytest
 
-from hub.settings import RateLimits
+from infra.settings import RateLimits
 from tests.support import (
     PASSWORD,
     HubServer,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.i18n import MESSAGES
+from infra.i18n import MESSAGES
 from tests.support import PASSWORD, login, product_headers
 
 REGISTER = "/api/v1/auth/register"

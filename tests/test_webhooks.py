@@ -24,7 +24,7 @@ from auth import alerts as alerts_module
 from auth.alerts import SecurityAlerts
 from auth.products import Product
 from auth.webhook_targets import BlockedTarget, check_literal, is_public, resolve_target
-from hub.metrics import REGISTRY
+from infra.metrics import REGISTRY
 from tests.support import AlertSink, bearer, create_product, production_hub
 from tests.test_operations import metric
 

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 
 from hub.cable.bucket import TokenBucket
 from hub.cable.protocol import encode
-from hub.metrics import FRAMES_SENT, PUBLISH_TO_SEND
+from infra.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
     from channels.base import Channel

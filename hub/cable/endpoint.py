@@ -37,9 +37,9 @@ from hub.cable.bucket import TokenBucket
 from hub.cable.connection import CableConnection, disconnect_frame
 from hub.cable.protocol import FrameError, decode, encode
 from hub.cable.registry import CableRegistry, Recover
-from hub.errors import HubError
-from hub.metrics import CABLE_ACTIONS_RATE_LIMITED, CABLE_SOCKETS_REFUSED
-from hub.settings import CableLimits
+from infra.errors import HubError
+from infra.metrics import CABLE_ACTIONS_RATE_LIMITED, CABLE_SOCKETS_REFUSED
+from infra.settings import CableLimits
 
 logger = logging.getLogger("hub.cable")
 

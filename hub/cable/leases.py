@@ -20,7 +20,7 @@ import uuid
 
 from redis import asyncio as aioredis
 
-from hub.broker import redis_client
+from infra.broker import redis_client
 
 logger = logging.getLogger("hub.cable")
 

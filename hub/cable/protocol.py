@@ -5,7 +5,7 @@ In: Python's `json` accepts what browsers never send and what hurts further down
 `Infinity` (also spelled `1e999`), lone surrogates (`"\\ud800"`, which no database or UTF-8
 encoder takes), NUL characters (PostgreSQL text refuses them), and nesting deep enough to
 exhaust the interpreter's recursion. `decode` refuses all of them with one `FrameError`,
-by `hub.jsonsafe`'s rules (the same as for HTTP bodies) with a lower nesting limit.
+by `infra.jsonsafe`'s rules (the same as for HTTP bodies) with a lower nesting limit.
 
 Out: `JSON.parse` in a browser cannot read a bare `NaN`, so every frame is encoded with
 `allow_nan=False`; a non-finite number that slipped into stored data goes out as `null`
@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any
 
-from hub import jsonsafe
+from infra import jsonsafe
 
 logger = logging.getLogger("hub.cable")
 

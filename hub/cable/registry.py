@@ -18,10 +18,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from hub.broker import CONTROL_CHANNEL, Broker, parse_stream_message
 from hub.cable.connection import CableConnection
 from hub.cable.leases import SocketLeases
 from hub.cable.protocol import encode, safe_payload
+from infra.broker import CONTROL_CHANNEL, Broker, parse_stream_message
 
 logger = logging.getLogger("hub.cable")
 

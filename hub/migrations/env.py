@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import auth.tables  # noqa: F401  (each domain registers its tables on the metadata)
-import hub.notifications.tables  # noqa: F401
-from hub.db import async_engine_url, metadata
+import notifications.tables  # noqa: F401
+from infra.db import async_engine_url, metadata
 
 config = context.config
 

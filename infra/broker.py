@@ -28,7 +28,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from hub.metrics import BROKER_RECONNECTS
+from infra.metrics import BROKER_RECONNECTS
 
 logger = logging.getLogger("hub.broker")
 

@@ -20,7 +20,7 @@ from databases.core import Connection
 from databases.interfaces import TransactionBackend
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from hub.db_backends import Bound
+from infra.db_backends import Bound
 
 logger = logging.getLogger("hub.db")
 
@@ -65,8 +65,8 @@ class _Database(Database):
 
     SUPPORTED_BACKENDS = {  # noqa: RUF012 (databases' own class attribute, extended)
         **Database.SUPPORTED_BACKENDS,
-        "sqlite": "hub.db_backends:PooledSQLiteBackend",
-        "postgresql": "hub.db_backends:CachingPostgresBackend",
+        "sqlite": "infra.db_backends:PooledSQLiteBackend",
+        "postgresql": "infra.db_backends:CachingPostgresBackend",
     }
 
     def __init__(self, url: str, **options: Any) -> None:

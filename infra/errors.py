@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from hub.i18n import negotiate_locale, translate
-from hub.metrics import AUTH_FAILURES, RATE_LIMITED
+from infra.i18n import negotiate_locale, translate
+from infra.metrics import AUTH_FAILURES, RATE_LIMITED
 
 logger = logging.getLogger("hub.errors")
 

@@ -19,11 +19,11 @@ from auth.accounts import resolve_recipients
 from auth.credentials import require_server_caller
 from auth.routes import access_context
 from auth.service import AccessContext
-from hub import jsonsafe
-from hub.errors import FieldError, HubError, validation_failed
-from hub.http import MAX_ROW_ID, Fields, path_id, read_json
-from hub.i18n import negotiate_locale
-from hub.notifications.service import (
+from infra import jsonsafe
+from infra.errors import FieldError, HubError, validation_failed
+from infra.http import MAX_ROW_ID, Fields, path_id, read_json
+from infra.i18n import negotiate_locale
+from notifications.service import (
     MAX_RECIPIENTS,
     NotificationService,
     Recipient,

@@ -94,10 +94,10 @@ def logging_config(level: str = "info", *, development: bool = True) -> dict[str
     """A `logging.config.dictConfig` (also handed to uvicorn as its `log_config`): readable
     lines in development, JSON lines in production."""
     RedactingFormatter.allow_secrets = development
-    formatter: dict[str, Any] = {"()": "hub.logs.JsonFormatter"}
+    formatter: dict[str, Any] = {"()": "infra.logs.JsonFormatter"}
     if development:
         formatter = {
-            "()": "hub.logs.RedactingFormatter",
+            "()": "infra.logs.RedactingFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
         }
     return {

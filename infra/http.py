@@ -15,9 +15,9 @@ from email_validator import EmailNotValidError, validate_email
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub import jsonsafe
-from hub.errors import FieldError, HubError, error_response, validation_failed
-from hub.i18n import normalize_locale
+from infra import jsonsafe
+from infra.errors import FieldError, HubError, error_response, validation_failed
+from infra.i18n import normalize_locale
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:

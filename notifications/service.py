@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from hub import jsonsafe
-from hub.broker import Broker, stream_message
-from hub.db import (
+from infra import jsonsafe
+from infra.broker import Broker, stream_message
+from infra.db import (
     as_utc,
     bound,
     bound_list,
@@ -29,10 +29,10 @@ from hub.db import (
     list_value,
     utcnow,
 )
-from hub.errors import HubError
-from hub.metrics import NOTIFICATIONS_SENT
-from hub.notifications.format import relative_time
-from hub.notifications.tables import idempotency_keys, notifications, unread_counts
+from infra.errors import HubError
+from infra.metrics import NOTIFICATIONS_SENT
+from notifications.format import relative_time
+from notifications.tables import idempotency_keys, notifications, unread_counts
 
 MAX_RECIPIENTS = 1000
 CONTENT_FIELDS = ("title", "message", "url", "type", "data")
@@ -110,7 +110,7 @@ def new_notification_message(notification: Notification, unread_count: int, loca
     )
 
 
-# The statements of the publish path, built once per SQL dialect (see `hub.db.bound`).
+# The statements of the publish path, built once per SQL dialect (see `infra.db.bound`).
 
 
 def _param(dialect: str, column: sa.Column[Any]) -> sa.ColumnElement[Any]:

@@ -1,0 +1,1 @@
+"""Notifications: storage, publishing, reading and marking read, and their HTTP routes."""
