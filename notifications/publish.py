@@ -30,7 +30,7 @@ from infra.db import (
 from infra.errors import HubError
 from infra.metrics import NOTIFICATIONS_SENT
 from notifications.model import CONTENT_FIELDS, Notification, new_notification_message
-from notifications.scope import UserScope
+from notifications.scope import user_stream
 from notifications.tables import idempotency_keys, notifications, unread_counts
 
 MAX_RECIPIENTS = 1000
@@ -128,7 +128,7 @@ class NotificationPublisher:
         await self.broker.publish_many(
             [
                 (
-                    UserScope(product_id, env, n.user_id).stream,
+                    user_stream(product_id, env, n.user_id),
                     stream_message(
                         new_notification_message(n, counts[n.user_id], recipients[n.user_id]),
                         offset=n.id,
