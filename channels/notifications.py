@@ -12,24 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from channels.base import Channel
-from infra.errors import HubError
-from notifications.service import (
-    NotificationService,
-    new_notification_message,
-    notifications_stream,
-)
+from infra.ids import parse_id
+from notifications.model import new_notification_message
+from notifications.scope import UserScope
+from notifications.service import NotificationService
 
 SYNC_LIMIT = 100
 RECOVER_LIMIT = 500
-
-
-def _notification_id(value: Any) -> int:
-    """An id (or 0) from a JSON number or a string of ASCII digits; 422 for anything else."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise HubError(422, "validation.failed")
-    return value
 
 
 class NotificationsChannel(Channel):
@@ -42,39 +31,40 @@ class NotificationsChannel(Channel):
     def service(self) -> NotificationService:
         return self.connection.services["notifications"]
 
-    def _scope(self) -> tuple[int, str, int]:
+    def _scope(self) -> UserScope:
         c = self.connection
-        return c.product_id, c.env, c.user_id
+        return UserScope(c.product_id, c.env, c.user_id)
 
     async def subscribed(self) -> None:
-        product_id, env, user_id = self._scope()
+        scope = self._scope()
         service, locale = self.service, self.connection.locale
 
         async def recover(since: datetime) -> list[tuple[int, str]]:
-            missed = await service.created_since(product_id, env, user_id, since, RECOVER_LIMIT)
+            missed = await service.created_since(scope, since, RECOVER_LIMIT)
             if not missed:
                 return []
-            count = await service.unread_count(product_id, env, user_id)
+            count = await service.unread_count(scope)
             return [(n.id, new_notification_message(n, count, locale)) for n in missed]
 
-        await self.stream_from(notifications_stream(product_id, env, user_id), recover)
+        await self.stream_from(scope.stream, recover)
 
     async def mark_read(self, data: dict[str, Any]) -> None:
-        notification_id = _notification_id(data.get("id"))
+        notification_id = parse_id(data.get("id"), allow_zero=True)
         # The service broadcasts the new state to every tab of the user, this one included.
-        await self.service.mark_read(*self._scope(), notification_id)
+        await self.service.mark_read(self._scope(), notification_id)
 
     async def mark_all_read(self, data: dict[str, Any]) -> None:
-        await self.service.mark_all_read(*self._scope())
+        await self.service.mark_all_read(self._scope())
 
     async def sync(self, data: dict[str, Any]) -> None:
-        since = _notification_id(data.get("since") or 0)
-        items, has_more = await self.service.since(*self._scope(), since, SYNC_LIMIT)
+        since = parse_id(data.get("since") or 0, allow_zero=True)
+        scope = self._scope()
+        items, has_more = await self.service.since(scope, since, SYNC_LIMIT)
         self.transmit(
             {
                 "action": "sync",
                 "notifications": [n.public(self.connection.locale) for n in items],
                 "has_more": has_more,
-                "unread_count": await self.service.unread_count(*self._scope()),
+                "unread_count": await self.service.unread_count(scope),
             }
         )

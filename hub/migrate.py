@@ -38,8 +38,3 @@ async def _enable_wal(database_url: str) -> None:
         await db.execute("PRAGMA journal_mode=WAL")
     finally:
         await db.disconnect()
-
-
-def make_revision(database_url: str, message: str) -> None:
-    """Developer tool: autogenerate a revision from the tables (review it before committing)."""
-    command.revision(alembic_config(database_url), message=message, autogenerate=True)

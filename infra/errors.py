@@ -94,10 +94,10 @@ async def handle_hub_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "server.error" if exc.status_code >= 500 else "")
-    if not code:
-        code = "request.not_found" if exc.status_code == 404 else "validation.failed"
-    return error_response(request, HubError(exc.status_code, code, headers=exc.headers))
+    # 404 and 405 by name; any other 4xx is a request a route refused, any 5xx is ours.
+    status = exc.status_code
+    code = _HTTP_CODES.get(status) or ("server.error" if status >= 500 else "validation.failed")
+    return error_response(request, HubError(status, code, headers=exc.headers))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

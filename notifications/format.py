@@ -6,12 +6,13 @@ from datetime import datetime, timedelta
 
 from babel.dates import format_timedelta
 
-JUST_NOW = {"en": "just now", "cs": "právě teď", "de": "gerade eben"}
+from infra.i18n import translate
+
 _JUST_NOW_SECONDS = 10
 
 
 def relative_time(moment: datetime, now: datetime, locale: str) -> str:
     delta = moment - now
     if abs(delta) < timedelta(seconds=_JUST_NOW_SECONDS):
-        return JUST_NOW.get(locale, JUST_NOW["en"])
+        return translate("time.just_now", locale)
     return format_timedelta(delta, add_direction=True, locale=locale)

@@ -21,14 +21,12 @@ from auth.routes import access_context
 from auth.service import AccessContext
 from infra import jsonsafe
 from infra.errors import FieldError, HubError, validation_failed
-from infra.http import MAX_ROW_ID, Fields, path_id, read_json
+from infra.http import Fields, read_json
 from infra.i18n import negotiate_locale
-from notifications.service import (
-    MAX_RECIPIENTS,
-    NotificationService,
-    Recipient,
-    request_fingerprint,
-)
+from infra.ids import MAX_BIGINT_ID, MAX_ROW_ID, parse_id
+from notifications.publish import MAX_RECIPIENTS, request_fingerprint
+from notifications.scope import UserScope
+from notifications.service import NotificationService
 
 RECIPIENT_KEYS = ("user_id", "email", "external_id")
 MAX_DATA_BYTES = 16 * 1024
@@ -125,16 +123,14 @@ async def send_notifications(request: Request) -> Response:
         raise HubError(
             422, "notification.unknown_recipients", fields=dict(list(unknown.items())[:50])
         )
-    recipients: dict[int, Recipient] = {}
+    recipients: dict[int, str] = {}  # user id → the language of their message
     for name in names:
         match = found[name]
-        recipients.setdefault(
-            match.user_id, Recipient(match.user_id, match.locale or key.product.default_locale)
-        )
+        recipients.setdefault(match.user_id, match.locale or key.product.default_locale)
     answer, replayed = await service.send(
         product_id=key.product.id,
         env=key.env,
-        recipients=list(recipients.values()),
+        recipients=recipients,
         content=content,
         idempotency_key=idempotency_key,
         fingerprint=request_fingerprint(body),
@@ -153,60 +149,70 @@ def _int_param(request: Request, name: str, default: int | None, maximum: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    # ASCII digits only: "²".isdigit() is true but int("²") raises; 20 digits exceed any maximum.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 0 < int(raw) <= maximum:
-        raise validation_failed({name: FieldError("field.not_integer")})
-    return int(raw)
+    return parse_id(
+        raw,
+        maximum=maximum,
+        error=lambda: validation_failed({name: FieldError("field.not_integer")}),
+    )
+
+
+def _scope(ctx: AccessContext) -> UserScope:
+    return UserScope(ctx.product.id, ctx.env, ctx.user.id)
 
 
 async def list_notifications(request: Request) -> Response:
     ctx = await access_context(request)
-    return await _page(request, ctx.product.id, ctx.env, ctx.user.id, _locale(request, ctx))
+    return await _page(request, _scope(ctx), _locale(request, ctx))
 
 
-async def _page(request: Request, product_id: int, env: str, user_id: int, locale: str) -> Response:
+async def _page(request: Request, scope: UserScope, locale: str) -> Response:
     """A page of a user's notifications (`?limit`, `?cursor`, `?unread`), newest first."""
     service = _service(request)
     limit = _int_param(request, "limit", PAGE_DEFAULT, PAGE_MAX)
-    before = _int_param(request, "cursor", None, 2**63 - 1)
+    before = _int_param(request, "cursor", None, MAX_BIGINT_ID)
     unread_only = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
     items, next_cursor = await service.page(
-        product_id, env, user_id, before=before, limit=limit, unread_only=unread_only
+        scope, before=before, limit=limit, unread_only=unread_only
     )
     return JSONResponse(
         {
             "notifications": [n.public(locale) for n in items],
             "next_cursor": str(next_cursor) if next_cursor is not None else None,
-            "unread_count": await service.unread_count(product_id, env, user_id),
+            "unread_count": await service.unread_count(scope),
         }
     )
 
 
 async def unread_count(request: Request) -> Response:
     ctx = await access_context(request)
-    count = await _service(request).unread_count(ctx.product.id, ctx.env, ctx.user.id)
+    count = await _service(request).unread_count(_scope(ctx))
     return JSONResponse({"unread_count": count})
 
 
 async def mark_read(request: Request) -> Response:
     ctx = await access_context(request)
-    notification_id = path_id(
-        request, "notification_id", "notification.not_found", maximum=2**63 - 1
+    notification_id = parse_id(
+        request.path_params["notification_id"],
+        error=lambda: HubError(404, "notification.not_found"),
     )
-    count = await _service(request).mark_read(ctx.product.id, ctx.env, ctx.user.id, notification_id)
+    count = await _service(request).mark_read(_scope(ctx), notification_id)
     return JSONResponse({"id": notification_id, "read": True, "unread_count": count})
 
 
 async def mark_all_read(request: Request) -> Response:
     ctx = await access_context(request)
-    count = await _service(request).mark_all_read(ctx.product.id, ctx.env, ctx.user.id)
+    count = await _service(request).mark_all_read(_scope(ctx))
     return JSONResponse({"unread_count": count})
 
 
 async def user_notifications(request: Request) -> Response:
     """Server side: one user's notifications, newest first, in pages."""
     caller = await require_server_caller(request, "notifications:read", org_scoped=True)
-    user_id = path_id(request, "user_id", "user.not_found")
+    user_id = parse_id(
+        request.path_params["user_id"],
+        maximum=MAX_ROW_ID,
+        error=lambda: HubError(404, "user.not_found"),
+    )
     service = _service(request)
     found = await resolve_recipients(
         service.db,
@@ -222,7 +228,7 @@ async def user_notifications(request: Request) -> Response:
         request.headers,
         found[("user_id", user_id)].locale or caller.product.default_locale,
     )
-    return await _page(request, caller.product.id, caller.env, user_id, locale)
+    return await _page(request, UserScope(caller.product.id, caller.env, user_id), locale)
 
 
 async def send_test_notification(request: Request) -> Response:
@@ -233,7 +239,7 @@ async def send_test_notification(request: Request) -> Response:
     answer, _ = await _service(request).send(
         product_id=ctx.product.id,
         env=ctx.env,
-        recipients=[Recipient(ctx.user.id, ctx.user.locale or ctx.product.default_locale)],
+        recipients={ctx.user.id: ctx.user.locale or ctx.product.default_locale},
         content={
             "title": "Test notification",
             "message": f"Sent from the demo page at {now} UTC.",
