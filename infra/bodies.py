@@ -10,7 +10,7 @@ never copied into the document. Cross-field rules go in `check`, which also sees
 Why not msgspec: its validation stops at the first error and reports it as English text,
 while the hub answers every invalid field at once with a localized code per field
 (`field.too_long` with its `max`), and its decoder cannot refuse NUL or unpaired surrogates.
-`infra.jsonsafe` decodes (strictly), these fields validate.
+`infra.jsonsafe` decodes (strictly), these fields validate (`infra.checks`).
 """
 
 from __future__ import annotations
@@ -18,100 +18,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
-from email_validator import EmailNotValidError, validate_email
-
-from infra import jsonsafe
-from infra.errors import FieldError, validation_failed
-from infra.i18n import SUPPORTED_LOCALES, normalize_locale
+from infra.checks import (
+    EMAIL_MAX,
+    LOCALE_MAX,
+    MISSING,
+    SAFE_INTEGER,
+    Errors,
+    Invalid,
+    check_email,
+    check_integer,
+    check_locale,
+    check_text,
+)
+from infra.errors import validation_failed
+from infra.i18n import SUPPORTED_LOCALES
 from infra.settings import Settings
 
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()  # a field the request does not name at all (not even as null)
-
-# JSON numbers a browser reads exactly (Number.MAX_SAFE_INTEGER is 2**53 - 1).
-SAFE_INTEGER = 2**53
-
-
-class Invalid(Exception):
-    """Raised by a field reader: the field's one error."""
-
-    def __init__(self, code: str, **params: object) -> None:
-        super().__init__(code)
-        self.error = FieldError(code, **params)
-
-
-class Errors(dict[str, FieldError]):
-    """The field errors of one request, first error per field wins."""
-
-    def add(self, name: str, code: str, **params: object) -> None:
-        self.setdefault(name, FieldError(code, **params))
-
-
-# -- the checks (shared with `infra.http.Fields`) -------------------------------------------
-
-
-def check_text(value: Any, *, required: bool, max_length: int, blank: bool = True) -> str | None:
-    """A string field: None when absent (or null) and optional, else the string; `Invalid`
-    for absent-but-required, blank-but-required, not a string, too long, or NUL/surrogates."""
-    if (
-        value is None
-        or value is MISSING
-        or (required and isinstance(value, str) and not value.strip())
-    ):
-        if required:
-            raise Invalid("field.required")
-        return None
-    if not isinstance(value, str):
-        raise Invalid("field.not_string")
-    if not blank and not value.strip():
-        raise Invalid("field.required")  # optional, but when sent it must say something
-    if len(value) > max_length:
-        raise Invalid("field.too_long", max=max_length)
-    if jsonsafe.has_forbidden_characters(value):
-        # `read_json` refuses these already; a body built elsewhere must not store them.
-        raise Invalid("field.invalid_characters")
-    return value
-
-
-def check_integer(value: Any) -> int:
-    if value is None or value is MISSING:
-        raise Invalid("field.required")
-    # JSON numbers only; booleans are ints in Python and strings would hide client bugs.
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > SAFE_INTEGER:
-        raise Invalid("field.not_integer")
-    return value
-
-
-EMAIL_MAX = 320
-
-
-def check_email(value: Any, *, required: bool = True) -> str | None:
-    text = check_text(value, required=required, max_length=EMAIL_MAX)
-    if text is None:
-        return None
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError:
-        raise Invalid("email.invalid") from None
-
-
-LOCALE_MAX = 16
-
-
-def check_locale(value: Any) -> str | None:
-    text = check_text(value, required=False, max_length=LOCALE_MAX)
-    if text is None:
-        return None
-    locale = normalize_locale(text)
-    if locale is None:
-        raise Invalid("field.unknown_locale")
-    return locale
-
+__all__ = ["MISSING", "Body", "Errors", "Field", "Invalid", "Query", "Shape"]
 
 # -- fields ------------------------------------------------------------------------------
 

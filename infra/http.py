@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra import jsonsafe
-from infra.bodies import Errors, Invalid, check_email, check_integer, check_locale, check_text
+from infra.checks import Errors, Invalid, check_email, check_integer, check_locale, check_text
 from infra.errors import HubError, error_response, validation_failed
 
 
