@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from hub.openapi_manual import PATHS, openapi_document
 from infra.api import (
+    ERROR,
     PUBLIC,
     Answer,
     AnswerSpec,
@@ -58,36 +59,6 @@ INFO = {
     "`/cable?token=<access token>` speaks ActionCable (`actioncable-v1-json`); see the "
     "README. Every error has the `Error` shape.",
 }
-
-ERROR = Schema(
-    "Error",
-    {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string", "description": "in the request's locale"},
-                    "details": {
-                        "type": "object",
-                        "description": "422: one entry per invalid field",
-                        "additionalProperties": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            }
-        },
-    },
-)
 
 _ERROR_TEXT = {
     400: "Malformed request (JSON, product, token, NUL in the path or query)",

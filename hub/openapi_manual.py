@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from auth import answers as auth_answers
+from infra.api import ERROR, Schema
+from notifications import answers as notification_answers
+
 JSON = "application/json"
 
 
@@ -108,101 +112,24 @@ PAGE_PARAMS = [
     _query("locale", {"type": "string", "enum": ["en", "cs", "de"]}),
 ]
 
+
+def _refs(value: Any) -> Any:
+    """A shape of `auth.answers` / `notifications.answers` with its inner shapes as `$ref`s."""
+    if isinstance(value, Schema):
+        return _ref(value.name)
+    if isinstance(value, dict):
+        return {k: _refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_refs(v) for v in value]
+    return value
+
+
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        ["error"],
-        error=_obj(
-            ["code", "message"],
-            code=STRING,
-            message=STRING,
-            details={"type": "object", "additionalProperties": _obj(["code", "message"])},
-        ),
-    ),
-    "User": _obj(
-        ["id"],
-        id=INTEGER,
-        email=NULLABLE_STRING,
-        name=STRING,
-        locale=NULLABLE_STRING,
-        email_verified=BOOLEAN,
-    ),
-    "Organization": _obj(["id", "name"], id=INTEGER, name=STRING, role=STRING),
-    "TokenAnswer": _obj(
-        ["access_token"],
-        access_token=STRING,
-        refresh_token=STRING,
-        token_type=STRING,
-        expires_in=INTEGER,
-        user=_ref("User"),
-        organization=_ref("Organization"),
-        subscription=_obj(),
-        select_organization=BOOLEAN,
-        organizations={"type": "array", "items": _ref("Organization")},
-        login_token=STRING,
-    ),
-    "PendingVerification": _obj(
-        ["user", "organization", "email_verification_required"],
-        user=_ref("User"),
-        organization=_ref("Organization"),
-        email_verification_required=BOOLEAN,
-    ),
-    "Notification": _obj(
-        ["id", "title"],
-        id=INTEGER,
-        title=STRING,
-        message=STRING,
-        url=NULLABLE_STRING,
-        type=NULLABLE_STRING,
-        created_at=STRING,
-        created_at_iso=STRING,
-        read=BOOLEAN,
-        data={},
-    ),
-    "NotificationPage": _obj(
-        ["notifications", "unread_count"],
-        notifications={"type": "array", "items": _ref("Notification")},
-        next_cursor=NULLABLE_STRING,
-        unread_count=INTEGER,
-    ),
-    "ProductKey": _obj(
-        ["id", "kind", "env", "key_prefix"],
-        id=INTEGER,
-        kind={"type": "string", "enum": ["publishable", "secret", "restricted"]},
-        env={"type": "string", "enum": ["live", "test"]},
-        name=NULLABLE_STRING,
-        key_prefix=STRING,
-        scopes={"type": ["array", "null"], "items": STRING},
-        created_at=DATETIME,
-        last_used_at=DATETIME,
-        revoked_at=DATETIME,
-        revoked_reason=NULLABLE_STRING,
-        key={"type": "string", "description": "the plaintext, in the creating answer only"},
-    ),
-    "Owner": {"type": ["object", "null"], "properties": {"id": INTEGER, "name": STRING}},
-    "WorkspaceToken": _obj(
-        ["id", "name", "scopes", "token_prefix"],
-        id=INTEGER,
-        name=STRING,
-        scopes=SCOPES,
-        token_prefix=STRING,
-        last_used_at=DATETIME,
-        expires_at=DATETIME,
-        created_at=DATETIME,
-        owner=_ref("Owner"),
-        token={"type": "string", "description": "the plaintext, in the creating answer only"},
-    ),
-    "OAuthApplication": _obj(
-        ["id", "name", "client_id", "scopes"],
-        id=INTEGER,
-        name=STRING,
-        client_id=STRING,
-        scopes=SCOPES,
-        last_used_at=DATETIME,
-        created_at=DATETIME,
-        owner=_ref("Owner"),
-        client_secret={"type": "string", "description": "in the creating answer only"},
-    ),
-    "OAuthError": _obj(["error"], error=STRING, error_description=STRING),
+    "Error": _refs(ERROR.schema),
+    **{
+        shape.name: _refs(shape.schema)
+        for shape in (*auth_answers.SCHEMAS, *notification_answers.SCHEMAS)
+    },
 }
 
 _credentials_body = _obj(["email", "password"], email=STRING, password=STRING)

@@ -85,6 +85,37 @@ class Answer:
     media_type: str = "application/json"
 
 
+# The one error shape (`infra.errors`), a component of every document.
+ERROR = Schema(
+    "Error",
+    {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string", "description": "in the request's locale"},
+                    "details": {
+                        "type": "object",
+                        "description": "422: one entry per invalid field",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+)
+
 # What `answers` maps a status to: an error code or codes (the `Error` shape), a named shape,
 # a Body/Shape type, an `Answer`, or None (an empty answer).
 AnswerSpec = str | tuple[str, ...] | Schema | Answer | type | None
