@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+import schemathesis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -20,7 +21,7 @@ from starlette.testclient import TestClient
 from auth import bodies as auth_bodies
 from hub.openapi import UndeclaredRoute, generate
 from hub.openapi import routes as openapi_routes
-from infra.api import PUBLIC, Answer, Endpoints, Guard, Schema, security_schemes
+from infra.api import PUBLIC, Answer, Endpoints, Guard, Schema, read_body, security_schemes
 from infra.bodies import Body, Errors, Shape, text
 from infra.errors import HubError, handle_http_exception, handle_hub_error, unauthorized
 from infra.http import Fields
@@ -134,6 +135,22 @@ async def workspace_token(
     return JSONResponse({"name": spec.name, "scopes": spec.scopes}, 201)
 
 
+@api.route(
+    "POST",
+    "/api/v1/auth/logout",
+    summary="Log out",
+    guard=PUBLIC,
+    body=auth_bodies.RefreshToken,
+    body_required=False,
+    answers={204: None},
+)
+async def logout(request: Request, caller: None) -> Response:
+    """An access token, or else a refresh token in the body (so the body is optional)."""
+    if "authorization" not in request.headers:
+        await read_body(request, auth_bodies.RefreshToken)
+    return Response(status_code=204)
+
+
 async def demo(request: Request) -> Response:
     return Response()
 
@@ -188,6 +205,25 @@ def test_every_route_is_documented_and_every_operation_routed(client, document):
     routed = _routed(client.app)
     assert routed == _documented(document)
     assert ("/openapi.json", "get") in routed
+
+
+def test_the_document_loads_in_schemathesis(document):
+    operations = [
+        result.ok() for result in schemathesis.openapi.from_dict(document).get_all_operations()
+    ]
+    assert len(operations) == len(_documented(document))
+
+
+def test_an_optional_body_is_documented_and_read_by_the_handler(client, document):
+    operation = document["paths"]["/api/v1/auth/logout"]["post"]
+    assert operation["requestBody"]["required"] is False
+    assert operation["description"].startswith("An access token")
+    assert (
+        client.post("/api/v1/auth/logout", headers={"Authorization": "Bearer x"}).status_code == 204
+    )
+    refused = client.post("/api/v1/auth/logout", json={})
+    assert refused.json()["error"]["details"]["refresh_token"]["code"] == "field.required"
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": "r"}).status_code == 204
 
 
 def test_a_route_neither_declared_nor_excluded_is_refused():
