@@ -528,3 +528,51 @@ def test_the_guard_protocol_is_checked_at_declaration():
     with pytest.raises(TypeError, match="Guard"):
         Endpoints().route("GET", "/x", summary="x", guard=NotAGuard(), answers={})(page)
     assert isinstance(SERVER_KEY, Guard) and isinstance(PUBLIC, Guard)
+
+
+REGISTER_CASES = [
+    {},
+    {"email": " ", "password": "x" * 129, "password_confirmation": None},
+    {"email": "a@b.co", "password": "long enough", "password_confirmation": "other"},
+    {"email": 5, "password": 5, "organization_name": "  ", "name": 7, "locale": "tlh"},
+    {"email": "a@b.co", "password": "x" * 10_001, "organization_name": "x" * 201},
+]
+
+
+def _hand_written_register(body: dict[str, Any]) -> dict[str, str]:
+    from auth.routes import _new_password
+
+    fields = Fields(body)
+    fields.email()
+    _new_password(fields)
+    fields.string("name", required=False)
+    fields.string("organization_name")
+    fields.locale()
+    return {name: error.code for name, error in fields.errors.items()}
+
+
+@pytest.mark.parametrize("body", REGISTER_CASES)
+def test_the_register_body_answers_as_the_hand_written_checks(body):
+    assert _declared(auth_bodies.Register, body) == _hand_written_register(body)
+
+
+WORKSPACE_CASES = [
+    {},
+    {"name": "ci", "scopes": None, "expires_at": None},
+    {"name": "ci", "scopes": "admin", "expires_at": "2000-01-01T00:00:00Z"},
+    {"name": "ci", "scopes": ["admin", 1], "expires_at": "2999-01-01T00:00:00"},
+    {"name": "ci", "scopes": ["nope"], "expires_at": "9999-12-31T23:59:59-00:01"},
+    {"name": "", "scopes": [], "expires_at": 5},
+]
+
+
+@pytest.mark.parametrize("body", WORKSPACE_CASES)
+def test_the_workspace_token_body_answers_as_the_hand_written_checks(body):
+    from auth.org_routes import _expires_at, _scopes
+
+    fields = Fields(body)
+    fields.string("name", max_length=200)
+    _scopes(fields)
+    _expires_at(fields)
+    expected = {name: error.code for name, error in fields.errors.items()}
+    assert _declared(auth_bodies.CreateWorkspaceToken, {"workspace_api_token": body}) == expected
