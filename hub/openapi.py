@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from hub.openapi_manual import PATHS, openapi_document
 from infra.api import (
     ERROR,
+    ERROR_TEXT,
     PUBLIC,
     Answer,
     AnswerSpec,
@@ -60,18 +61,6 @@ INFO = {
     "README. Every error has the `Error` shape.",
 }
 
-_ERROR_TEXT = {
-    400: "Malformed request (JSON, product, token, NUL in the path or query)",
-    401: "Missing, invalid, expired or revoked credential, or one of the wrong kind",
-    403: "Valid credential without the scope or role, or a browser origin that is refused",
-    404: "No such resource here",
-    409: "Conflict with the current state",
-    413: "Body too large",
-    415: "Body is not application/json",
-    422: "Invalid fields (listed in `details`)",
-    429: "Rate limited (see Retry-After)",
-    503: "Unavailable",
-}
 _DEFAULT_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content"}
 
 # What every route of a kind can answer besides its declared answers.
@@ -123,7 +112,7 @@ class _Document:
         if isinstance(spec, str | tuple):
             codes = (spec,) if isinstance(spec, str) else spec
             listed = ", ".join(f"`{code}`" for code in codes)
-            text = _ERROR_TEXT.get(status)
+            text = ERROR_TEXT.get(status)
             return self._content(f"{text}: {listed}" if text else listed, ERROR, JSON)
         if isinstance(spec, Answer):
             return self._content(spec.description, spec.schema, spec.media_type)
@@ -164,7 +153,7 @@ def _operation(endpoint: Endpoint, document: _Document) -> dict[str, Any]:
         if status in endpoint.answers:
             responses[str(status)] = document.answer(status, declared)
         else:
-            responses[str(status)] = document.answer(status, Answer(_ERROR_TEXT[status], ERROR))
+            responses[str(status)] = document.answer(status, Answer(ERROR_TEXT[status], ERROR))
     operation: dict[str, Any] = {
         "summary": endpoint.summary,
         "operationId": endpoint.name,

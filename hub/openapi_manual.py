@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from auth import answers as auth_answers
-from infra.api import ERROR, Schema
+from auth.answers import BOOLEAN, DATETIME, INTEGER, NULLABLE_STRING, STRING, STRINGS, obj
+from infra.api import ERROR, ERROR_TEXT, Schema
 from notifications import answers as notification_answers
 
 JSON = "application/json"
@@ -22,37 +23,10 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(required: list[str] | None = None, **properties: Any) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    return schema
-
-
-STRING: dict[str, Any] = {"type": "string"}
-INTEGER: dict[str, Any] = {"type": "integer"}
-BOOLEAN: dict[str, Any] = {"type": "boolean"}
-NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
-DATETIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
-SCOPES: dict[str, Any] = {"type": "array", "items": STRING}
-
-_ERROR_TEXT = {
-    400: "Malformed request (JSON, product, token, NUL in the path or query)",
-    401: "Missing, invalid, expired or revoked credential, or one of the wrong kind",
-    403: "Valid credential without the scope or role, or a browser origin that is refused",
-    404: "No such resource here",
-    409: "Conflict with the current state",
-    413: "Body too large",
-    415: "Body is not application/json",
-    422: "Invalid fields (listed in `details`)",
-    429: "Rate limited (see Retry-After)",
-}
-
-
 def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
-            "description": _ERROR_TEXT[status],
+            "description": ERROR_TEXT[status],
             "content": {JSON: {"schema": _ref("Error")}},
         }
         for status in statuses
@@ -132,8 +106,8 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-_credentials_body = _obj(["email", "password"], email=STRING, password=STRING)
-_register_body = _obj(
+_credentials_body = obj(["email", "password"], email=STRING, password=STRING)
+_register_body = obj(
     ["email", "password", "password_confirmation"],
     email=STRING,
     password=STRING,
@@ -142,8 +116,8 @@ _register_body = _obj(
     organization_name=STRING,
     locale=STRING,
 )
-_recipient = _obj(user_id=INTEGER, email=STRING, external_id=STRING)
-_send_body = _obj(
+_recipient = obj(user_id=INTEGER, email=STRING, external_id=STRING)
+_send_body = obj(
     ["title"],
     title=STRING,
     message=STRING,
@@ -187,9 +161,7 @@ PATHS: dict[str, Any] = {
             {**_ok(200, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
             security=PUBLIC,
             body=_body(
-                _obj(
-                    ["login_token", "organization_id"], login_token=STRING, organization_id=INTEGER
-                )
+                obj(["login_token", "organization_id"], login_token=STRING, organization_id=INTEGER)
             ),
             tag="auth",
         )
@@ -198,7 +170,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Rotate the refresh token; a new pair",
             {**_ok(200, _ref("TokenAnswer")), **_errors(*BODY_ERRORS, 401, 403, 404, 429)},
-            body=_body(_obj(["refresh_token"], refresh_token=STRING)),
+            body=_body(obj(["refresh_token"], refresh_token=STRING)),
             tag="auth",
         )
     },
@@ -206,7 +178,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Revoke the session (access token, or refresh_token in the body)",
             {**_ok(204, None, "Logged out"), **_errors(*BODY_ERRORS, 401, 403, 404)},
-            body=_body(_obj(refresh_token=STRING), required=False),
+            body=_body(obj(refresh_token=STRING), required=False),
             tag="auth",
         )
     },
@@ -214,20 +186,20 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Mail a reset link if the email is registered (always the same answer)",
             {
-                **_ok(202, _obj(["message"], message=STRING), "Accepted"),
+                **_ok(202, obj(["message"], message=STRING), "Accepted"),
                 **_errors(*BODY_ERRORS, 401, 403, 404, 429),
             },
             security=PUBLIC,
-            body=_body(_obj(["email"], email=STRING)),
+            body=_body(obj(["email"], email=STRING)),
             tag="auth",
         )
     },
     "/api/v1/auth/reset_password": {
         "put": _op(
             "Set a new password with a reset token",
-            {**_ok(200, _obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
+            {**_ok(200, obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
             body=_body(
-                _obj(
+                obj(
                     ["token", "password", "password_confirmation"],
                     token=STRING,
                     password=STRING,
@@ -240,8 +212,8 @@ PATHS: dict[str, Any] = {
     "/api/v1/auth/verify_email": {
         "post": _op(
             "Prove the email with the token of a verification link (single use)",
-            {**_ok(200, _obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
-            body=_body(_obj(["token"], token=STRING)),
+            {**_ok(200, obj(["message"], message=STRING)), **_errors(*BODY_ERRORS, 403, 429)},
+            body=_body(obj(["token"], token=STRING)),
             tag="auth",
         )
     },
@@ -249,7 +221,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Mail the signed-in user another verification link (409 when already proven)",
             {
-                **_ok(202, _obj(["message"], message=STRING), "Accepted"),
+                **_ok(202, obj(["message"], message=STRING), "Accepted"),
                 **_errors(401, 403, 409, 429),
             },
             security=USER,
@@ -259,22 +231,22 @@ PATHS: dict[str, Any] = {
     "/api/v1/auth/me": {
         "get": _op(
             "The signed-in user, organization and subscription",
-            {**_ok(200, _obj()), **_errors(400, 401, 403, 404)},
+            {**_ok(200, obj()), **_errors(400, 401, 403, 404)},
             security=USER,
             tag="auth",
         ),
         "put": _op(
             "Update name, locale or password",
-            {**_ok(200, _obj()), **_errors(*BODY_ERRORS, 401, 403, 404)},
+            {**_ok(200, obj()), **_errors(*BODY_ERRORS, 401, 403, 404)},
             security=USER,
-            body=_body(_obj(name=STRING, locale=STRING, password=STRING)),
+            body=_body(obj(name=STRING, locale=STRING, password=STRING)),
             tag="auth",
         ),
     },
     "/.well-known/jwks.json": {
         "get": _op(
             "Public keys that verify the hub's tokens",
-            _ok(200, _obj(["keys"], keys={"type": "array", "items": _obj()})),
+            _ok(200, obj(["keys"], keys={"type": "array", "items": obj()})),
             tag="auth",
         )
     },
@@ -284,9 +256,9 @@ PATHS: dict[str, Any] = {
             {
                 **_ok(
                     201,
-                    _obj(
+                    obj(
                         ["notifications", "count"],
-                        notifications={"type": "array", "items": _obj()},
+                        notifications={"type": "array", "items": obj()},
                         count=INTEGER,
                     ),
                 ),
@@ -310,7 +282,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/notifications/unread_count": {
         "get": _op(
             "The user's unread count",
-            {**_ok(200, _obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
+            {**_ok(200, obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
             security=USER,
             tag="notifications",
         )
@@ -318,7 +290,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/notifications/read_all": {
         "post": _op(
             "Mark all read",
-            {**_ok(200, _obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
+            {**_ok(200, obj(["unread_count"], unread_count=INTEGER)), **_errors(400, 401, 403)},
             security=USER,
             tag="notifications",
         )
@@ -326,7 +298,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/notifications/{notification_id}/read": {
         "post": _op(
             "Mark one read",
-            {**_ok(200, _obj(["id", "read", "unread_count"])), **_errors(400, 401, 403, 404)},
+            {**_ok(200, obj(["id", "read", "unread_count"])), **_errors(400, 401, 403, 404)},
             security=USER,
             parameters=[_path_id("notification_id")],
             tag="notifications",
@@ -336,13 +308,13 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Create or update a user by your external_id",
             {
-                **_ok(201, _obj(["user"], user=_ref("User")), "Created"),
-                **_ok(200, _obj(["user"], user=_ref("User")), "Updated"),
+                **_ok(201, obj(["user"], user=_ref("User")), "Created"),
+                **_ok(200, obj(["user"], user=_ref("User")), "Updated"),
                 **_errors(*BODY_ERRORS, 401, 403, 429),
             },
             security=SERVER,
             body=_body(
-                _obj(["external_id"], external_id=STRING, email=STRING, name=STRING, locale=STRING)
+                obj(["external_id"], external_id=STRING, email=STRING, name=STRING, locale=STRING)
             ),
             tag="server",
         )
@@ -350,7 +322,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/users/{user_id}": {
         "get": _op(
             "A user of the key's environment",
-            {**_ok(200, _obj(["user"], user=_ref("User"))), **_errors(401, 403, 404, 429)},
+            {**_ok(200, obj(["user"], user=_ref("User"))), **_errors(401, 403, 404, 429)},
             security=SERVER,
             parameters=[_path_id("user_id")],
             tag="server",
@@ -378,7 +350,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "The environment's keys (no plaintext)",
             {
-                **_ok(200, _obj(["keys"], keys={"type": "array", "items": _ref("ProductKey")})),
+                **_ok(200, obj(["keys"], keys={"type": "array", "items": _ref("ProductKey")})),
                 **_errors(401, 403, 429),
             },
             security=SERVER,
@@ -388,7 +360,7 @@ PATHS: dict[str, Any] = {
             "Create a restricted key (its plaintext is in this answer only)",
             {**_ok(201, _ref("ProductKey")), **_errors(*BODY_ERRORS, 401, 403, 409, 429)},
             security=SERVER,
-            body=_body(_obj(["name", "scopes"], name=STRING, scopes=SCOPES)),
+            body=_body(obj(["name", "scopes"], name=STRING, scopes=STRINGS)),
             tag="keys",
         ),
     },
@@ -413,19 +385,19 @@ PATHS: dict[str, Any] = {
     "/api/v1/product": {
         "get": _op(
             "The product's settings (secret key only)",
-            {**_ok(200, _obj(["product"])), **_errors(401, 403, 429)},
+            {**_ok(200, obj(["product"])), **_errors(401, 403, 429)},
             security=SERVER,
             tag="keys",
         ),
         "patch": _op(
             "Change only the named settings: origins, alert webhook, email verification, link"
             " templates (live secret key only; an unknown field is a 422, {} changes nothing)",
-            {**_ok(200, _obj(["product"])), **_errors(*BODY_ERRORS, 401, 403, 429)},
+            {**_ok(200, obj(["product"])), **_errors(*BODY_ERRORS, 401, 403, 429)},
             security=SERVER,
             body=_body(
                 {
-                    **_obj(
-                        origins=SCOPES,
+                    **obj(
+                        origins=STRINGS,
                         alert_webhook_url=NULLABLE_STRING,
                         require_verified_email=BOOLEAN,
                         verify_url_template=NULLABLE_STRING,
@@ -440,7 +412,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/workspace_api_tokens": {
         "get": _op(
             "The organization's live workspace tokens",
-            {**_ok(200, _obj(["workspace_api_tokens"])), **_errors(400, 401, 403, 404, 429)},
+            {**_ok(200, obj(["workspace_api_tokens"])), **_errors(400, 401, 403, 404, 429)},
             security=[{"accessToken": []}, {"orgToken": []}],
             tag="organization",
         ),
@@ -452,10 +424,10 @@ PATHS: dict[str, Any] = {
             },
             security=[{"accessToken": []}, {"orgToken": []}],
             body=_body(
-                _obj(
+                obj(
                     ["workspace_api_token"],
-                    workspace_api_token=_obj(
-                        ["name"], name=STRING, scopes=SCOPES, expires_at=DATETIME
+                    workspace_api_token=obj(
+                        ["name"], name=STRING, scopes=STRINGS, expires_at=DATETIME
                     ),
                 )
             ),
@@ -474,7 +446,7 @@ PATHS: dict[str, Any] = {
     "/api/v1/oauth_applications": {
         "get": _op(
             "The organization's OAuth applications",
-            {**_ok(200, _obj(["oauth_applications"])), **_errors(400, 401, 403, 404, 429)},
+            {**_ok(200, obj(["oauth_applications"])), **_errors(400, 401, 403, 404, 429)},
             security=[{"accessToken": []}, {"orgToken": []}],
             tag="organization",
         ),
@@ -486,9 +458,9 @@ PATHS: dict[str, Any] = {
             },
             security=[{"accessToken": []}, {"orgToken": []}],
             body=_body(
-                _obj(
+                obj(
                     ["oauth_application"],
-                    oauth_application=_obj(["name"], name=STRING, scopes=SCOPES),
+                    oauth_application=obj(["name"], name=STRING, scopes=STRINGS),
                 )
             ),
             tag="organization",
@@ -509,7 +481,7 @@ PATHS: dict[str, Any] = {
             {
                 "200": {
                     "description": "An access token",
-                    "content": {JSON: {"schema": _obj(["access_token", "token_type"])}},
+                    "content": {JSON: {"schema": obj(["access_token", "token_type"])}},
                 },
                 "400": {
                     "description": "invalid_request, unsupported_grant_type, invalid_scope",
@@ -526,7 +498,7 @@ PATHS: dict[str, Any] = {
                 "required": True,
                 "content": {
                     "application/x-www-form-urlencoded": {
-                        "schema": _obj(
+                        "schema": obj(
                             ["grant_type"],
                             grant_type=STRING,
                             scope=STRING,
@@ -542,20 +514,20 @@ PATHS: dict[str, Any] = {
     "/api/v1/organization/members": {
         "get": _op(
             "Members of the credential's organization (members:read)",
-            {**_ok(200, _obj(["members"])), **_errors(401, 403, 429)},
+            {**_ok(200, obj(["members"])), **_errors(401, 403, 429)},
             security=[{"orgToken": []}],
             tag="organization",
         )
     },
-    "/healthz": {"get": _op("The process is alive", _ok(200, _obj(["status"])), tag="operations")},
+    "/healthz": {"get": _op("The process is alive", _ok(200, obj(["status"])), tag="operations")},
     "/readyz": {
         "get": _op(
             "SQL and the broker answer",
             {
-                **_ok(200, _obj(["status"])),
+                **_ok(200, obj(["status"])),
                 "503": {
                     "description": "A part is unreachable",
-                    "content": {JSON: {"schema": _obj(["status", "failing"], failing=SCOPES)}},
+                    "content": {JSON: {"schema": obj(["status", "failing"], failing=STRINGS)}},
                 },
             },
             tag="operations",
@@ -575,7 +547,7 @@ PATHS: dict[str, Any] = {
         )
     },
     "/openapi.json": {
-        "get": _op("This document", _ok(200, _obj()), tag="operations"),
+        "get": _op("This document", _ok(200, obj()), tag="operations"),
     },
 }
 
@@ -599,7 +571,7 @@ def openapi_document(server_url: str, *, development: bool) -> dict[str, Any]:
         paths["/api/v1/dev/test_notification"] = {
             "post": _op(
                 "Development only: a test notification to the caller",
-                {**_ok(201, _obj()), **_errors(400, 401, 403, 404)},
+                {**_ok(201, obj()), **_errors(400, 401, 403, 404)},
                 security=USER,
                 tag="notifications",
             )

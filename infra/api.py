@@ -116,6 +116,19 @@ ERROR = Schema(
     },
 )
 
+# What each error status means, for the document (an answer adds its codes).
+ERROR_TEXT = {
+    400: "Malformed request (JSON, product, token, NUL in the path or query)",
+    401: "Missing, invalid, expired or revoked credential, or one of the wrong kind",
+    403: "Valid credential without the scope or role, or a browser origin that is refused",
+    404: "No such resource here",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Body is not application/json",
+    422: "Invalid fields (listed in `details`)",
+    429: "Rate limited (see Retry-After)",
+    503: "Unavailable",
+}
 # What `answers` maps a status to: an error code or codes (the `Error` shape), a named shape,
 # a Body/Shape type, an `Answer`, or None (an empty answer).
 AnswerSpec = str | tuple[str, ...] | Schema | Answer | type | None
