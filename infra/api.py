@@ -29,6 +29,9 @@ from infra.bodies import Body, Query
 from infra.http import read_json
 from infra.settings import Settings
 
+JSON = "application/json"
+BodyT = TypeVar("BodyT", bound=Body)
+
 
 @runtime_checkable
 class Guard(Protocol):
@@ -82,7 +85,7 @@ class Answer:
 
     description: str
     schema: Schema | dict[str, Any] | None = None
-    media_type: str = "application/json"
+    media_type: str = JSON
 
 
 # The one error shape (`infra.errors`), a component of every document.
@@ -190,10 +193,6 @@ class Endpoint(Route):
         if self.body is not None and self.body_required and self.body.media_type == JSON:
             extra["body"] = await read_body(request, self.body, self.body_limit)
         return await self.handler(request, caller, **extra)
-
-
-JSON = "application/json"
-BodyT = TypeVar("BodyT", bound=Body)
 
 
 async def read_body(
