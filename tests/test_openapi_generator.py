@@ -576,3 +576,26 @@ def test_the_workspace_token_body_answers_as_the_hand_written_checks(body):
     _expires_at(fields)
     expected = {name: error.code for name, error in fields.errors.items()}
     assert _declared(auth_bodies.CreateWorkspaceToken, {"workspace_api_token": body}) == expected
+
+
+def test_a_guard_accepting_several_credentials_documents_each_alternative():
+    class ServerOrOrgKey(HeaderKey):
+        @property
+        def schemes(self) -> dict[str, dict[str, Any]]:
+            return {
+                "serverKey": SERVER_KEY.scheme,
+                "orgToken": {"type": "http", "scheme": "bearer"},
+            }
+
+    either = Endpoints()
+    either.route(
+        "GET",
+        "/api/v1/users/{user_id}/notifications",
+        summary="x",
+        guard=ServerOrOrgKey("serverKey", "k"),
+        answers={200: None},
+    )(page)
+    document = generate(either.routes, "http://hub")
+    operation = document["paths"]["/api/v1/users/{user_id}/notifications"]["get"]
+    assert operation["security"] == [{"serverKey": []}, {"orgToken": []}]
+    assert set(document["components"]["securitySchemes"]) == {"serverKey", "orgToken"}
