@@ -32,3 +32,9 @@ NOTIFICATION_PAGE = Schema(
 UNREAD_COUNT = obj(["unread_count"], unread_count=INTEGER)
 
 SCHEMAS = (NOTIFICATION, NOTIFICATION_PAGE)
+SENT = obj(
+    ["notifications", "count"],
+    notifications={"type": "array", "items": obj()},
+    count=INTEGER,
+)
+MARKED_READ = obj(["id", "read", "unread_count"])
