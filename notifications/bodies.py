@@ -9,7 +9,7 @@ from typing import Any
 from infra import jsonsafe
 from infra.bodies import Body, Errors, Query, query_flag, query_integer, query_locale, raw, text
 from infra.settings import Settings
-from notifications.service import MAX_RECIPIENTS
+from notifications.publish import MAX_RECIPIENTS
 
 RECIPIENT_KEYS = ("user_id", "email", "external_id")
 RECIPIENT_NAME_MAX = 320  # an email or an external id
