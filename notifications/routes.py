@@ -16,9 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.accounts import resolve_recipients
-from auth.credentials import require_server_caller
-from auth.routes import access_context
-from auth.service import AccessContext
+from auth.session_tokens import AccessContext
+from auth.transport import USER_TOKEN, server_or_org_key
 from infra import jsonsafe
 from infra.errors import FieldError, HubError, validation_failed
 from infra.http import MAX_ROW_ID, Fields, path_id, read_json
@@ -36,7 +35,7 @@ PAGE_DEFAULT, PAGE_MAX = 50, 200
 
 
 def _service(request: Request) -> NotificationService:
-    return request.app.state.notifications
+    return request.app.state.services.notifications
 
 
 def _recipient_names(fields: Fields) -> list[tuple[str, Any]]:
@@ -93,8 +92,8 @@ def _content(fields: Fields) -> dict[str, Any]:
 
 
 async def send_notifications(request: Request) -> Response:
-    key = await require_server_caller(request, "notifications:write", org_scoped=True)
-    body = await read_json(request, request.app.state.settings.max_body_bytes * 4)
+    key = await server_or_org_key("notifications:write")(request)
+    body = await read_json(request, request.app.state.services.settings.max_body_bytes * 4)
     fields = Fields(body)
     names = _recipient_names(fields)
     content = _content(fields)
@@ -160,7 +159,7 @@ def _int_param(request: Request, name: str, default: int | None, maximum: int) -
 
 
 async def list_notifications(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     return await _page(request, ctx.product.id, ctx.env, ctx.user.id, _locale(request, ctx))
 
 
@@ -183,13 +182,13 @@ async def _page(request: Request, product_id: int, env: str, user_id: int, local
 
 
 async def unread_count(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     count = await _service(request).unread_count(ctx.product.id, ctx.env, ctx.user.id)
     return JSONResponse({"unread_count": count})
 
 
 async def mark_read(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     notification_id = path_id(
         request, "notification_id", "notification.not_found", maximum=2**63 - 1
     )
@@ -198,14 +197,14 @@ async def mark_read(request: Request) -> Response:
 
 
 async def mark_all_read(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     count = await _service(request).mark_all_read(ctx.product.id, ctx.env, ctx.user.id)
     return JSONResponse({"unread_count": count})
 
 
 async def user_notifications(request: Request) -> Response:
     """Server side: one user's notifications, newest first, in pages."""
-    caller = await require_server_caller(request, "notifications:read", org_scoped=True)
+    caller = await server_or_org_key("notifications:read")(request)
     user_id = path_id(request, "user_id", "user.not_found")
     service = _service(request)
     found = await resolve_recipients(
@@ -228,7 +227,7 @@ async def user_notifications(request: Request) -> Response:
 async def send_test_notification(request: Request) -> Response:
     """Development only (not mounted in production): a notification to the caller, so the
     demo page can show a delivery without a product backend."""
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     now = time.strftime("%H:%M:%S")
     answer, _ = await _service(request).send(
         product_id=ctx.product.id,
