@@ -89,31 +89,26 @@ SCHEMES: dict[str, dict[str, Any]] = {
 
 class _Documented:
     """The documenting half of a guard: its primary scheme, and `security`, the OpenAPI
-    requirement list (alternatives) when it accepts more than one kind of credential."""
+    requirement list (alternatives) when it accepts more than one kind of credential.
+    Plain attributes, set once, so a guard satisfies `Guard` as a structural type."""
 
-    scheme_name: str | None = None
-    description: str = ""
-    alternatives: tuple[str, ...] = ()
-
-    @property
-    def scheme(self) -> dict[str, Any] | None:
-        return SCHEMES[self.scheme_name] if self.scheme_name else None
-
-    @property
-    def schemes(self) -> dict[str, dict[str, Any]]:
-        names = (self.scheme_name, *self.alternatives) if self.scheme_name else ()
-        return {name: SCHEMES[name] for name in names}
-
-    @property
-    def security(self) -> list[Requirement]:
-        return [{name: []} for name in self.schemes]
+    def __init__(
+        self, scheme_name: str | None, description: str, alternatives: tuple[str, ...] = ()
+    ) -> None:
+        names = (scheme_name, *alternatives) if scheme_name else ()
+        self.scheme_name = scheme_name
+        self.scheme: dict[str, Any] | None = SCHEMES[scheme_name] if scheme_name else None
+        self.description = description
+        self.schemes: dict[str, dict[str, Any]] = {name: SCHEMES[name] for name in names}
+        self.security: list[Requirement] = [{name: []} for name in names]
 
 
 # -- public and browser callers --------------------------------------------------------
 
 
 class PublicGuard(_Documented):
-    description = "No credential."
+    def __init__(self) -> None:
+        super().__init__(None, "No credential.")
 
     async def __call__(self, connection: HTTPConnection) -> None:
         return None
@@ -128,12 +123,13 @@ class SiteCaller:
 
 
 class SiteGuard(_Documented):
-    scheme_name = "publishableKey"
-    alternatives = ("productSlug",)
-    description = (
-        "A publishable key in X-Publishable-Key, or a live product's slug in X-Product-Slug; "
-        "a browser's Origin must be one the product allows."
-    )
+    def __init__(self) -> None:
+        super().__init__(
+            "publishableKey",
+            "A publishable key in X-Publishable-Key, or a live product's slug in "
+            "X-Product-Slug; a browser's Origin must be one the product allows.",
+            ("productSlug",),
+        )
 
     async def __call__(self, connection: HTTPConnection) -> SiteCaller:
         """Nothing in the request can override the environment a publishable key names.
@@ -155,11 +151,12 @@ class SiteGuard(_Documented):
 
 
 class UserTokenGuard(_Documented):
-    scheme_name = "accessToken"
-    description = (
-        "A user's access token (ES256 JWT from login, register, refresh or a server mint); "
-        "its session must be live and a browser's Origin allowed by its product."
-    )
+    def __init__(self) -> None:
+        super().__init__(
+            "accessToken",
+            "A user's access token (ES256 JWT from login, register, refresh or a server "
+            "mint); its session must be live and a browser's Origin allowed by its product.",
+        )
 
     async def __call__(self, connection: HTTPConnection) -> AccessContext:
         services = auth_services(connection)
@@ -184,13 +181,14 @@ class ServerKeyGuard(_Documented):
         self._org_tokens = org_tokens or org_only
         self._org_only = org_only
         if org_only:
-            self.scheme_name = "orgToken"
-            self.description = f"A workspace token or OAuth access token with `{scope}`."
+            super().__init__("orgToken", f"A workspace token or OAuth access token with `{scope}`.")
         else:
-            self.scheme_name = "serverKey"
-            self.alternatives = ("orgToken",) if org_tokens else ()
             also = ", or a workspace/OAuth token with it" if org_tokens else ""
-            self.description = f"A secret key, or a restricted key with `{scope}`{also}."
+            super().__init__(
+                "serverKey",
+                f"A secret key, or a restricted key with `{scope}`{also}.",
+                ("orgToken",) if org_tokens else (),
+            )
 
     async def __call__(self, connection: HTTPConnection) -> ServerCaller:
         services = auth_services(connection)
@@ -240,12 +238,13 @@ class Manager:
 
 
 class OrgManagerGuard(_Documented):
-    scheme_name = "accessToken"
-    alternatives = ("orgToken",)
-    description = (
-        "An organization owner's or admin's access token, or a workspace/OAuth token of the "
-        "organization with `admin`."
-    )
+    def __init__(self) -> None:
+        super().__init__(
+            "accessToken",
+            "An organization owner's or admin's access token, or a workspace/OAuth token of "
+            "the organization with `admin`.",
+            ("orgToken",),
+        )
 
     async def __call__(self, connection: HTTPConnection) -> Manager:
         presented = bearer_token(connection)
@@ -273,8 +272,10 @@ class OrgManagerGuard(_Documented):
 
 
 class MetricsTokenGuard(_Documented):
-    scheme_name = "metricsToken"
-    description = "With HUB_METRICS_TOKEN set, `Bearer <that token>`; open otherwise."
+    def __init__(self) -> None:
+        super().__init__(
+            "metricsToken", "With HUB_METRICS_TOKEN set, `Bearer <that token>`; open otherwise."
+        )
 
     async def __call__(self, connection: HTTPConnection) -> None:
         expected = auth_services(connection).settings.metrics_token

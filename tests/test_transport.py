@@ -19,6 +19,7 @@ from auth.transport import (
     SCHEMES,
     SITE,
     USER_TOKEN,
+    Guard,
     bearer_token,
     org_key,
     presented_token,
@@ -96,7 +97,7 @@ async def test_the_metrics_token_is_compared_when_set() -> None:
 
 
 def test_every_guard_documents_what_it_enforces() -> None:
-    guards = [
+    guards: list[Guard] = [  # each satisfies the declaration machinery's protocol
         PUBLIC,
         SITE,
         USER_TOKEN,
