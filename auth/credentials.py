@@ -17,19 +17,17 @@ one that arrives over plain HTTP is revoked as compromised, as the Docs API says
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import sqlalchemy as sa
 from databases import Database
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from auth import alerts, keys
 from auth.alerts import SecurityAlerts
 from auth.products import Product, get_product
-from auth.ratelimit import RateLimiter
 from auth.tables import product_keys
 from infra.db import utcnow
-from infra.errors import HubError, forbidden, unauthorized
+from infra.errors import HubError, unauthorized
 from infra.settings import Settings
 
 PUBLISHABLE_KEY_HEADER = "x-publishable-key"
@@ -72,56 +70,24 @@ class Stored:
         return {"credential": self.table.name, "credential_id": self.id, "prefix": self.prefix}
 
 
-def bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 class Credentials:
-    def __init__(
-        self, db: Database, settings: Settings, limiter: RateLimiter, alerts: SecurityAlerts
-    ) -> None:
+    """Looks up the product keys a caller presents and refuses them where they do not
+    belong; which credential a route takes is `auth/transport.py`'s guards' business."""
+
+    def __init__(self, db: Database, settings: Settings, alerts: SecurityAlerts) -> None:
         self.db = db
         self.settings = settings
-        self.limiter = limiter
         self.alerts = alerts
         self.last_used = keys.LastUsed(db)
-        # Workspace tokens and OAuth tokens plug in here (auth/org_credentials.py).
-        self.org_resolver: OrgCredentialResolver | None = None
 
     # -- server API -----------------------------------------------------------------------
 
-    async def server_caller(
-        self, request: Request, scope: str, *, org_scoped: bool = False
-    ) -> ServerCaller:
-        """The caller of a server endpoint that needs `scope`: 401 or 403 otherwise."""
-        presented = bearer(request)
-        if presented is None:
-            raise unauthorized()
-        caller: ServerCaller | None
-        if keys.kind_of(presented) in keys.SERVER_KINDS:
-            caller = await self._product_key(request, presented)
-        elif org_scoped and self.org_resolver is not None:
-            caller = await self.org_resolver.resolve(request, presented)
-        else:
-            caller = None  # a pk_ key, a user's JWT, a workspace token here: wrong kind
-        if caller is None:
-            raise unauthorized()
-        request.state.product = caller.product  # error messages fall back to its locale
-        if not caller.allows(scope):
-            raise forbidden()
-        await self.limiter.hit(
-            self.settings.rate_limits.server_key, "server", caller.kind, str(caller.credential_id)
-        )
-        return caller
-
-    async def _product_key(self, request: Request, presented: str) -> ServerCaller | None:
+    async def product_key(self, request: HTTPConnection, presented: str) -> ServerCaller | None:
+        """The caller a secret or restricted key makes, or None for an unknown or revoked one."""
         found = await self._lookup(request, presented)
         if found is None:
             return None
@@ -133,7 +99,7 @@ class Credentials:
         return ServerCaller(stored.product, key.env, key.kind, key.id, scopes)
 
     async def _lookup(
-        self, request: Request, presented: str
+        self, request: HTTPConnection, presented: str
     ) -> tuple[keys.ProductKey, Stored] | None:
         """The live product key with this plaintext (and its product); an unknown key is
         counted, a revoked one alerted."""
@@ -153,7 +119,7 @@ class Credentials:
     def revoked_used(self, stored: Stored) -> None:
         self.alerts.fire(alerts.REVOKED_KEY_USED, stored.product, stored.env, **stored.names())
 
-    def refuse_from_browser(self, request: Request, stored: Stored) -> None:
+    def refuse_from_browser(self, request: HTTPConnection, stored: Stored) -> None:
         """A server credential sent by a browser is in client code: refuse and alert."""
         if (
             request.headers.get("origin") is not None
@@ -168,7 +134,7 @@ class Credentials:
             )
             raise HubError(401, "auth.key_in_browser")
 
-    async def refuse_plain_http(self, request: Request, stored: Stored) -> None:
+    async def refuse_plain_http(self, request: HTTPConnection, stored: Stored) -> None:
         """Production: a server credential sent over plain HTTP is revoked as compromised."""
         # The scheme is the client's: uvicorn takes X-Forwarded-Proto from trusted proxies only.
         if not self.settings.production or request.url.scheme != "http":
@@ -184,7 +150,7 @@ class Credentials:
 
     # -- public (browser) endpoints -------------------------------------------------------
 
-    async def publishable(self, request: Request, presented: str) -> tuple[Product, str]:
+    async def publishable(self, request: HTTPConnection, presented: str) -> tuple[Product, str]:
         """The product environment a `pk_` key names; 401 for anything else."""
         kind = keys.kind_of(presented)
         if kind is None:
@@ -200,7 +166,7 @@ class Credentials:
         await self.last_used.touch(product_keys, key.id)
         return stored.product, key.env
 
-    async def refuse_key_as_user_token(self, request: Request, presented: str) -> None:
+    async def refuse_key_as_user_token(self, request: HTTPConnection, presented: str) -> None:
         """A server key where a user's token belongs: alert when it came from a browser."""
         if keys.kind_of(presented) not in keys.SERVER_KINDS:
             return
@@ -208,20 +174,3 @@ class Credentials:
         if found is not None:
             self.refuse_from_browser(request, found[1])
         raise unauthorized()
-
-
-class OrgCredentialResolver(Protocol):
-    """Resolves organization-scoped credentials (workspace tokens, OAuth access tokens)."""
-
-    async def resolve(self, request: Request, presented: str) -> ServerCaller | None: ...
-
-
-def credentials(request: Request) -> Credentials:
-    return request.app.state.credentials
-
-
-async def require_server_caller(
-    request: Request, scope: str, *, org_scoped: bool = False
-) -> ServerCaller:
-    """Shorthand for route handlers."""
-    return await credentials(request).server_caller(request, scope, org_scoped=org_scoped)

@@ -6,7 +6,7 @@ scopes (`WORKSPACE_SCOPES`; none at all means full org access, `admin` includes 
 Tokens and client secrets are stored as SHA-256 digests and shown once. An OAuth access token
 is an ES256 JWT of type `oauth`, so it never passes for a user's access token; it names its
 application, which is looked up on every use, so revoking the application stops its tokens at
-once on every process.
+once on every process (`auth/org_callers.py` resolves them on a request).
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
-from starlette.requests import Request
 
 from auth.credential_secrets import hash_secret, new_secret, secrets_equal
-from auth.credentials import Credentials, ServerCaller, Stored, client_address
-from auth.products import Product, get_product
-from auth.tables import oauth_applications, organizations, users, workspace_tokens
-from auth.tokens import InvalidToken, TokenSigner
+from auth.tables import memberships, oauth_applications, organizations, users, workspace_tokens
+from auth.tokens import TokenSigner
 from infra.db import as_utc, json_column, utcnow
 
 WORKSPACE_SCOPES = ("notifications:read", "notifications:write", "members:read", "admin")
@@ -50,25 +47,12 @@ class Organization:
     env: str
 
 
-async def get_organization(db: Database, org_id: int) -> Organization | None:
-    row = await db.fetch_one(
-        sa.select(organizations.c.id, organizations.c.product_id, organizations.c.env).where(
-            organizations.c.id == org_id
-        )
-    )
-    return Organization(row[0], row[1], row[2]) if row else None
-
-
-async def _owners(db: Database, user_ids: set[int]) -> dict[int, dict[str, Any]]:
-    if not user_ids:
-        return {}
-    rows = await db.fetch_all(
-        sa.select(users.c.id, users.c.name).where(users.c.id.in_(sorted(user_ids)))
-    )
-    return {r[0]: {"id": r[0], "name": r[1]} for r in rows}
-
-
-# -- workspace API tokens ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Application:
+    id: int
+    organization_id: int
+    client_id: str
+    scopes: tuple[str, ...]
 
 
 def _token_answer(m: Any, owner: dict[str, Any] | None) -> dict[str, Any]:
@@ -84,89 +68,6 @@ def _token_answer(m: Any, owner: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-async def issue_workspace_token(
-    db: Database,
-    *,
-    org_id: int,
-    owner_id: int,
-    name: str,
-    scopes: list[str],
-    expires_at: datetime | None,
-) -> dict[str, Any]:
-    """The new token's answer; `token` (its plaintext) is in it and nowhere else."""
-    plaintext = new_secret(TOKEN_PREFIX)
-    token_id = await db.execute(
-        workspace_tokens.insert().values(
-            organization_id=org_id,
-            owner_id=owner_id,
-            name=name,
-            token_hash=hash_secret(plaintext),
-            token_prefix=plaintext[: len(TOKEN_PREFIX) + 8],
-            scopes=scopes,
-            expires_at=expires_at,
-            created_at=utcnow(),
-        )
-    )
-    row = await db.fetch_one(workspace_tokens.select().where(workspace_tokens.c.id == token_id))
-    assert row is not None
-    owner = (await _owners(db, {owner_id})).get(owner_id)
-    answer = _token_answer(row._mapping, owner)
-    return {**answer, "token": plaintext}
-
-
-async def list_workspace_tokens(db: Database, org_id: int) -> list[dict[str, Any]]:
-    """The organization's tokens that still work, newest first."""
-    rows = await db.fetch_all(
-        workspace_tokens.select()
-        .where(
-            workspace_tokens.c.organization_id == org_id,
-            workspace_tokens.c.revoked_at.is_(None),
-            sa.or_(
-                workspace_tokens.c.expires_at.is_(None), workspace_tokens.c.expires_at > utcnow()
-            ),
-        )
-        .order_by(workspace_tokens.c.id.desc())
-    )
-    owners = await _owners(db, {r._mapping["owner_id"] for r in rows})
-    return [_token_answer(r._mapping, owners.get(r._mapping["owner_id"])) for r in rows]
-
-
-async def count_active(db: Database, table: sa.Table, org_id: int) -> int:
-    value = await db.fetch_val(
-        sa.select(sa.func.count())
-        .select_from(table)
-        .where(table.c.organization_id == org_id, table.c.revoked_at.is_(None))
-    )
-    return int(value or 0)
-
-
-async def revoke(db: Database, table: sa.Table, org_id: int, row_id: int) -> bool:
-    """Revoke a workspace token or OAuth application of the org; False if there is none."""
-    changed = await db.fetch_one(
-        table.update()
-        .where(
-            table.c.id == row_id, table.c.organization_id == org_id, table.c.revoked_at.is_(None)
-        )
-        .values(revoked_at=utcnow())
-        .returning(table.c.id)
-    )
-    return changed is not None
-
-
-async def revoke_owned_by(db: Database, user_id: int) -> None:
-    """Revoke every workspace token and OAuth application the user issued (their identity
-    was handed to someone else, who must not inherit them)."""
-    for table in (workspace_tokens, oauth_applications):
-        await db.execute(
-            table.update()
-            .where(table.c.owner_id == user_id, table.c.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-
-
-# -- OAuth applications ------------------------------------------------------------------
-
-
 def _application_answer(m: Any, owner: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "id": m["id"],
@@ -177,71 +78,6 @@ def _application_answer(m: Any, owner: dict[str, Any] | None) -> dict[str, Any]:
         "created_at": _iso(as_utc(m["created_at"])),
         "owner": owner,
     }
-
-
-async def register_application(
-    db: Database, *, org_id: int, owner_id: int, name: str, scopes: list[str]
-) -> dict[str, Any]:
-    """The new application's answer; `client_secret` is in it and nowhere else."""
-    client_id = "hub_" + secrets.token_hex(12)
-    client_secret = new_secret("hubsec_")
-    app_id = await db.execute(
-        oauth_applications.insert().values(
-            organization_id=org_id,
-            owner_id=owner_id,
-            name=name,
-            client_id=client_id,
-            secret_hash=hash_secret(client_secret),
-            scopes=scopes,
-            created_at=utcnow(),
-        )
-    )
-    row = await db.fetch_one(oauth_applications.select().where(oauth_applications.c.id == app_id))
-    assert row is not None
-    owner = (await _owners(db, {owner_id})).get(owner_id)
-    return {**_application_answer(row._mapping, owner), "client_secret": client_secret}
-
-
-async def list_applications(db: Database, org_id: int) -> list[dict[str, Any]]:
-    rows = await db.fetch_all(
-        oauth_applications.select()
-        .where(
-            oauth_applications.c.organization_id == org_id,
-            oauth_applications.c.revoked_at.is_(None),
-        )
-        .order_by(oauth_applications.c.id.desc())
-    )
-    owners = await _owners(db, {r._mapping["owner_id"] for r in rows})
-    return [_application_answer(r._mapping, owners.get(r._mapping["owner_id"])) for r in rows]
-
-
-@dataclass(frozen=True)
-class Application:
-    id: int
-    organization_id: int
-    client_id: str
-    scopes: tuple[str, ...]
-
-
-async def authenticate_client(
-    db: Database, client_id: str, client_secret: str
-) -> Application | None:
-    """The live application whose id and secret these are, or None (compared in constant
-    time, and a digest is computed for unknown ids too, so timing tells nothing)."""
-    row = await db.fetch_one(
-        oauth_applications.select().where(
-            oauth_applications.c.client_id == client_id[:64],
-            oauth_applications.c.revoked_at.is_(None),
-        )
-    )
-    presented = hash_secret(client_secret)
-    stored = row._mapping["secret_hash"] if row else hash_secret(secrets.token_hex(16))
-    if not secrets_equal(presented, stored) or row is None:
-        return None
-    m = row._mapping
-    return Application(
-        m["id"], m["organization_id"], m["client_id"], tuple(json_column(m["scopes"]))
-    )
 
 
 def granted_scopes(application: Application, requested: str | None) -> list[str] | None:
@@ -257,78 +93,176 @@ def granted_scopes(application: Application, requested: str | None) -> list[str]
     return sorted(set(asked))
 
 
-# -- resolving them on the server API ----------------------------------------------------
+async def revoke_owned_by(db: Database, user_id: int) -> None:
+    """Revoke every workspace token and OAuth application the user issued (their identity
+    was handed to someone else, who must not inherit them). Takes the flow's database handle:
+    it runs inside the flow's transaction."""
+    for table in (workspace_tokens, oauth_applications):
+        await db.execute(
+            table.update()
+            .where(table.c.owner_id == user_id, table.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
 
 
 class OrgCredentials:
-    """Plugs workspace tokens and OAuth access tokens into `Credentials.server_caller`."""
+    """What an organization's managers do with its credentials, and what they can read."""
 
-    def __init__(self, credentials: Credentials, signer: TokenSigner) -> None:
-        self._credentials = credentials
+    def __init__(self, db: Database, signer: TokenSigner) -> None:
+        self._db = db
         self._signer = signer
-        self._db = credentials.db
 
-    async def resolve(self, request: Request, presented: str) -> ServerCaller | None:
-        if presented.startswith(TOKEN_PREFIX):
-            return await self._workspace_token(request, presented)
-        if presented.count(".") == 2:
-            return await self._oauth_token(presented)
-        return None
-
-    async def _workspace_token(self, request: Request, presented: str) -> ServerCaller | None:
-        if len(presented) > 100:
-            return None
+    async def organization(self, org_id: int) -> Organization | None:
         row = await self._db.fetch_one(
-            workspace_tokens.select().where(workspace_tokens.c.token_hash == hash_secret(presented))
+            sa.select(organizations.c.id, organizations.c.product_id, organizations.c.env).where(
+                organizations.c.id == org_id
+            )
         )
-        if row is None:
-            self._credentials.alerts.failed_lookup(client_address(request))
-            return None
-        m = row._mapping
-        found = await self._organization(m["organization_id"])
-        if found is None:
-            return None
-        org, product = found
-        stored = Stored(workspace_tokens, m["id"], m["token_prefix"], org.env, product)
-        if m["revoked_at"] is not None:
-            self._credentials.revoked_used(stored)
-            return None
-        expires_at = as_utc(m["expires_at"])
-        if expires_at is not None and expires_at <= utcnow():
-            return None
-        self._credentials.refuse_from_browser(request, stored)
-        await self._credentials.refuse_plain_http(request, stored)
-        await self._credentials.last_used.touch(workspace_tokens, m["id"])
-        scopes = frozenset(json_column(m["scopes"]) or ())
-        return ServerCaller(product, org.env, "workspace", m["id"], scopes, org.id, m["owner_id"])
+        return Organization(row[0], row[1], row[2]) if row else None
 
-    async def _oauth_token(self, presented: str) -> ServerCaller | None:
-        try:
-            claims = self._signer.verify(presented, OAUTH_TOKEN_TYPE)
-            app_id, org_id = int(claims["app"]), int(claims["org"])
-            scopes = frozenset(str(s) for s in claims["scopes"])
-            if not scopes:  # we never grant none; a token without any is not ours to honour
-                return None
-        except (InvalidToken, KeyError, TypeError, ValueError):
-            return None
-        live = await self._db.fetch_one(
-            sa.select(oauth_applications.c.owner_id).where(
-                oauth_applications.c.id == app_id,
+    async def members(self, org_id: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetch_all(
+            sa.select(users.c.id, users.c.name, users.c.email, memberships.c.role)
+            .select_from(memberships.join(users))
+            .where(memberships.c.organization_id == org_id)
+            .order_by(users.c.id)
+        )
+        return [{"id": r[0], "name": r[1], "email": r[2], "role": r[3]} for r in rows]
+
+    async def _owners(self, user_ids: set[int]) -> dict[int, dict[str, Any]]:
+        if not user_ids:
+            return {}
+        rows = await self._db.fetch_all(
+            sa.select(users.c.id, users.c.name).where(users.c.id.in_(sorted(user_ids)))
+        )
+        return {r[0]: {"id": r[0], "name": r[1]} for r in rows}
+
+    async def count_active(self, table: sa.Table, org_id: int) -> int:
+        value = await self._db.fetch_val(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.organization_id == org_id, table.c.revoked_at.is_(None))
+        )
+        return int(value or 0)
+
+    async def revoke(self, table: sa.Table, org_id: int, row_id: int) -> bool:
+        """Revoke a workspace token or OAuth application of the org; False if there is none."""
+        changed = await self._db.fetch_one(
+            table.update()
+            .where(
+                table.c.id == row_id,
+                table.c.organization_id == org_id,
+                table.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+            .returning(table.c.id)
+        )
+        return changed is not None
+
+    # -- workspace API tokens ---------------------------------------------------------------
+
+    async def issue_workspace_token(
+        self,
+        *,
+        org_id: int,
+        owner_id: int,
+        name: str,
+        scopes: list[str],
+        expires_at: datetime | None,
+    ) -> dict[str, Any]:
+        """The new token's answer; `token` (its plaintext) is in it and nowhere else."""
+        plaintext = new_secret(TOKEN_PREFIX)
+        token_id = await self._db.execute(
+            workspace_tokens.insert().values(
+                organization_id=org_id,
+                owner_id=owner_id,
+                name=name,
+                token_hash=hash_secret(plaintext),
+                token_prefix=plaintext[: len(TOKEN_PREFIX) + 8],
+                scopes=scopes,
+                expires_at=expires_at,
+                created_at=utcnow(),
+            )
+        )
+        row = await self._db.fetch_one(
+            workspace_tokens.select().where(workspace_tokens.c.id == token_id)
+        )
+        assert row is not None
+        owner = (await self._owners({owner_id})).get(owner_id)
+        return {**_token_answer(row._mapping, owner), "token": plaintext}
+
+    async def list_workspace_tokens(self, org_id: int) -> list[dict[str, Any]]:
+        """The organization's tokens that still work, newest first."""
+        rows = await self._db.fetch_all(
+            workspace_tokens.select()
+            .where(
+                workspace_tokens.c.organization_id == org_id,
+                workspace_tokens.c.revoked_at.is_(None),
+                sa.or_(
+                    workspace_tokens.c.expires_at.is_(None),
+                    workspace_tokens.c.expires_at > utcnow(),
+                ),
+            )
+            .order_by(workspace_tokens.c.id.desc())
+        )
+        owners = await self._owners({r._mapping["owner_id"] for r in rows})
+        return [_token_answer(r._mapping, owners.get(r._mapping["owner_id"])) for r in rows]
+
+    # -- OAuth applications -----------------------------------------------------------------
+
+    async def register_application(
+        self, *, org_id: int, owner_id: int, name: str, scopes: list[str]
+    ) -> dict[str, Any]:
+        """The new application's answer; `client_secret` is in it and nowhere else."""
+        client_id = "hub_" + secrets.token_hex(12)
+        client_secret = new_secret("hubsec_")
+        app_id = await self._db.execute(
+            oauth_applications.insert().values(
+                organization_id=org_id,
+                owner_id=owner_id,
+                name=name,
+                client_id=client_id,
+                secret_hash=hash_secret(client_secret),
+                scopes=scopes,
+                created_at=utcnow(),
+            )
+        )
+        row = await self._db.fetch_one(
+            oauth_applications.select().where(oauth_applications.c.id == app_id)
+        )
+        assert row is not None
+        owner = (await self._owners({owner_id})).get(owner_id)
+        return {**_application_answer(row._mapping, owner), "client_secret": client_secret}
+
+    async def list_applications(self, org_id: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetch_all(
+            oauth_applications.select()
+            .where(
                 oauth_applications.c.organization_id == org_id,
                 oauth_applications.c.revoked_at.is_(None),
             )
+            .order_by(oauth_applications.c.id.desc())
         )
-        found = await self._organization(org_id) if live is not None else None
-        if live is None or found is None:
-            return None
-        org, product = found
-        await self._credentials.last_used.touch(oauth_applications, app_id)
-        return ServerCaller(product, org.env, "oauth", app_id, scopes, org.id, live[0])
+        owners = await self._owners({r._mapping["owner_id"] for r in rows})
+        return [_application_answer(r._mapping, owners.get(r._mapping["owner_id"])) for r in rows]
 
-    async def _organization(self, org_id: int) -> tuple[Organization, Product] | None:
-        org = await get_organization(self._db, org_id)
-        product = await get_product(self._db, org.product_id) if org else None
-        return (org, product) if org is not None and product is not None else None
+    async def authenticate_client(self, client_id: str, client_secret: str) -> Application | None:
+        """The live application whose id and secret these are, or None (compared in constant
+        time, and a digest is computed for unknown ids too, so timing tells nothing)."""
+        row = await self._db.fetch_one(
+            oauth_applications.select().where(
+                oauth_applications.c.client_id == client_id[:64],
+                oauth_applications.c.revoked_at.is_(None),
+            )
+        )
+        presented = hash_secret(client_secret)
+        stored = row._mapping["secret_hash"] if row else hash_secret(secrets.token_hex(16))
+        if not secrets_equal(presented, stored) or row is None:
+            return None
+        m = row._mapping
+        return Application(
+            m["id"], m["organization_id"], m["client_id"], tuple(json_column(m["scopes"]))
+        )
 
     def issue_access_token(
         self, application: Application, org: Organization, scopes: list[str]

@@ -16,9 +16,7 @@ client credentials) and of what those credentials can read about their organizat
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import sqlalchemy as sa
@@ -27,62 +25,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth import org_credentials as oc
-from auth.accounts import user_organization
-from auth.credentials import bearer, client_address, credentials, require_server_caller
-from auth.routes import access_context
-from auth.service import Auth
-from auth.tables import memberships, oauth_applications, users, workspace_tokens
+from auth.credentials import client_address
+from auth.services import auth_services
+from auth.tables import oauth_applications, workspace_tokens
+from auth.transport import ORG_MANAGER, PUBLIC, org_key
 from infra.db import utcnow
-from infra.errors import FieldError, HubError, forbidden, unauthorized, validation_failed
+from infra.errors import FieldError, HubError, validation_failed
 from infra.http import Fields, path_id, read_json
 from infra.jsonsafe import has_forbidden_characters
 
-MANAGER_ROLES = ("owner", "admin")
 TOKEN_BODY_LIMIT = 8 * 1024
 
 
-def _auth(request: Request) -> Auth:
-    return request.app.state.auth
-
-
-def _org_credentials(request: Request) -> oc.OrgCredentials:
-    return request.app.state.org_credentials
-
-
-@dataclass(frozen=True)
-class Manager:
-    """Someone allowed to manage an organization's credentials."""
-
-    org_id: int
-    user_id: int
-
-
-async def org_manager(request: Request) -> Manager:
-    """An org owner/admin's access token, or an org token with the `admin` scope."""
-    presented = bearer(request)
-    if presented is None:
-        raise unauthorized()
-    if not presented.startswith(oc.TOKEN_PREFIX):
-        try:
-            ctx = await access_context(request)
-        except HubError as exc:
-            if exc.status != 401 or presented.count(".") != 2:
-                raise
-        else:
-            membership = await user_organization(
-                _auth(request).db, ctx.user.id, ctx.org_id, ctx.product.id, ctx.env
-            )
-            if membership is None or membership.role not in MANAGER_ROLES:
-                raise forbidden()
-            return Manager(ctx.org_id, ctx.user.id)
-    caller = await require_server_caller(request, "admin", org_scoped=True)
-    if caller.organization_id is None or caller.acting_user_id is None:
-        raise unauthorized()  # a product key manages product keys, not org credentials
-    return Manager(caller.organization_id, caller.acting_user_id)
-
-
 async def _wrapped(request: Request, wrapper: str) -> Fields:
-    body = await read_json(request, _auth(request).settings.max_body_bytes)
+    body = await read_json(request, auth_services(request).settings.max_body_bytes)
     inner = body.get(wrapper)
     if not isinstance(inner, dict):
         raise validation_failed({wrapper: FieldError("field.not_object")})
@@ -125,15 +81,16 @@ def _expires_at(fields: Fields) -> datetime | None:
 
 
 async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> None:
-    if await oc.count_active(_auth(request).db, table, org_id) >= oc.MAX_PER_ORGANIZATION:
+    store = auth_services(request).org_credentials
+    if await store.count_active(table, org_id) >= oc.MAX_PER_ORGANIZATION:
         raise HubError(409, "key.too_many")
 
 
 async def _revoke(request: Request, table: sa.Table, missing: str) -> Response:
     """Revoke one of the manager's organization's tokens or applications: 204, or 404."""
-    manager = await org_manager(request)
+    manager = await ORG_MANAGER(request)
     row_id = path_id(request, "id", missing)
-    if not await oc.revoke(_auth(request).db, table, manager.org_id, row_id):
+    if not await auth_services(request).org_credentials.revoke(table, manager.org_id, row_id):
         raise HubError(404, missing)
     return Response(status_code=204)
 
@@ -142,21 +99,20 @@ async def _revoke(request: Request, table: sa.Table, missing: str) -> Response:
 
 
 async def list_workspace_tokens(request: Request) -> Response:
-    manager = await org_manager(request)
-    tokens = await oc.list_workspace_tokens(_auth(request).db, manager.org_id)
+    manager = await ORG_MANAGER(request)
+    tokens = await auth_services(request).org_credentials.list_workspace_tokens(manager.org_id)
     return JSONResponse({"workspace_api_tokens": tokens})
 
 
 async def create_workspace_token(request: Request) -> Response:
-    manager = await org_manager(request)
+    manager = await ORG_MANAGER(request)
     fields = await _wrapped(request, "workspace_api_token")
     name = fields.string("name", max_length=200)
     scopes = _scopes(fields)
     expires_at = _expires_at(fields)
     fields.check()
     await _room_for_one_more(request, workspace_tokens, manager.org_id)
-    answer = await oc.issue_workspace_token(
-        _auth(request).db,
+    answer = await auth_services(request).org_credentials.issue_workspace_token(
         org_id=manager.org_id,
         owner_id=manager.user_id,
         name=name,
@@ -174,20 +130,19 @@ async def revoke_workspace_token(request: Request) -> Response:
 
 
 async def list_applications(request: Request) -> Response:
-    manager = await org_manager(request)
-    apps = await oc.list_applications(_auth(request).db, manager.org_id)
+    manager = await ORG_MANAGER(request)
+    apps = await auth_services(request).org_credentials.list_applications(manager.org_id)
     return JSONResponse({"oauth_applications": apps})
 
 
 async def register_application(request: Request) -> Response:
-    manager = await org_manager(request)
+    manager = await ORG_MANAGER(request)
     fields = await _wrapped(request, "oauth_application")
     name = fields.string("name", max_length=200)
     scopes = _scopes(fields)
     fields.check()
     await _room_for_one_more(request, oauth_applications, manager.org_id)
-    answer = await oc.register_application(
-        _auth(request).db,
+    answer = await auth_services(request).org_credentials.register_application(
         org_id=manager.org_id,
         owner_id=manager.user_id,
         name=name,
@@ -259,8 +214,11 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
 
 
 async def issue_token(request: Request) -> Response:
-    auth = _auth(request)
-    await auth.limiter.hit(auth.settings.rate_limits.login_ip, "oauth", client_address(request))
+    await PUBLIC(request)  # the client authenticates below, answered as RFC 6749 says
+    services = auth_services(request)
+    store = services.org_credentials
+    limit = services.settings.rate_limits.login_ip
+    await services.limiter.hit(limit, "oauth", client_address(request))
     params = await _token_request(request)
     if params is None:
         return oauth_error(
@@ -278,9 +236,9 @@ async def issue_token(request: Request) -> Response:
         return oauth_error(400, "invalid_request", "grant_type is required.")
     if not client_id or not client_secret:
         return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
-    application = await oc.authenticate_client(auth.db, client_id, client_secret)
+    application = await store.authenticate_client(client_id, client_secret)
     if application is None:
-        credentials(request).alerts.failed_lookup(client_address(request))
+        services.credentials.alerts.failed_lookup(client_address(request))
         return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
     if grant_type != "client_credentials":
         return oauth_error(
@@ -289,10 +247,10 @@ async def issue_token(request: Request) -> Response:
     scopes = oc.granted_scopes(application, params.get("scope"))
     if scopes is None:
         return oauth_error(400, "invalid_scope", "The scope asks for more than the client has.")
-    org = await oc.get_organization(auth.db, application.organization_id)
+    org = await store.organization(application.organization_id)
     if org is None:
         return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
-    answer = _org_credentials(request).issue_access_token(application, org, scopes)
+    answer = store.issue_access_token(application, org, scopes)
     return JSONResponse(answer, headers=NO_STORE)
 
 
@@ -300,18 +258,9 @@ async def issue_token(request: Request) -> Response:
 
 
 async def organization_members(request: Request) -> Response:
-    caller = await require_server_caller(request, "members:read", org_scoped=True)
-    if caller.organization_id is None:
-        raise unauthorized()  # product keys span every organization; this is per org
-    rows = await _auth(request).db.fetch_all(
-        sa.select(users.c.id, users.c.name, users.c.email, memberships.c.role)
-        .select_from(memberships.join(users))
-        .where(memberships.c.organization_id == caller.organization_id)
-        .order_by(users.c.id)
-    )
-    members: list[dict[str, Any]] = [
-        {"id": r[0], "name": r[1], "email": r[2], "role": r[3]} for r in rows
-    ]
+    caller = await org_key("members:read")(request)
+    assert caller.organization_id is not None  # org_key admits organization credentials only
+    members = await auth_services(request).org_credentials.members(caller.organization_id)
     return JSONResponse({"members": members})
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from databases import Database
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,7 +30,7 @@ EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 _STATE_KEY = "cors_origin"
 
 
-def check_origin(request: Request, product: Product) -> None:
+def check_origin(request: HTTPConnection, product: Product) -> None:
     """Bind the request to `product`; 403 `origin.forbidden` for a browser origin it refuses."""
     request.state.product = product
     origin = request.headers.get("origin")

@@ -15,6 +15,10 @@ from passlib.hash import argon2
 # "wrong password" take the same time.
 _DUMMY_PASSWORD = "not-a-real-password-just-for-timing"  # noqa: S105
 
+# The length a new password must have (registration and reset alike).
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+
 
 class PasswordHasher:
     def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, threads: int) -> None:

@@ -13,6 +13,7 @@ from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, identity_pools, plans, products
 from auth.webhook_targets import check_literal
 from infra.db import bound, json_column, utcnow
+from infra.errors import HubError, unauthorized
 from infra.i18n import SUPPORTED_LOCALES
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -282,3 +283,35 @@ async def default_plan_id(db: Database, product_id: int) -> int:
     if row is None:
         raise LookupError(f"product {product_id} has no plan")
     return row._mapping["id"]
+
+
+class ProductDirectory:
+    """Product lookups as the flows need them: each answers the error its caller owes.
+
+    A product named by the client (a slug header) that is unknown is a 404; one named by a
+    token or a mailed link that is gone means the credential no longer works, a 401.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def for_slug(self, slug: str | None) -> Product:
+        if not slug:
+            raise HubError(400, "product.required")
+        product = await get_product_by_slug(self._db, slug.strip().lower())
+        if product is None:
+            raise HubError(404, "product.not_found")
+        return product
+
+    async def by_id(self, product_id: int) -> Product:
+        product = await get_product(self._db, product_id)
+        if product is None:
+            raise unauthorized()
+        return product
+
+    async def of_claims(self, claims: dict[str, object]) -> Product:
+        """The product a verified token names (by slug)."""
+        product = await get_product_by_slug(self._db, str(claims.get("product", "")))
+        if product is None:
+            raise unauthorized()
+        return product

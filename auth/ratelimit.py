@@ -12,6 +12,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from auth.credential_secrets import hash_secret
 from infra.errors import HubError
 
 logger = logging.getLogger("auth.ratelimit")
@@ -50,3 +51,9 @@ class RateLimiter:
                 return
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise HubError(429, "rate_limited", headers={"Retry-After": str(retry_after)})
+
+    async def hit_account(self, rule: str, name: str, pool_id: int, env: str, email: str) -> None:
+        """Count an attempt on an email address within an identity pool and environment
+        (the same address elsewhere is another identity with its own budget); the address
+        is hashed, so the limit store never holds it."""
+        await self.hit(rule, name, str(pool_id), env, hash_secret(email))

@@ -23,49 +23,40 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth import keys
-from auth.accounts import get_user, resolve_recipients
-from auth.credentials import ServerCaller, require_server_caller
-from auth.products import (
-    Product,
-    get_product,
-    normalize_origin,
-    normalize_url_template,
-    normalize_webhook_url,
-    set_alert_webhook,
-    set_origins,
-    set_verification,
-)
-from auth.service import Auth
+from auth.credentials import ServerCaller
+from auth.product_admin import ProductAdmin
+from auth.products import Product, normalize_origin, normalize_url_template, normalize_webhook_url
+from auth.services import auth_services
+from auth.transport import server_key
 from auth.webhook_targets import BlockedTarget
 from infra.errors import HubError, forbidden
 from infra.http import Fields, path_id, read_json
 
 MAX_ORIGINS = 100
-MAX_RESTRICTED_KEYS = 100
 URL_TEMPLATE_FIELDS = ("verify_url_template", "reset_url_template")
 SETTINGS_FIELDS = {"origins", "alert_webhook_url", "require_verified_email", *URL_TEMPLATE_FIELDS}
 
 
-def _auth(request: Request) -> Auth:
-    return request.app.state.auth
+def _admin(request: Request) -> ProductAdmin:
+    return auth_services(request).product_admin
 
 
 async def _fields(request: Request) -> Fields:
-    return Fields(await read_json(request, _auth(request).settings.max_body_bytes))
+    return Fields(await read_json(request, auth_services(request).settings.max_body_bytes))
 
 
 # -- users -------------------------------------------------------------------------------
 
 
 async def upsert_user(request: Request) -> Response:
-    caller = await require_server_caller(request, "users:write")
+    caller = await server_key("users:write")(request)
     fields = await _fields(request)
     external_id = fields.string("external_id", max_length=255)
     email = fields.email() if fields.body.get("email") is not None else None
     name = fields.string("name", required=False)
     locale = fields.locale()
     fields.check()
-    user, created = await _auth(request).upsert_user(
+    user, created = await auth_services(request).accounts.upsert_user(
         caller.product, caller.env, external_id=external_id, email=email, name=name, locale=locale
     )
     return JSONResponse({"user": user}, status_code=201 if created else 200)
@@ -74,28 +65,26 @@ async def upsert_user(request: Request) -> Response:
 async def _user_of(request: Request, caller: ServerCaller) -> int:
     user_id = path_id(request, "user_id", "user.not_found")
     # Only users of this key's product environment: a test key never reaches a live user.
-    found = await resolve_recipients(
-        _auth(request).db, caller.product.id, caller.env, user_ids=[user_id]
-    )
-    if not found:
+    if await _admin(request).env_user(caller.product, caller.env, user_id) is None:
         raise HubError(404, "user.not_found")
     return user_id
 
 
 async def get_user_route(request: Request) -> Response:
-    caller = await require_server_caller(request, "users:read")
-    user = await get_user(_auth(request).db, await _user_of(request, caller))
+    caller = await server_key("users:read")(request)
+    user_id = path_id(request, "user_id", "user.not_found")
+    user = await _admin(request).env_user(caller.product, caller.env, user_id)
     if user is None:
         raise HubError(404, "user.not_found")
     return JSONResponse({"user": user.public()})
 
 
 async def mint_token(request: Request) -> Response:
-    caller = await require_server_caller(request, "users:write")
+    caller = await server_key("users:write")(request)
     user_id = await _user_of(request, caller)
-    auth = _auth(request)
+    tokens = auth_services(request).tokens
     return JSONResponse(
-        await auth.mint_access_token(caller.product, caller.env, user_id), status_code=201
+        await tokens.mint_access_token(caller.product, caller.env, user_id), status_code=201
     )
 
 
@@ -113,7 +102,7 @@ def _may_handle(caller: ServerCaller, key: keys.ProductKey) -> bool:
 
 async def _key_of(request: Request, caller: ServerCaller) -> keys.ProductKey:
     key_id = path_id(request, "key_id", "key.not_found")
-    key = await keys.get_key(_auth(request).db, caller.product.id, caller.env, key_id)
+    key = await _admin(request).key(caller.product, caller.env, key_id)
     if key is None:
         raise HubError(404, "key.not_found")
     if not _may_handle(caller, key):
@@ -126,14 +115,14 @@ def _shown_once(key: keys.ProductKey, plaintext: str) -> dict[str, Any]:
 
 
 async def list_keys(request: Request) -> Response:
-    caller = await require_server_caller(request, "keys:write")
-    found = await keys.list_keys(_auth(request).db, caller.product.id, caller.env)
+    caller = await server_key("keys:write")(request)
+    found = await _admin(request).list_keys(caller.product, caller.env)
     return JSONResponse({"keys": [k.public() for k in found]})
 
 
 async def create_key(request: Request) -> Response:
     """A new restricted key; its plaintext is in this answer and nowhere else."""
-    caller = await require_server_caller(request, "keys:write")
+    caller = await server_key("keys:write")(request)
     fields = await _fields(request)
     name = fields.string("name", max_length=200)
     scopes = fields.body.get("scopes")
@@ -144,36 +133,32 @@ async def create_key(request: Request) -> Response:
     fields.check()
     if caller.kind != "secret" and not set(scopes) <= (caller.scopes or set()):
         raise forbidden()
-    db = _auth(request).db
-    active = [k for k in await keys.list_keys(db, caller.product.id, caller.env) if k.active]
-    if sum(k.kind == "restricted" for k in active) >= MAX_RESTRICTED_KEYS:
-        raise HubError(409, "key.too_many")
-    key, plaintext = await keys.issue_key(
-        db, caller.product.id, caller.env, "restricted", scopes=sorted(set(scopes)), name=name
+    key, plaintext = await _admin(request).create_restricted_key(
+        caller.product, caller.env, scopes=scopes, name=name
     )
     return JSONResponse(_shown_once(key, plaintext), status_code=201)
 
 
 async def rotate_key(request: Request) -> Response:
     """A new key in place of this one, which stops working at once (no grace window)."""
-    caller = await require_server_caller(request, "keys:write")
+    caller = await server_key("keys:write")(request)
     key = await _key_of(request, caller)
     if not key.active:
         raise HubError(409, "key.revoked")
     try:
-        new_key, plaintext = await keys.rotate_key(_auth(request).db, key)
+        new_key, plaintext = await _admin(request).rotate_key(key)
     except LookupError:
         raise HubError(409, "key.revoked") from None
     return JSONResponse(_shown_once(new_key, plaintext), status_code=201)
 
 
 async def revoke_key(request: Request) -> Response:
-    caller = await require_server_caller(request, "keys:write")
+    caller = await server_key("keys:write")(request)
     key = await _key_of(request, caller)
     if key.kind != "restricted":
         # One publishable and one secret key must stay active: those are rotated instead.
         raise HubError(409, "key.rotate_instead")
-    await keys.revoke_key(_auth(request).db, key.id, "revoked")
+    await _admin(request).revoke_key(key)
     return Response(status_code=204)
 
 
@@ -200,7 +185,7 @@ def _product_answer(caller: ServerCaller, product: Product) -> Response:
 
 
 async def _secret_caller(request: Request) -> ServerCaller:
-    caller = await require_server_caller(request, "product:settings")
+    caller = await server_key("product:settings")(request)
     if caller.kind != "secret":
         raise forbidden()
     return caller
@@ -255,7 +240,7 @@ async def update_product_settings(request: Request) -> Response:
                     origins.append(normalize_origin(origin))
                 except ValueError:
                     fields.error(f"origins[{index}]", "origin.invalid")
-    settings = _auth(request).settings
+    settings = auth_services(request).settings
     webhook = caller.product.alert_webhook_url
     if "alert_webhook_url" in body:
         raw = body["alert_webhook_url"]
@@ -276,21 +261,16 @@ async def update_product_settings(request: Request) -> Response:
         _url_template(fields, name, https_only=settings.production) for name in URL_TEMPLATE_FIELDS
     )
     fields.check()
-    db = _auth(request).db
-    if origins is not None:
-        await set_origins(db, caller.product.id, origins)
-    if "alert_webhook_url" in body:
-        await set_alert_webhook(db, caller.product.id, webhook)
-    await set_verification(
-        db,
-        caller.product.id,
+    changes = {"alert_webhook": webhook} if "alert_webhook_url" in body else {}
+    product = await _admin(request).update_settings(
+        caller.product,
+        origins=origins,
+        **changes,
         require_verified_email=require,
         verify_url_template=verify_url,
         reset_url_template=reset_url,
         https_only=settings.production,
     )
-    product = await get_product(db, caller.product.id)
-    assert product is not None
     return _product_answer(caller, product)
 
 

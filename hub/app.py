@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,30 +20,24 @@ from starlette.staticfiles import StaticFiles
 
 from auth import products, sessions
 from auth.alerts import SecurityAlerts
-from auth.credentials import Credentials
 from auth.mail import make_mailer
-from auth.org_credentials import OrgCredentials
 from auth.org_routes import routes as org_routes
 from auth.origins import CORSMiddleware
 from auth.passwords import PasswordHasher
 from auth.ratelimit import RateLimiter
 from auth.routes import routes as auth_routes
 from auth.server_routes import routes as server_routes
-from auth.service import Auth
+from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
+from auth.transport import METRICS_TOKEN
 from hub.cable.endpoint import routes as cable_routes
 from hub.cable.leases import SocketLeases
 from hub.cable.registry import CableRegistry
 from hub.openapi import openapi_document
+from hub.services import Services, services
 from infra.broker import CONTROL_CHANNEL, Broker, revocation_message
 from infra.db import connect_database
-from infra.errors import (
-    HubError,
-    handle_http_exception,
-    handle_hub_error,
-    handle_unexpected,
-    unauthorized,
-)
+from infra.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
 from infra.http import InputCharactersMiddleware
 from infra.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
 from infra.request_ids import RequestIdMiddleware
@@ -93,12 +86,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    hub = services(request)
     failing = []
     try:
-        await request.app.state.db.fetch_val("SELECT 1")
+        await hub.db.fetch_val("SELECT 1")
     except Exception:
         failing.append("sql")
-    if not await request.app.state.broker.ping():
+    if not await hub.broker.ping():
         failing.append("broker")
     if failing:
         logger.warning("readiness: %s unreachable", ", ".join(failing))
@@ -108,19 +102,13 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus metrics; with `HUB_METRICS_TOKEN` set, only for `Bearer <that token>`."""
-    token = request.app.state.settings.metrics_token
-    if token:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), token.encode()
-        ):
-            raise unauthorized()
+    await METRICS_TOKEN(request)
     body, content_type = exposition()
     return Response(body, media_type=content_type)
 
 
 async def openapi(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = services(request).settings
     return JSONResponse(openapi_document(settings.public_url, development=not settings.production))
 
 
@@ -142,19 +130,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         parallelism=settings.argon2_parallelism,
         threads=settings.hash_threads,
     )
-    limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
-    auth = Auth(
-        db=db,
-        settings=settings,
-        signer=signer,
-        hasher=hasher,
-        mailer=make_mailer(settings.smtp_url, development=not settings.production),
-        limiter=limiter,
-    )
-    alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
-    credentials = Credentials(db, settings, limiter, alerts)
-    org_credentials = OrgCredentials(credentials, signer)
-    credentials.org_resolver = org_credentials
     broker = Broker(settings.redis_url, settings.redis_prefix)
     notifications = NotificationService(db, broker)
 
@@ -169,7 +144,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def announce_revoked(sids: list[str]) -> None:
         await broker.publish(CONTROL_CHANNEL, revocation_message(sids))
 
-    auth.on_sessions_revoked = announce_revoked
+    alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
+    auth = build_auth_services(
+        db=db,
+        settings=settings,
+        signer=signer,
+        hasher=hasher,
+        mailer=make_mailer(settings.smtp_url, development=not settings.production),
+        limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
+        alerts=alerts,
+        on_sessions_revoked=announce_revoked,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -216,12 +201,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     CONNECTIONS.set_function(lambda: len(cable.connections))
     SUBSCRIPTIONS.set_function(lambda: sum(len(c.subscriptions) for c in cable.connections))
-    app.state.settings = settings
-    app.state.db = db
-    app.state.auth = auth
-    app.state.credentials = credentials
-    app.state.org_credentials = org_credentials
-    app.state.broker = broker
-    app.state.notifications = notifications
-    app.state.cable = cable
+    app.state.services = Services(
+        settings=settings,
+        db=db,
+        broker=broker,
+        auth=auth,
+        notifications=notifications,
+        cable=cable,
+    )
     return app

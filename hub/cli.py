@@ -131,7 +131,9 @@ class CableAwareServer(uvicorn.Server):
         self.hub_app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.hub_app.state.cable.disconnect_all("server_restart", reconnect=True)
+        from hub.services import app_services  # loaded with the app, as hub.app above
+
+        await app_services(self.hub_app).cable.disconnect_all("server_restart", reconnect=True)
         await super().shutdown(sockets)
 
 

@@ -16,9 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.accounts import resolve_recipients
-from auth.credentials import require_server_caller
-from auth.routes import access_context
-from auth.service import AccessContext
+from auth.session_tokens import AccessContext
+from auth.transport import USER_TOKEN, server_or_org_key
 from infra import jsonsafe
 from infra.errors import FieldError, HubError, validation_failed
 from infra.http import Fields, read_json
@@ -34,7 +33,7 @@ PAGE_DEFAULT, PAGE_MAX = 50, 200
 
 
 def _service(request: Request) -> NotificationService:
-    return request.app.state.notifications
+    return request.app.state.services.notifications
 
 
 def _recipient_names(fields: Fields) -> list[tuple[str, Any]]:
@@ -91,8 +90,8 @@ def _content(fields: Fields) -> dict[str, Any]:
 
 
 async def send_notifications(request: Request) -> Response:
-    key = await require_server_caller(request, "notifications:write", org_scoped=True)
-    body = await read_json(request, request.app.state.settings.max_body_bytes * 4)
+    key = await server_or_org_key("notifications:write")(request)
+    body = await read_json(request, request.app.state.services.settings.max_body_bytes * 4)
     fields = Fields(body)
     names = _recipient_names(fields)
     content = _content(fields)
@@ -161,7 +160,7 @@ def _scope(ctx: AccessContext) -> UserScope:
 
 
 async def list_notifications(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     return await _page(request, _scope(ctx), _locale(request, ctx))
 
 
@@ -184,13 +183,13 @@ async def _page(request: Request, scope: UserScope, locale: str) -> Response:
 
 
 async def unread_count(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     count = await _service(request).unread_count(_scope(ctx))
     return JSONResponse({"unread_count": count})
 
 
 async def mark_read(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     notification_id = parse_id(
         request.path_params["notification_id"],
         error=lambda: HubError(404, "notification.not_found"),
@@ -200,14 +199,14 @@ async def mark_read(request: Request) -> Response:
 
 
 async def mark_all_read(request: Request) -> Response:
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     count = await _service(request).mark_all_read(_scope(ctx))
     return JSONResponse({"unread_count": count})
 
 
 async def user_notifications(request: Request) -> Response:
     """Server side: one user's notifications, newest first, in pages."""
-    caller = await require_server_caller(request, "notifications:read", org_scoped=True)
+    caller = await server_or_org_key("notifications:read")(request)
     user_id = parse_id(
         request.path_params["user_id"],
         maximum=MAX_ROW_ID,
@@ -234,7 +233,7 @@ async def user_notifications(request: Request) -> Response:
 async def send_test_notification(request: Request) -> Response:
     """Development only (not mounted in production): a notification to the caller, so the
     demo page can show a delivery without a product backend."""
-    ctx = await access_context(request)
+    ctx = await USER_TOKEN(request)
     now = time.strftime("%H:%M:%S")
     answer, _ = await _service(request).send(
         product_id=ctx.product.id,

@@ -30,13 +30,14 @@ from typing import Any
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from auth.service import Auth
+from auth.transport import USER_TOKEN
 from channels import CHANNELS
 from channels.base import Channel
 from hub.cable.bucket import TokenBucket
 from hub.cable.connection import CableConnection, disconnect_frame
 from hub.cable.protocol import FrameError, decode, encode
 from hub.cable.registry import CableRegistry, Recover
+from hub.services import services
 from infra.errors import HubError
 from infra.metrics import CABLE_ACTIONS_RATE_LIMITED, CABLE_SOCKETS_REFUSED
 from infra.settings import CableLimits
@@ -223,27 +224,21 @@ async def _send_last(websocket: WebSocket, reason: str) -> None:
 
 
 async def cable(websocket: WebSocket) -> None:
-    app = websocket.app
-    auth: Auth = app.state.auth
-    registry: CableRegistry = app.state.cable
+    hub = services(websocket)
+    registry: CableRegistry = hub.cable
     subprotocol = PROTOCOL if PROTOCOL in _offered_protocols(websocket) else None
     try:
-        claims, product = await auth.authenticate_access(websocket.query_params.get("token", ""))
-    except HubError:
-        await _refuse(websocket, subprotocol)
+        ctx = await USER_TOKEN(websocket)  # the `token` query parameter, as on every route
+    except HubError as exc:
+        if exc.status == 403:  # a browser origin the token's product does not allow
+            await websocket.close(code=1008)  # before accept: the upgrade is answered 403
+        else:
+            await _refuse(websocket, subprotocol)
         return
-    origin = websocket.headers.get("origin")
-    if origin is not None and not product.allows_origin(origin):
-        await websocket.close(code=1008)  # before accept: the upgrade is answered 403
-        return
-    try:
-        ctx = await auth.access_context(claims, product)
-    except HubError:
-        await _refuse(websocket, subprotocol)
-        return
+    claims, product = ctx.claims, ctx.product
 
     await websocket.accept(subprotocol=subprotocol)
-    limits: CableLimits = app.state.settings.cable
+    limits: CableLimits = hub.settings.cable
     connection = CableConnection(
         websocket,
         user_id=ctx.user.id,
@@ -252,7 +247,7 @@ async def cable(websocket: WebSocket) -> None:
         session_id=str(claims["sid"]),
         locale=ctx.user.locale or product.default_locale,
         expires_at=float(claims["exp"]),
-        services={"notifications": app.state.notifications},
+        services={"notifications": hub.notifications},
         max_queue=SEND_QUEUE_FRAMES,
         actions=TokenBucket(limits.actions_per_second, limits.action_burst),
     )

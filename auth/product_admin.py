@@ -1,0 +1,90 @@
+"""What a product's server does to its own environment: its keys, its settings, its users.
+
+The server API's handlers (`auth/server_routes.py`) validate and authorize; the reads and
+writes they lead to are here, so no handler holds a database handle. Everything is scoped
+to one product environment: a test key never reaches live data.
+"""
+
+from __future__ import annotations
+
+from databases import Database
+
+from auth import keys
+from auth.accounts import User, get_user, resolve_recipients
+from auth.products import Product, get_product, set_alert_webhook, set_origins, set_verification
+from infra.errors import HubError
+
+MAX_RESTRICTED_KEYS = 100
+
+_UNCHANGED = object()
+
+
+class ProductAdmin:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- users --------------------------------------------------------------------------
+
+    async def env_user(self, product: Product, env: str, user_id: int) -> User | None:
+        """The user if it is one of this product environment (a member of one of its
+        organizations); None otherwise, even for an identity of the same pool."""
+        found = await resolve_recipients(self._db, product.id, env, user_ids=[user_id])
+        return await get_user(self._db, user_id) if found else None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    async def list_keys(self, product: Product, env: str) -> list[keys.ProductKey]:
+        return await keys.list_keys(self._db, product.id, env)
+
+    async def key(self, product: Product, env: str, key_id: int) -> keys.ProductKey | None:
+        return await keys.get_key(self._db, product.id, env, key_id)
+
+    async def create_restricted_key(
+        self, product: Product, env: str, *, scopes: list[str], name: str
+    ) -> tuple[keys.ProductKey, str]:
+        """A new restricted key and its plaintext; 409 `key.too_many` past the cap."""
+        active = [k for k in await self.list_keys(product, env) if k.active]
+        if sum(k.kind == "restricted" for k in active) >= MAX_RESTRICTED_KEYS:
+            raise HubError(409, "key.too_many")
+        return await keys.issue_key(
+            self._db, product.id, env, "restricted", scopes=sorted(set(scopes)), name=name
+        )
+
+    async def rotate_key(self, key: keys.ProductKey) -> tuple[keys.ProductKey, str]:
+        """Raises LookupError if the key was revoked meanwhile."""
+        return await keys.rotate_key(self._db, key)
+
+    async def revoke_key(self, key: keys.ProductKey) -> None:
+        await keys.revoke_key(self._db, key.id, "revoked")
+
+    # -- settings -----------------------------------------------------------------------
+
+    async def update_settings(
+        self,
+        product: Product,
+        *,
+        origins: list[str] | None,
+        alert_webhook: object = _UNCHANGED,
+        require_verified_email: bool | None,
+        verify_url_template: str | None,
+        reset_url_template: str | None,
+        https_only: bool,
+    ) -> Product:
+        """Apply the changes a PATCH named (None or `_UNCHANGED`: left as it is); the
+        product as stored afterwards."""
+        if origins is not None:
+            await set_origins(self._db, product.id, origins)
+        if alert_webhook is not _UNCHANGED:
+            assert alert_webhook is None or isinstance(alert_webhook, str)
+            await set_alert_webhook(self._db, product.id, alert_webhook)
+        await set_verification(
+            self._db,
+            product.id,
+            require_verified_email=require_verified_email,
+            verify_url_template=verify_url_template,
+            reset_url_template=reset_url_template,
+            https_only=https_only,
+        )
+        updated = await get_product(self._db, product.id)
+        assert updated is not None
+        return updated
