@@ -18,6 +18,7 @@ import uvicorn
 from databases import Database
 from starlette.applications import Starlette
 
+from hub.cable.protocol import DisconnectReason
 from hub.http_protocol import bounded_head_protocol
 from infra.db import connect_database
 from infra.logs import logging_config
@@ -131,7 +132,7 @@ class CableAwareServer(uvicorn.Server):
         self.hub_app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.hub_app.state.cable.disconnect_all("server_restart", reconnect=True)
+        await self.hub_app.state.cable.disconnect_all(DisconnectReason.SERVER_RESTART)
         await super().shutdown(sockets)
 
 
