@@ -114,6 +114,8 @@ def test_parse_command(kind):
         ('{"command": "subscribe", "identifier": 7}', "no identifier"),
         ('{"command": "dance", "identifier": "x"}', "unknown command"),
         ('{"identifier": "x"}', "unknown command"),
+        ('{"command": ["subscribe"], "identifier": "x"}', "unknown command"),
+        ('{"command": {}, "identifier": "x"}', "unknown command"),
         ('{"command": "subscribe", "identifier": "x", "n": NaN}', None),
         ('{"command": "subscribe", "identifier": "\\ud800"}', None),
         ('{"command": "subscribe", "identifier": "\\u0000"}', None),

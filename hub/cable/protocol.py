@@ -165,7 +165,7 @@ def parse_command(text: str) -> Command:
     if not isinstance(command, dict) or not isinstance(command.get("identifier"), str):
         raise FrameError("no identifier")
     kind = command.get("command")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:  # a list or an object is unhashable
         raise FrameError("unknown command")
     return Command(kind, command["identifier"], command.get("data"))
 
