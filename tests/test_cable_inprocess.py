@@ -120,7 +120,12 @@ class Cable:
         self._ids = 0
 
     def connect(
-        self, user_id: int = 1, session_id: str = "s1", expires_in: float = 3600, max_queue=256
+        self,
+        user_id: int = 1,
+        session_id: str = "s1",
+        expires_in: float = 3600,
+        max_queue: int = 256,
+        actions: TokenBucket | None = None,
     ) -> tuple[FakeSocket, CableConnection]:
         socket = FakeSocket()
         connection = CableConnection(
@@ -132,7 +137,8 @@ class Cable:
             locale="en",
             expires_at=time.time() + expires_in,
             max_queue=max_queue,
-            actions=TokenBucket(self.limits.actions_per_second, self.limits.action_burst),
+            actions=actions
+            or TokenBucket(self.limits.actions_per_second, self.limits.action_burst),
         )
         self.sessions.append(asyncio.create_task(self.endpoint.session(connection)))
         return socket, connection
@@ -209,6 +215,21 @@ async def test_an_action_is_performed_and_answered_on_its_subscription(cable):
     socket.push({"command": "message", "identifier": ROOM, "data": data})
     await until(lambda: cable.service.shouted == ["hey"] and len(socket.sent) == 3)
     assert last(socket) == {"identifier": ROOM, "message": {"heard": "hey"}}
+
+
+async def test_an_action_over_the_rate_is_dropped_and_answered(cable):
+    socket, _ = cable.connect(actions=TokenBucket(rate=100, burst=2))
+    await cable.joined(socket)  # the subscription takes a token too
+    for text in ("one", "two", "three"):
+        data = json.dumps({"action": "shout", "text": text})
+        socket.push({"command": "message", "identifier": ROOM, "data": data})
+    await until(lambda: len(socket.sent) == 4)
+    await asyncio.sleep(0.03)  # the reader's pause (one token's time) has passed
+    assert cable.service.shouted == ["one", "three"]
+    assert socket.frames()[3] == {
+        "identifier": ROOM,
+        "message": {"action": "error", "for": "shout", "code": "rate_limited"},
+    }
 
 
 async def test_malformed_commands_are_ignored_without_touching_other_sockets(cable):
