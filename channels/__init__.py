@@ -1,8 +1,7 @@
-"""ActionCable channel classes. A new channel is one small class added to `CHANNELS`."""
+"""ActionCable channel classes. A new channel is one small class, registered by name in
+`hub.app.create_app` with the services it needs."""
 
-from channels.base import Channel
+from channels.base import Channel, ChannelFactory
 from channels.notifications import NotificationsChannel
 
-CHANNELS: dict[str, type[Channel]] = {cls.name: cls for cls in (NotificationsChannel,)}
-
-__all__ = ["CHANNELS", "Channel", "NotificationsChannel"]
+__all__ = ["Channel", "ChannelFactory", "NotificationsChannel"]

@@ -3,11 +3,14 @@
 A channel is one subscription of one connection. Subclass it, set `name` (the `channel` of
 the client's identifier) and `actions` (the client may `perform` only these), then use
 `stream_from` in `subscribed` to receive broadcasts, `transmit` to answer this subscription
-alone, and `reject` to refuse it.
+alone, and `reject` to refuse it. A channel that needs a service takes it in `__init__`; the
+app registers a `ChannelFactory` (e.g. the class with its service bound by `functools.partial`)
+under the channel's name, so no channel looks its collaborators up at run time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from infra.errors import HubError
@@ -20,7 +23,6 @@ class ChannelConnection(Protocol):
     product_id: int
     env: str
     locale: str
-    services: dict[str, Any]
 
 
 class ChannelHost(Protocol):
@@ -32,6 +34,8 @@ class ChannelHost(Protocol):
 
 
 class Channel:
+    """One subscription; see the module's docstring."""
+
     name: ClassVar[str] = ""
     actions: ClassVar[frozenset[str]] = frozenset()
     # Send each message as a JSON string inside the frame (what the Kiket seed's client reads)
@@ -80,3 +84,7 @@ class Channel:
 
     def transmit_error(self, action: str, code: str) -> None:
         self.transmit({"action": "error", "for": action, "code": code})
+
+
+# Builds the channel for one subscription: (host, connection, identifier, params) → channel.
+ChannelFactory = Callable[[ChannelHost, ChannelConnection, str, dict], Channel]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from channels.base import Channel
+from channels.base import Channel, ChannelConnection, ChannelHost
 from infra.ids import parse_id
 from notifications.model import new_notification_message
 from notifications.scope import UserScope
@@ -27,9 +27,17 @@ class NotificationsChannel(Channel):
     # The seed's client does JSON.parse(data.message): every message is a JSON string.
     message_as_json_string = True
 
-    @property
-    def service(self) -> NotificationService:
-        return self.connection.services["notifications"]
+    def __init__(
+        self,
+        host: ChannelHost,
+        connection: ChannelConnection,
+        identifier: str,
+        params: dict,
+        *,
+        service: NotificationService,
+    ) -> None:
+        super().__init__(host, connection, identifier, params)
+        self.service = service
 
     def _scope(self) -> UserScope:
         c = self.connection

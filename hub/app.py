@@ -30,12 +30,16 @@ from auth.server_routes import routes as server_routes
 from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
 from auth.transport import METRICS_TOKEN
+from channels import NotificationsChannel
+from hub.cable import protocol
+from hub.cable.endpoint import CableEndpoint
 from hub.cable.endpoint import routes as cable_routes
 from hub.cable.leases import SocketLeases
+from hub.cable.node import CableNode
 from hub.cable.registry import CableRegistry
 from hub.openapi import openapi_document
 from hub.services import Services, services
-from infra.broker import CONTROL_CHANNEL, Broker, revocation_message
+from infra.broker import Broker
 from infra.db import connect_database
 from infra.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
 from infra.http import InputCharactersMiddleware
@@ -130,19 +134,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         parallelism=settings.argon2_parallelism,
         threads=settings.hash_threads,
     )
-    broker = Broker(settings.redis_url, settings.redis_prefix)
+    broker = Broker(settings.redis_url, settings.redis_prefix, gap_notice=protocol.recover_notice)
     notifications = NotificationService(db, broker)
 
+    # The cable: streams ↔ sockets (registry), sessions, control and timers (node), the
+    # socket handler (endpoint) and the channels it may open, each with its service.
     leases = None  # sockets per user across processes need Redis
     if settings.redis_url:
         lease = settings.cable.socket_lease_seconds
         leases = SocketLeases(settings.redis_url, settings.redis_prefix, lease)
-    cable = CableRegistry(
-        broker, revoked_among=functools.partial(sessions.inactive_among, db), leases=leases
+    cable = CableNode(
+        broker,
+        CableRegistry(broker),
+        revoked_among=functools.partial(sessions.inactive_among, db),
+        leases=leases,
     )
-
-    async def announce_revoked(sids: list[str]) -> None:
-        await broker.publish(CONTROL_CHANNEL, revocation_message(sids))
 
     alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
     auth = build_auth_services(
@@ -153,20 +159,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
         mailer=make_mailer(settings.smtp_url, development=not settings.production),
         limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
         alerts=alerts,
-        on_sessions_revoked=announce_revoked,
+        on_sessions_revoked=cable.announce_revoked,
+    )
+    cable_endpoint = CableEndpoint(
+        node=cable,
+        channels={
+            NotificationsChannel.name: functools.partial(
+                NotificationsChannel, service=notifications
+            )
+        },
+        limits=settings.cable,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.connect()
+        await broker.start()
         await cable.start()
         try:
             if not settings.production:
                 await ensure_demo_product(db, settings)
             yield
         finally:
-            await cable.disconnect_all("server_restart", reconnect=True)
+            await cable.disconnect_all(protocol.DisconnectReason.SERVER_RESTART)
             await cable.stop()
+            await broker.stop()
+            if leases is not None:
+                await leases.close()
             await db.disconnect()
             await alerts.close()
             hasher.close()
@@ -176,7 +195,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *server_routes,
         *org_routes,
         *notification_routes,
-        *cable_routes,
+        *cable_routes(cable_endpoint),
         *([] if settings.production else development_routes),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -18,6 +18,7 @@ import uvicorn
 from databases import Database
 from starlette.applications import Starlette
 
+from hub.cable.protocol import DisconnectReason
 from hub.http_protocol import bounded_head_protocol
 from infra.db import connect_database
 from infra.logs import logging_config
@@ -133,7 +134,7 @@ class CableAwareServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         from hub.services import app_services  # loaded with the app, as hub.app above
 
-        await app_services(self.hub_app).cable.disconnect_all("server_restart", reconnect=True)
+        await app_services(self.hub_app).cable.disconnect_all(DisconnectReason.SERVER_RESTART)
         await super().shutdown(sockets)
 
 

@@ -9,13 +9,16 @@ missed, so the cable can recover them from SQL (the source of truth).
 Subscription bookkeeping (which stream needs a channel) is the cable registry's job; the broker
 only keeps the set of channels to restore after a reconnect. Channel names are prefixed with
 `HUB_REDIS_PREFIX` so several deployments can share one Redis.
+
+The control channel carries hub-internal messages; what they say is the cable's protocol
+(`hub.cable.protocol`), which this floor cannot import: the broker carries them unread, and
+the one it sends itself (a publish gap) is encoded by the `gap_notice` it is built with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,13 +47,8 @@ INITIAL_BACKOFF = 0.05  # seconds before the first reconnect attempt; doubles up
 # Hub-internal messages every process listens to (session revocations, recovery requests).
 CONTROL_CHANNEL = "control"
 
-
-def recover_message(since: float) -> str:
-    return json.dumps({"type": "recover", "since": since})
-
-
-def revocation_message(session_ids: list[str]) -> str:
-    return json.dumps({"type": "sessions_revoked", "sids": session_ids})
+# The control message asking every process to recover what was published since a moment.
+GapNotice = Callable[[float], str]
 
 
 def stream_message(payload: str, offset: int | None = None) -> str:
@@ -185,7 +183,9 @@ class RedisPubSubBackend(BroadcastBackend):
 class Broker:
     """Publish to and listen on named channels, in this process or across processes."""
 
-    def __init__(self, url: str | None = None, prefix: str = "hub") -> None:
+    def __init__(
+        self, url: str | None = None, prefix: str = "hub", *, gap_notice: GapNotice | None = None
+    ) -> None:
         self.url = url or "memory://"
         self._prefix = f"{prefix}:"
         self._backend: BroadcastBackend
@@ -193,6 +193,7 @@ class Broker:
             self._backend = RedisPubSubBackend(url, on_reconnect=self._reconnected)
         else:
             self._backend = MemoryBackend(self.url)
+        self._gap_notice = gap_notice
         self._on_message: OnMessage | None = None
         self._on_gap: OnGap | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -202,9 +203,13 @@ class Broker:
     def _name(self, channel: str) -> str:
         return self._prefix + channel
 
-    async def start(self, on_message: OnMessage, on_gap: OnGap) -> None:
+    def listen(self, on_message: OnMessage, on_gap: OnGap) -> None:
+        """Hand every message (control and streams) to `on_message`, and every window in
+        which messages may have been missed to `on_gap`. One listener: the cable node."""
         self._on_message = on_message
         self._on_gap = on_gap
+
+    async def start(self) -> None:
         # Subscribed before connecting, so the first connection never has zero channels.
         await self._backend.subscribe(self._name(CONTROL_CHANNEL))
         await self._backend.connect()
@@ -238,7 +243,8 @@ class Broker:
         try:
             if self._publish_failed_since is not None:
                 since = self._publish_failed_since
-                await self._send([(self._name(CONTROL_CHANNEL), recover_message(since))])
+                if self._gap_notice is not None:
+                    await self._send([(self._name(CONTROL_CHANNEL), self._gap_notice(since))])
                 self._publish_failed_since = None
             await self._send(named)
             return True

@@ -12,12 +12,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
 from hub.cable.bucket import TokenBucket
-from hub.cable.protocol import encode
+from hub.cable.protocol import DisconnectReason
 from infra.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ logger = logging.getLogger("hub.cable")
 
 # How long a dropped client gets to take its last frames before the socket is closed.
 CLOSE_GRACE_SECONDS = 3.0
-
-
-def disconnect_frame(reason: str, reconnect: bool) -> str:
-    return encode({"type": "disconnect", "reason": reason, "reconnect": reconnect})
 
 
 class CableConnection:
@@ -44,7 +40,6 @@ class CableConnection:
         session_id: str,
         locale: str,
         expires_at: float,
-        services: dict[str, Any],
         max_queue: int,
         actions: TokenBucket,
     ) -> None:
@@ -55,7 +50,6 @@ class CableConnection:
         self.session_id = session_id
         self.locale = locale
         self.expires_at = expires_at
-        self.services = services
         self.subscriptions: dict[str, Channel] = {}
         self.invalid_commands = 0
         # The socket's action rate, and when it was last told it exceeded it.
@@ -65,7 +59,7 @@ class CableConnection:
         # (frame, publish time of the notification it carries, if any)
         self._queue: deque[tuple[str, float | None]] = deque()
         self._ready = asyncio.Event()
-        self._closing: str | None = None
+        self._closing: DisconnectReason | None = None
         self.closed = asyncio.Event()
 
     @property
@@ -80,18 +74,18 @@ class CableConnection:
         if self._closing is not None:
             return
         if len(self._queue) >= self._max_queue:
-            self.disconnect("too_slow", reconnect=True)
+            self.disconnect(DisconnectReason.TOO_SLOW)
             return
         self._queue.append((frame, published_at))
         self._ready.set()
 
-    def disconnect(self, reason: str, *, reconnect: bool) -> None:
-        """Send a disconnect frame as the last thing this socket hears, then close it."""
+    def disconnect(self, reason: DisconnectReason) -> None:
+        """Send the reason's frame as the last thing this socket hears, then close it."""
         if self._closing is not None:
             return
         self._closing = reason
         self._queue.clear()  # a slow client does not need the backlog, only the verdict
-        self._queue.append((disconnect_frame(reason, reconnect), None))
+        self._queue.append((reason.frame, None))
         self._ready.set()
 
     @property

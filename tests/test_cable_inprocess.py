@@ -1,0 +1,336 @@
+"""The cable in-process: endpoint session, host, registry and node over the memory broker, with
+fake sockets. No uvicorn, no network, no database: a protocol change is tested in
+milliseconds here; test_cable.py keeps the same behaviour honest over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+
+import pytest
+
+from channels.base import Channel
+from hub.cable import registry as registry_module
+from hub.cable.bucket import TokenBucket
+from hub.cable.connection import CableConnection
+from hub.cable.endpoint import CableEndpoint
+from hub.cable.node import CableNode
+from hub.cable.protocol import WELCOME, DisconnectReason, recover_notice
+from hub.cable.registry import CableRegistry
+from infra.broker import CONTROL_CHANNEL, Broker, stream_message
+from infra.settings import CableLimits
+
+ROOM = json.dumps({"channel": "RoomChannel", "room": "a"})
+
+
+class FakeSocket:
+    """What the cable uses of a Starlette WebSocket: receive, send_text, close."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.closed = False
+
+    async def receive(self) -> dict:
+        return await self.inbox.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def close(self, code: int = 1000) -> None:
+        self.closed = True
+
+    def push(self, command: dict | str | bytes) -> None:
+        if isinstance(command, bytes):
+            self.inbox.put_nowait({"type": "websocket.receive", "bytes": command})
+            return
+        text = command if isinstance(command, str) else json.dumps(command)
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    def leave(self) -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    def frames(self) -> list[dict]:
+        return [json.loads(frame) for frame in self.sent]
+
+
+class RoomService:
+    """A stand-in service; the channel gets it in its constructor, as in create_app."""
+
+    def __init__(self) -> None:
+        self.missed: list[tuple[int, str]] = []
+        self.shouted: list[str] = []
+
+    async def recover(self, since: object) -> list[tuple[int, str]]:
+        return self.missed
+
+
+class RoomChannel(Channel):
+    name = "RoomChannel"
+    actions = frozenset({"shout"})
+
+    def __init__(self, host, connection, identifier, params, *, service: RoomService) -> None:
+        super().__init__(host, connection, identifier, params)
+        self.service = service
+
+    async def subscribed(self) -> None:
+        if self.params.get("room") == "closed":
+            self.reject()
+            return
+        await self.stream_from(f"room:{self.params['room']}", self.service.recover)
+
+    async def shout(self, data: dict) -> None:
+        self.service.shouted.append(data.get("text"))
+        self.transmit({"heard": data.get("text")})
+
+
+async def until(condition, within: float = 1.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.001)
+
+
+class Cable:
+    """One in-process cable: a memory broker, a registry, a node and an endpoint."""
+
+    def __init__(self, limits: CableLimits, revoked: set[str]) -> None:
+        self.limits = limits
+        self.service = RoomService()
+        self.broker = Broker(gap_notice=recover_notice)
+        self.registry = CableRegistry(self.broker)
+
+        async def revoked_among(sids: set[str]) -> set[str]:
+            return sids & revoked
+
+        self.node = CableNode(
+            self.broker,
+            self.registry,
+            revoked_among=revoked_among,
+            ping_interval=0.05,
+            session_check_interval=0.05,
+        )
+        channels = {"RoomChannel": functools.partial(RoomChannel, service=self.service)}
+        self.endpoint = CableEndpoint(auth=None, node=self.node, channels=channels, limits=limits)
+        self.sessions: list[asyncio.Task] = []
+        self._ids = 0
+
+    def connect(
+        self,
+        user_id: int = 1,
+        session_id: str = "s1",
+        expires_in: float = 3600,
+        max_queue: int = 256,
+        actions: TokenBucket | None = None,
+    ) -> tuple[FakeSocket, CableConnection]:
+        socket = FakeSocket()
+        connection = CableConnection(
+            socket,
+            user_id=user_id,
+            product_id=1,
+            env="live",
+            session_id=session_id,
+            locale="en",
+            expires_at=time.time() + expires_in,
+            max_queue=max_queue,
+            actions=actions
+            or TokenBucket(self.limits.actions_per_second, self.limits.action_burst),
+        )
+        self.sessions.append(asyncio.create_task(self.endpoint.session(connection)))
+        return socket, connection
+
+    async def joined(self, socket: FakeSocket, identifier: str = ROOM) -> None:
+        socket.push({"command": "subscribe", "identifier": identifier})
+        await until(lambda: any(f.get("identifier") == identifier for f in socket.frames()))
+
+
+@pytest.fixture
+async def cable():
+    revoked: set[str] = set()
+    cable = Cable(CableLimits(max_sockets_per_user=2), revoked)
+    cable.revoked = revoked
+    await cable.broker.start()
+    await cable.node.start()
+    yield cable
+    await cable.node.disconnect_all(DisconnectReason.SERVER_RESTART)
+    await asyncio.wait_for(asyncio.gather(*cable.sessions, return_exceptions=True), 2)
+    await cable.node.stop()
+    await cable.broker.stop()
+
+
+def last(socket: FakeSocket) -> dict:
+    return socket.frames()[-1]
+
+
+async def test_welcome_then_subscribe_is_confirmed(cable):
+    socket, _ = cable.connect()
+    await until(lambda: socket.sent)
+    assert socket.sent[0] == WELCOME
+    await cable.joined(socket)
+    assert last(socket) == {"identifier": ROOM, "type": "confirm_subscription"}
+    # The JS client retries until confirmed: a second subscribe is confirmed, not doubled.
+    await cable.joined(socket)
+    assert len(cable.registry) == 1
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        json.dumps({"channel": "NoSuchChannel"}),
+        json.dumps({"channel": "RoomChannel", "room": "closed"}),
+        "not json",
+    ],
+)
+async def test_subscriptions_the_hub_rejects(cable, identifier):
+    socket, connection = cable.connect()
+    await cable.joined(socket, identifier)
+    assert last(socket) == {"identifier": identifier, "type": "reject_subscription"}
+    assert connection.subscriptions == {} and len(cable.registry) == 0
+
+
+async def test_a_broadcast_is_encoded_once_and_reaches_every_subscriber(cable, monkeypatch):
+    encoded = []
+    build = registry_module.broadcast_frame
+    monkeypatch.setattr(
+        registry_module, "broadcast_frame", lambda *a: encoded.append(a) or build(*a)
+    )
+    (one, _), (two, _) = cable.connect(user_id=1), cable.connect(user_id=2)
+    await cable.joined(one)
+    await cable.joined(two)
+    await cable.broker.publish("room:a", stream_message('{"text":"hi"}', offset=1))
+    await until(lambda: len(one.sent) == 3 and len(two.sent) == 3)
+    assert one.sent[-1] is two.sent[-1]  # the same string object, queued on both
+    assert len(encoded) == 1
+    assert last(one) == {"identifier": ROOM, "message": '{"text":"hi"}'}
+
+
+async def test_an_action_is_performed_and_answered_on_its_subscription(cable):
+    socket, _ = cable.connect()
+    await cable.joined(socket)
+    data = json.dumps({"action": "shout", "text": "hey"})
+    socket.push({"command": "message", "identifier": ROOM, "data": data})
+    await until(lambda: cable.service.shouted == ["hey"] and len(socket.sent) == 3)
+    assert last(socket) == {"identifier": ROOM, "message": {"heard": "hey"}}
+
+
+async def test_an_action_over_the_rate_is_dropped_and_answered(cable):
+    socket, _ = cable.connect(actions=TokenBucket(rate=100, burst=2))
+    await cable.joined(socket)  # the subscription takes a token too
+    for text in ("one", "two", "three"):
+        data = json.dumps({"action": "shout", "text": text})
+        socket.push({"command": "message", "identifier": ROOM, "data": data})
+    await until(lambda: len(socket.sent) == 4)
+    await asyncio.sleep(0.03)  # the reader's pause (one token's time) has passed
+    assert cable.service.shouted == ["one", "three"]
+    assert socket.frames()[3] == {
+        "identifier": ROOM,
+        "message": {"action": "error", "for": "shout", "code": "rate_limited"},
+    }
+
+
+async def test_malformed_commands_are_ignored_without_touching_other_sockets(cable):
+    (bad, bad_connection), (good, _) = cable.connect(user_id=1), cable.connect(user_id=2)
+    await cable.joined(bad)
+    await cable.joined(good)
+    for command in (
+        "not json",
+        b"binary",
+        {"command": "dance", "identifier": ROOM},
+        {"command": "message", "identifier": ROOM, "data": "{}"},
+        {"command": "message", "identifier": ROOM, "data": '{"action":"fly"}'},
+        {"command": "unsubscribe", "identifier": "unknown"},
+        "x" * 70_000,
+    ):
+        bad.push(command)
+    await until(lambda: bad_connection.invalid_commands == 7)
+    assert not bad_connection.closing and len(bad.sent) == 2  # nothing answered, nothing closed
+    await cable.broker.publish("room:a", stream_message('"still here"'))
+    await until(lambda: len(good.sent) == 3 and len(bad.sent) == 3)
+    # Enough bad frames end that socket alone.
+    for _ in range(13):
+        bad.push("nope")
+    await until(lambda: bad.closed)
+    assert last(bad) == {"type": "disconnect", "reason": "invalid_request", "reconnect": False}
+    await cable.broker.publish("room:a", stream_message('"after"'))
+    await until(lambda: len(good.sent) == 4)
+    assert not good.closed
+
+
+async def test_unauthorized_when_the_session_is_revoked_by_a_control_message(cable):
+    (socket, _), (other, _) = cable.connect(session_id="gone"), cable.connect(session_id="kept")
+    await until(lambda: socket.sent and other.sent)
+    await cable.node.announce_revoked(["gone"])  # over the broker, as from another process
+    await until(lambda: socket.closed)
+    assert last(socket) == {"type": "disconnect", "reason": "unauthorized", "reconnect": False}
+    assert not other.closed
+
+
+async def test_unauthorized_when_the_sweep_finds_the_session_revoked(cable):
+    socket, _ = cable.connect(session_id="lost-message")
+    cable.revoked.add("lost-message")
+    await until(lambda: socket.closed)
+    assert last(socket)["reason"] == "unauthorized"
+
+
+async def test_token_expired(cable):
+    socket, _ = cable.connect(expires_in=0.01)
+    await until(lambda: socket.closed)
+    assert last(socket) == {"type": "disconnect", "reason": "token_expired", "reconnect": True}
+
+
+async def test_invalid_request_over_the_socket_limit(cable):
+    cable.connect()
+    cable.connect()
+    third, _ = cable.connect()
+    await until(lambda: third.closed)
+    assert third.frames() == [
+        {"type": "disconnect", "reason": "invalid_request", "reconnect": False}
+    ]
+
+
+async def test_too_slow_when_the_send_queue_fills(cable):
+    socket, _ = cable.connect(max_queue=4)
+    await cable.joined(socket)
+    for n in range(10):  # queued synchronously: the writer has no chance to drain
+        cable.registry.broadcast("room:a", json.dumps(n))
+    await until(lambda: socket.closed)
+    assert last(socket) == {"type": "disconnect", "reason": "too_slow", "reconnect": True}
+
+
+async def test_server_restart_reaches_every_socket(cable):
+    sockets = [cable.connect(user_id=n)[0] for n in range(3)]
+    await until(lambda: all(s.sent for s in sockets))
+    await cable.node.disconnect_all(DisconnectReason.SERVER_RESTART)
+    for socket in sockets:
+        assert last(socket) == {"type": "disconnect", "reason": "server_restart", "reconnect": True}
+
+
+async def test_pings(cable):
+    socket, _ = cable.connect()
+    await until(lambda: any(f["type"] == "ping" for f in socket.frames() if "type" in f))
+
+
+async def test_leaving_frees_the_stream_and_the_user_slot(cable):
+    socket, connection = cable.connect()
+    await cable.joined(socket)
+    socket.leave()
+    await until(lambda: connection not in cable.node.connections and len(cable.registry) == 0)
+
+
+async def test_a_recover_control_message_redelivers_from_the_stream_once(cable):
+    socket, _ = cable.connect()
+    await cable.joined(socket)
+    cable.service.missed = [(41, '"missed"')]
+    await cable.broker.publish(CONTROL_CHANNEL, recover_notice(time.time() - 5))
+    await until(lambda: len(socket.sent) == 3)
+    assert last(socket)["message"] == '"missed"'
+    # The original arriving late, and a second recovery, are not delivered again.
+    await cable.broker.publish("room:a", stream_message('"missed"', offset=41))
+    await cable.node.recover_gap(time.time() - 5)
+    await cable.broker.publish("room:a", stream_message('"next"', offset=42))
+    await until(lambda: len(socket.sent) == 4)
+    assert last(socket)["message"] == '"next"'
