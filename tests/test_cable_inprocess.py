@@ -115,7 +115,7 @@ class Cable:
             session_check_interval=0.05,
         )
         channels = {"RoomChannel": functools.partial(RoomChannel, service=self.service)}
-        self.endpoint = CableEndpoint(auth=None, node=self.node, channels=channels, limits=limits)
+        self.endpoint = CableEndpoint(node=self.node, channels=channels, limits=limits)
         self.sessions: list[asyncio.Task] = []
         self._ids = 0
 
