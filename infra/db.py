@@ -20,7 +20,7 @@ from databases.core import Connection
 from databases.interfaces import TransactionBackend
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from infra.db_backends import Bound
+from infra.sql_cache import Bound
 
 logger = logging.getLogger("hub.db")
 
