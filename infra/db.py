@@ -2,6 +2,13 @@
 
 Every domain declares its own tables on `metadata` (auth in `auth/tables.py`) and keeps its SQL
 behind small functions of its own; this module only knows how to connect.
+
+`UnitOfWork` (transactions that survive their caller's cancellation) has to drive `databases`'
+connection by hand, through its private state: `Database._connection_map`, and a connection's
+`_connection`, `_transaction_lock` and `_transaction_stack`. `databases` offers no public way
+to begin or end a transaction outside the calling task; `databases>=0.9.0,<0.10` in
+pyproject.toml protects this (0.9.0 is its latest release), and tests/test_cancellation.py
+checks it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from databases.core import Connection
 from databases.interfaces import TransactionBackend
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from infra.db_backends import Bound
+from infra.sql_cache import Bound
 
 logger = logging.getLogger("hub.db")
 

@@ -1,10 +1,7 @@
 """`databases` backends tuned for the hub: compiled statements are cached, SQLite writes queue.
 
-`databases` compiles every statement from scratch on every call; on the publish path that was
-half the CPU of a request. SQLAlchemy's own engine avoids it with a cache keyed by the
-statement's structure (`_generate_cache_key`, the values extracted as parameters); the
-connections here do the same. Statements whose SQL text depends on their values (expanding
-`IN` lists) are compiled each time, as before. PostgreSQL connections go back to the pool
+Statements are compiled once and reused through `infra/sql_cache.py` (on the publish path,
+compiling per call was half the CPU of a request). PostgreSQL connections go back to the pool
 without asyncpg's reset query.
 
 Returning a connection is safe against the caller's cancellation: the backend forgets the
@@ -17,13 +14,25 @@ SQLite lets one connection write at a time and makes the others sleep in its bus
 (1, 2, 5 … 100 ms) until the lock is free, which turned a burst of concurrent writes into
 seconds of latency. Write transactions and writes outside transactions therefore take a
 process-wide asyncio lock, so they queue without sleeping; reads never wait (WAL mode).
+
+What this relies on beyond public APIs, and the bounds in pyproject.toml that protect it:
+
+- `databases>=0.9.0,<0.10`: `databases` has no extension API, so these classes subclass its
+  backends, pool, connections and SQLite transaction, and use their private attributes
+  (`_connection`, `_pool`, `_dialect`, `_database`, `_database_url`, `_is_root`), the shape
+  of `_compile`'s result and `CompilationContext`. 0.9.0 (2024) is its latest release.
+- `sqlalchemy>=2.0.7,<2.2`: `_compile` must hand `databases` what its own `_compile` does,
+  which is private compiler state: `_result_columns` (both backends), and for SQLite's result
+  metadata the `result_column_struct` made of `_result_columns`, `_ordered_columns`,
+  `_textual_ordered_columns`, `_ad_hoc_textual` and `_loose_column_name_matching`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiosqlite
@@ -40,95 +49,12 @@ from databases.backends.sqlite import (
 )
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.ddl import DDLElement
+
+from infra.sql_cache import Bound, CompiledCache
 
 logger = logging.getLogger("hub.db")
 
-CACHE_SIZE = 512
 CLOSE_SECONDS = 5.0
-
-
-class Bound:
-    """A statement built once (with `sa.bindparam` placeholders) and the values for one call.
-
-    The hot paths pass these instead of building a statement per call: the compiled form is
-    found by the statement's identity, so neither building nor cache-key hashing is repeated.
-    """
-
-    __slots__ = ("statement", "values")
-
-    def __init__(self, statement: ClauseElement, values: dict[str, Any]) -> None:
-        self.statement = statement
-        self.values = values
-
-
-class _Template:
-    """A compiled statement ready to take new parameter values."""
-
-    __slots__ = ("compiled", "keys", "sql")
-
-    def __init__(self, compiled: SQLCompiler, sql: str, keys: list[str]) -> None:
-        self.compiled = compiled
-        self.sql = sql
-        self.keys = keys
-
-    def args(self, extracted: Any = None, values: dict[str, Any] | None = None) -> list[Any]:
-        if values is not None:
-            params = self.compiled.construct_params(params=values)
-        else:
-            params = self.compiled.construct_params(extracted_parameters=extracted)
-        processors = self.compiled._bind_processors
-        return [
-            processors[key](params[key]) if key in processors else params[key] for key in self.keys
-        ]
-
-
-class _CompiledCache:
-    def __init__(self, dialect: Dialect, numbered: bool) -> None:
-        self._dialect = dialect
-        # PostgreSQL (asyncpg) takes $1…$n: the dialect's pyformat names become numbers.
-        self._numbered = numbered
-        self._templates: OrderedDict[Any, _Template] = OrderedDict()
-        self._bound: dict[int, _Template] = {}
-        self._keep_alive: list[ClauseElement] = []  # ids stay unique while these live
-
-    def lookup(self, query: ClauseElement | Bound) -> tuple[_Template, list[Any]] | None:
-        """The cached template and this call's arguments, or None if it cannot be cached."""
-        if isinstance(query, Bound):
-            template = self._bound.get(id(query.statement))
-            if template is None:
-                compiled = query.statement.compile(dialect=self._dialect)
-                if compiled.post_compile_params or compiled.literal_execute_params:
-                    raise ValueError("a Bound statement must not expand IN lists")
-                # Bound statements are module-level constants: kept for the process's life.
-                template = self._bound[id(query.statement)] = self._template(compiled)
-                self._keep_alive.append(query.statement)
-            return template, template.args(values=query.values)
-        if isinstance(query, DDLElement):
-            return None
-        cache_key = query._generate_cache_key()
-        if cache_key is None:
-            return None
-        template = self._templates.get(cache_key.key)
-        if template is None:
-            compiled = query.compile(dialect=self._dialect, cache_key=cache_key)
-            if compiled.post_compile_params or compiled.literal_execute_params:
-                return None
-            template = self._template(compiled)
-            self._templates[cache_key.key] = template
-            if len(self._templates) > CACHE_SIZE:
-                self._templates.popitem(last=False)
-        else:
-            self._templates.move_to_end(cache_key.key)
-        return template, template.args(cache_key.bindparams)
-
-    def _template(self, compiled: Any) -> _Template:
-        if self._numbered:
-            keys = sorted(compiled.params)
-            mapping = {key: f"${i}" for i, key in enumerate(keys, start=1)}
-            return _Template(compiled, compiled.string % mapping, keys)
-        return _Template(compiled, compiled.string, list(compiled.positiontup or ()))
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -165,7 +91,7 @@ class _AsyncpgConnection(asyncpg.Connection):
 class CachingPostgresBackend(PostgresBackend):
     def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
         super().__init__(database_url, connection_class=_AsyncpgConnection, **options)
-        self.compiled_cache = _CompiledCache(self._dialect, numbered=True)
+        self.compiled_cache = CompiledCache(self._dialect, numbered=True)
 
     def connection(self) -> _PostgresConnection:
         return _PostgresConnection(self, self._dialect)
@@ -246,7 +172,7 @@ class _SQLiteTransaction(SQLiteTransaction):
 
 
 class _SQLiteConnection(SQLiteConnection):
-    def __init__(self, pool: _SQLitePool, dialect: Dialect, cache: _CompiledCache) -> None:
+    def __init__(self, pool: _SQLitePool, dialect: Dialect, cache: CompiledCache) -> None:
         super().__init__(pool, dialect)
         self.pool = pool
         self.holds_write_lock = False
@@ -277,34 +203,31 @@ class _SQLiteConnection(SQLiteConnection):
         )
         return template.sql, args, compiled._result_columns, CompilationContext(context)
 
-    def _writes_alone(self, query: ClauseElement | Bound) -> bool:
+    def _write_turn(self, query: ClauseElement | Bound) -> AbstractAsyncContextManager[Any]:
+        """The write lock for a write outside a transaction (a transaction holds it already)."""
         statement = query.statement if isinstance(query, Bound) else query
-        return not self.holds_write_lock and not isinstance(statement, sa.Select)
+        if self.holds_write_lock or isinstance(statement, sa.Select):
+            return contextlib.nullcontext()
+        return self.pool.write_lock
 
     async def fetch_all(self, query: ClauseElement) -> Any:
-        if self._writes_alone(query):
-            async with self.pool.write_lock:
-                return await super().fetch_all(query)
-        return await super().fetch_all(query)
+        async with self._write_turn(query):
+            return await super().fetch_all(query)
 
     async def fetch_one(self, query: ClauseElement) -> Any:
-        if self._writes_alone(query):
-            async with self.pool.write_lock:
-                return await super().fetch_one(query)
-        return await super().fetch_one(query)
+        async with self._write_turn(query):
+            return await super().fetch_one(query)
 
     async def execute(self, query: ClauseElement) -> Any:
-        if self._writes_alone(query):
-            async with self.pool.write_lock:
-                return await super().execute(query)
-        return await super().execute(query)
+        async with self._write_turn(query):
+            return await super().execute(query)
 
 
 class PooledSQLiteBackend(SQLiteBackend):
     def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
         super().__init__(database_url, **options)
         self._pool = _SQLitePool(self._database_url, **options)
-        self._cache = _CompiledCache(self._dialect, numbered=False)
+        self._cache = CompiledCache(self._dialect, numbered=False)
 
     def connection(self) -> _SQLiteConnection:
         return _SQLiteConnection(self._pool, self._dialect, self._cache)

@@ -1,0 +1,211 @@
+"""The operator's commands besides serve and migrate: products and their keys, organization
+plans, a new JWT signing key (`notification-hub products|subscriptions|keys …`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from databases import Database
+
+from hub.cli_common import settings_or_exit, with_database
+
+
+def cmd_products_create(args: argparse.Namespace) -> None:
+    from auth import products
+
+    settings = settings_or_exit()
+    try:
+        product, keys = with_database(
+            settings,
+            lambda db: products.create_product(
+                db,
+                slug=args.slug,
+                name=args.name,
+                origins=args.origin or [],
+                default_locale=args.default_locale,
+                mail_from_name=args.mail_from_name,
+                mail_from_address=args.mail_from_address,
+                reset_url_template=args.reset_url,
+                verify_url_template=args.verify_url,
+                require_verified_email=args.require_verified_email,
+                features=tuple(args.feature or products.DEFAULT_FEATURES),
+                identity_pool=args.identity_pool,
+                https_only=settings.production,
+            ),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    except Exception as exc:
+        if "unique" in str(exc).lower():
+            raise SystemExit(f"notification-hub: a product {args.slug!r} exists already") from None
+        raise
+    print(f"created product {product.slug!r} ({product.name}), id {product.id}")
+    print(f"allowed origins: {', '.join(product.origins) or '(none)'}")
+    if args.identity_pool:
+        print(f"identity pool: {args.identity_pool} (its products share log-ins)")
+    print("\nKeys (shown once, stored only as hashes; keep the secret keys server-side):")
+    for name, key in keys.items():
+        print(f"  {name:8} {key}")
+
+
+def cmd_products_list(args: argparse.Namespace) -> None:
+    from auth import products
+
+    for product in with_database(settings_or_exit(), products.list_products):
+        print(f"{product.slug:24} {product.name:24} {' '.join(product.origins)}")
+
+
+def cmd_products_origins(args: argparse.Namespace) -> None:
+    from auth import products
+
+    async def work(db: Database) -> list[str]:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        return await products.set_origins(db, product.id, args.origin)
+
+    try:
+        origins = with_database(settings_or_exit(), work)
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
+
+
+def cmd_products_verification(args: argparse.Namespace) -> None:
+    from auth import products
+
+    settings = settings_or_exit()
+
+    async def work(db: Database) -> products.Product | None:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        await products.set_verification(
+            db,
+            product.id,
+            require_verified_email=args.require_verified_email,
+            verify_url_template=args.verify_url,
+            https_only=settings.production,
+        )
+        return await products.get_product(db, product.id)
+
+    try:
+        product = with_database(settings, work)
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    required = "required" if product.require_verified_email else "not required"
+    print(f"{args.slug}: verified email {required} to log in")
+    print(f"verify link: {product.verify_url_template or '(the demo page)'}")
+
+
+def cmd_products_rotate_key(args: argparse.Namespace) -> None:
+    """The way back in when a secret key is lost or leaked: no API call can do it without one."""
+    from auth import keys, products
+
+    async def work(db: Database) -> str:
+        product = await products.get_product_by_slug(db, args.slug)
+        if product is None:
+            raise SystemExit(f"notification-hub: no product {args.slug!r}")
+        current = await keys.active_key(db, product.id, args.env, args.kind)
+        if current is None:
+            _, plaintext = await keys.issue_key(db, product.id, args.env, args.kind)
+        else:
+            _, plaintext = await keys.rotate_key(db, current)
+        return plaintext
+
+    plaintext = with_database(settings_or_exit(), work)
+    print(f"new {args.kind} key of {args.slug} ({args.env}); the previous one no longer works:")
+    print(f"  {plaintext}")
+
+
+def cmd_subscriptions_set(args: argparse.Namespace) -> None:
+    from auth import accounts
+
+    try:
+        found = with_database(
+            settings_or_exit(),
+            lambda db: accounts.set_subscription_status(db, args.org_id, args.status),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"notification-hub: {exc}") from None
+    if not found:
+        raise SystemExit(f"notification-hub: organization {args.org_id} has no subscription")
+    print(f"organization {args.org_id}: subscription {args.status}")
+
+
+def cmd_generate_jwt_key(args: argparse.Namespace) -> None:
+    from auth.tokens import generate_private_key_pem
+
+    sys.stdout.write(generate_private_key_pem())
+
+
+def add_operator_commands(commands: Any) -> None:
+    """Add `products`, `subscriptions` and `keys` to the `notification-hub` subcommands
+    (`commands`: what `ArgumentParser.add_subparsers` returned; its class is private)."""
+    products = commands.add_parser("products", help="manage products (tenants)")
+    product_commands = products.add_subparsers(dest="action", required=True)
+    create = product_commands.add_parser("create", help="create a product and print its keys")
+    create.add_argument("--slug", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--origin", action="append", help="allowed browser origin (repeatable)")
+    create.add_argument("--default-locale", default="en", choices=("en", "cs", "de"))
+    create.add_argument("--mail-from-name")
+    create.add_argument("--mail-from-address")
+    create.add_argument("--reset-url", help="password reset link template containing {token}")
+    create.add_argument("--verify-url", help="email verification link template with {token}")
+    create.add_argument(
+        "--require-verified-email",
+        action="store_true",
+        help="log in only once the email is proven (default: not required)",
+    )
+    create.add_argument(
+        "--identity-pool",
+        metavar="NAME",
+        help="share user identities (log-ins) with the other products of this named pool,"
+        " created on first use (default: a pool of the product's own)",
+    )
+    create.add_argument("--feature", action="append", help="plan feature → JWT scope (repeatable)")
+    create.set_defaults(run=cmd_products_create)
+    listing = product_commands.add_parser("list", help="list products")
+    listing.set_defaults(run=cmd_products_list)
+    origins = product_commands.add_parser("set-origins", help="replace a product's origins")
+    origins.add_argument("slug")
+    origins.add_argument("origin", nargs="*")
+    origins.set_defaults(run=cmd_products_origins)
+    verification = product_commands.add_parser(
+        "set-verification", help="change a product's email verification settings"
+    )
+    verification.add_argument("slug")
+    verification.add_argument(
+        "--require-verified-email",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse logins (403 auth.email_unverified) until the email is proven",
+    )
+    verification.add_argument(
+        "--verify-url", help='link template containing {token} ("" for the default)'
+    )
+    verification.set_defaults(run=cmd_products_verification)
+    rotate = product_commands.add_parser(
+        "rotate-key", help="replace a product's publishable or secret key (old one stops now)"
+    )
+    rotate.add_argument("slug")
+    rotate.add_argument("--env", choices=("live", "test"), default="live")
+    rotate.add_argument("--kind", choices=("secret", "publishable"), default="secret")
+    rotate.set_defaults(run=cmd_products_rotate_key)
+
+    subscriptions = commands.add_parser("subscriptions", help="manage organization plans")
+    subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
+    set_status = subscription_commands.add_parser("set", help="set a subscription's status")
+    set_status.add_argument("org_id", type=int)
+    set_status.add_argument("status", choices=("active", "trialing", "past_due", "canceled"))
+    set_status.set_defaults(run=cmd_subscriptions_set)
+
+    keys = commands.add_parser("keys", help="signing keys")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    generate = key_commands.add_parser(
+        "generate-jwt", help="print a new ES256 private key (PEM) for HUB_JWT_PRIVATE_KEYS"
+    )
+    generate.set_defaults(run=cmd_generate_jwt_key)
