@@ -139,8 +139,9 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def app_settings(request: Request) -> Settings:
-    """The settings the app was built with (the one place a route reads them from)."""
-    return request.app.state.settings
+    """The settings the app was built with (the one place a route reads them from): every
+    app keeps its services, settings among them, as `app.state.services` (`hub.services`)."""
+    return request.app.state.services.settings
 
 
 def settings_body_limit(settings: Settings) -> int:
