@@ -8,9 +8,9 @@ document by walking `app.routes` and reading these declarations, so nothing is w
 
     api = Endpoints(tags=["auth"])
 
-    @api.route("POST", "/api/v1/auth/login", summary="Log in", guard=PUBLISHABLE_KEY,
+    @api.route("POST", "/api/v1/auth/login", summary="Log in", guard=SITE,
                body=Login, answers={200: TOKEN_ANSWER, 401: "auth.invalid_credentials"})
-    async def login(request: Request, caller: PublicCaller, body: Login) -> Response: ...
+    async def login(request: Request, site: SiteCaller, body: Login) -> Response: ...
 
     routes = api.routes
 """
