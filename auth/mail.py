@@ -18,56 +18,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from infra.i18n import translate
+
 logger = logging.getLogger("auth.mail")
-
-RESET_SUBJECT = {
-    "en": "Reset your {product} password",
-    "cs": "Obnovení hesla k účtu {product}",
-    "de": "Setzen Sie Ihr {product}-Passwort zurück",
-}
-RESET_BODY = {
-    "en": (
-        "Hello {name},\n\nsomeone asked to reset the password of your {product} account.\n"
-        "Open this link within {minutes} minutes to choose a new one:\n\n{link}\n\n"
-        "If it was not you, ignore this email; your password stays as it is.\n\n{product}"
-    ),
-    "cs": (
-        "Dobrý den {name},\n\nněkdo požádal o obnovení hesla k vašemu účtu {product}.\n"
-        "Nové heslo si zvolíte do {minutes} minut na tomto odkazu:\n\n{link}\n\n"
-        "Pokud jste to nebyli vy, e-mail ignorujte; heslo zůstává beze změny.\n\n{product}"
-    ),
-    "de": (
-        "Hallo {name},\n\njemand möchte das Passwort Ihres {product}-Kontos zurücksetzen.\n"
-        "Öffnen Sie innerhalb von {minutes} Minuten diesen Link, um ein neues zu wählen:\n\n"
-        "{link}\n\nWaren Sie das nicht, ignorieren Sie diese E-Mail; Ihr Passwort bleibt "
-        "unverändert.\n\n{product}"
-    ),
-}
-
-
-VERIFY_SUBJECT = {
-    "en": "Confirm your email for {product}",
-    "cs": "Potvrďte svůj e-mail pro {product}",
-    "de": "Bestätigen Sie Ihre E-Mail-Adresse für {product}",
-}
-VERIFY_BODY = {
-    "en": (
-        "Hello {name},\n\nplease confirm that this is your email address for {product}.\n"
-        "Open this link within {minutes} minutes:\n\n{link}\n\n"
-        "If you did not sign up, do not open the link and ignore this email.\n\n{product}"
-    ),
-    "cs": (
-        "Dobrý den {name},\n\npotvrďte prosím, že je to vaše e-mailová adresa pro {product}.\n"
-        "Otevřete tento odkaz do {minutes} minut:\n\n{link}\n\n"
-        "Pokud jste se neregistrovali, odkaz neotevírejte a e-mail ignorujte.\n\n{product}"
-    ),
-    "de": (
-        "Hallo {name},\n\nbitte bestätigen Sie, dass dies Ihre E-Mail-Adresse für {product} "
-        "ist.\nÖffnen Sie diesen Link innerhalb von {minutes} Minuten:\n\n{link}\n\n"
-        "Haben Sie sich nicht registriert, öffnen Sie den Link nicht und ignorieren Sie diese "
-        "E-Mail.\n\n{product}"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -84,10 +37,7 @@ class OutgoingMail:
 
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a mail kind, not a secret)
 VERIFY_EMAIL = "verify_email"
-_TEMPLATES = {
-    PASSWORD_RESET: (RESET_SUBJECT, RESET_BODY),
-    VERIFY_EMAIL: (VERIFY_SUBJECT, VERIFY_BODY),
-}
+MAIL_KINDS = (PASSWORD_RESET, VERIFY_EMAIL)
 
 
 def branded_mail(
@@ -103,9 +53,10 @@ def branded_mail(
     ttl_seconds: int,
 ) -> OutgoingMail:
     """A mail of `kind` in the product's name and the user's language, carrying a one-time
-    `link`."""
-    subjects, bodies = _TEMPLATES[kind]
-    locale = locale if locale in subjects else "en"
+    `link`. Its words are the catalog's (`mail.<kind>.subject` and `.body` in
+    `infra.locales.texts`), English where the language has none."""
+    if kind not in MAIL_KINDS:
+        raise ValueError(f"no mail of kind {kind!r}")
     values = {
         "name": user_name or to,
         "product": product_name,
@@ -116,8 +67,8 @@ def branded_mail(
         to=to,
         from_name=from_name or product_name,
         from_address=from_address,
-        subject=subjects[locale].format(**values),
-        body=bodies[locale].format(**values),
+        subject=translate(f"mail.{kind}.subject", locale, **values),
+        body=translate(f"mail.{kind}.body", locale, **values),
         kind=kind,
     )
 

@@ -20,8 +20,13 @@ from auth.products import Product, get_product
 from auth.tables import oauth_applications, workspace_tokens
 from auth.tokens import InvalidToken, TokenSigner
 from infra.db import as_utc, json_column, utcnow
+from infra.ids import MAX_ROW_ID, parse_id
 
 MANAGER_ROLES = ("owner", "admin")
+
+
+def _not_an_id() -> ValueError:
+    return ValueError("not an id")  # a claim that names no row: not a token of ours
 
 
 class OrgCallers:
@@ -82,7 +87,8 @@ class OrgCallers:
     async def _oauth_token(self, presented: str) -> ServerCaller | None:
         try:
             claims = self._signer.verify(presented, OAUTH_TOKEN_TYPE)
-            app_id, org_id = int(claims["app"]), int(claims["org"])
+            app_id = parse_id(claims["app"], maximum=MAX_ROW_ID, error=_not_an_id)
+            org_id = parse_id(claims["org"], maximum=MAX_ROW_ID, error=_not_an_id)
             scopes = frozenset(str(s) for s in claims["scopes"])
             if not scopes:  # we never grant none; a token without any is not ours to honour
                 return None

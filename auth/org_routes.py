@@ -16,68 +16,28 @@ client credentials) and of what those credentials can read about their organizat
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from auth import org_credentials as oc
-from auth.credentials import client_address
+from auth.answers import OAUTH_APPLICATION, OAUTH_ERROR, STRING, WORKSPACE_TOKEN, obj
+from auth.bodies import CreateWorkspaceToken, RegisterApplication, TokenRequest
+from auth.credentials import ServerCaller, client_address
 from auth.services import auth_services
 from auth.tables import oauth_applications, workspace_tokens
-from auth.transport import ORG_MANAGER, PUBLIC, org_key
-from infra.db import utcnow
-from infra.errors import FieldError, HubError, validation_failed
-from infra.http import Fields, path_id, read_json
+from auth.transport import ORG_MANAGER, PUBLIC, Manager, org_key
+from infra.api import ERROR, Answer, Endpoints
+from infra.errors import HubError
+from infra.http import path_id, read_json
 from infra.jsonsafe import has_forbidden_characters
 
+api = Endpoints(tags=["organization"])
+
 TOKEN_BODY_LIMIT = 8 * 1024
-
-
-async def _wrapped(request: Request, wrapper: str) -> Fields:
-    body = await read_json(request, auth_services(request).settings.max_body_bytes)
-    inner = body.get(wrapper)
-    if not isinstance(inner, dict):
-        raise validation_failed({wrapper: FieldError("field.not_object")})
-    return Fields(inner)
-
-
-def _scopes(fields: Fields) -> list[str]:
-    raw = fields.body.get("scopes", [])
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
-        fields.error("scopes", "field.not_list")
-        return []
-    unknown = [s for s in raw if s not in oc.WORKSPACE_SCOPES]
-    if unknown:
-        fields.error("scopes", "scope.unknown", scope=unknown[0])
-    return sorted(set(raw))
-
-
-def _expires_at(fields: Fields) -> datetime | None:
-    """The asked expiry in UTC: a future ISO 8601 instant with a time zone, at most
-    `MAX_TOKEN_LIFETIME` ahead. UTC because SQLite keeps no offset (a stored +02:00 would
-    read back as UTC, two hours late)."""
-    raw = fields.body.get("expires_at")
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
-    except ValueError:
-        value = None
-    now = utcnow()
-    if value is None or value.tzinfo is None or value <= now:
-        fields.error("expires_at", "field.not_datetime")
-        return None
-    # Compared before converting: 9999-12-31T23:59:59-00:01 overflows in UTC.
-    if value - now > oc.MAX_TOKEN_LIFETIME:
-        fields.error("expires_at", "field.too_far_ahead", years=oc.MAX_TOKEN_LIFETIME_YEARS)
-        return None
-    return value.astimezone(UTC)
 
 
 async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> None:
@@ -86,73 +46,126 @@ async def _room_for_one_more(request: Request, table: sa.Table, org_id: int) -> 
         raise HubError(409, "key.too_many")
 
 
-async def _revoke(request: Request, table: sa.Table, missing: str) -> Response:
+async def _revoke(request: Request, manager: Manager, table: sa.Table, missing: str) -> Response:
     """Revoke one of the manager's organization's tokens or applications: 204, or 404."""
-    manager = await ORG_MANAGER(request)
     row_id = path_id(request, "id", missing)
     if not await auth_services(request).org_credentials.revoke(table, manager.org_id, row_id):
         raise HubError(404, missing)
     return Response(status_code=204)
 
 
+NO_STORE_ONCE = {"Cache-Control": "no-store"}  # an answer that holds a secret shown once
+MANAGER_ERRORS: dict[int, Any] = {404: "product.not_found", 429: "rate_limited"}
+
 # -- workspace API tokens ----------------------------------------------------------------
 
 
-async def list_workspace_tokens(request: Request) -> Response:
-    manager = await ORG_MANAGER(request)
+@api.route(
+    "GET",
+    "/api/v1/workspace_api_tokens",
+    summary="The organization's live workspace tokens",
+    guard=ORG_MANAGER,
+    answers={
+        200: obj(["workspace_api_tokens"], workspace_api_tokens={"type": "array"}),
+        **MANAGER_ERRORS,
+    },
+)
+async def list_workspace_tokens(request: Request, manager: Manager) -> Response:
     tokens = await auth_services(request).org_credentials.list_workspace_tokens(manager.org_id)
     return JSONResponse({"workspace_api_tokens": tokens})
 
 
-async def create_workspace_token(request: Request) -> Response:
-    manager = await ORG_MANAGER(request)
-    fields = await _wrapped(request, "workspace_api_token")
-    name = fields.string("name", max_length=200)
-    scopes = _scopes(fields)
-    expires_at = _expires_at(fields)
-    fields.check()
+@api.route(
+    "POST",
+    "/api/v1/workspace_api_tokens",
+    summary="Issue a workspace token (shown once)",
+    guard=ORG_MANAGER,
+    body=CreateWorkspaceToken,
+    answers={201: WORKSPACE_TOKEN, 409: "key.too_many", **MANAGER_ERRORS},
+)
+async def create_workspace_token(
+    request: Request, manager: Manager, body: CreateWorkspaceToken
+) -> Response:
+    spec = body.workspace_api_token
     await _room_for_one_more(request, workspace_tokens, manager.org_id)
     answer = await auth_services(request).org_credentials.issue_workspace_token(
         org_id=manager.org_id,
         owner_id=manager.user_id,
-        name=name,
-        scopes=scopes,
-        expires_at=expires_at,
+        name=spec.name,
+        scopes=spec.scopes,
+        expires_at=spec.expires_at,
     )
-    return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
+    return JSONResponse(answer, status_code=201, headers=NO_STORE_ONCE)
 
 
-async def revoke_workspace_token(request: Request) -> Response:
-    return await _revoke(request, workspace_tokens, "workspace_token.not_found")
+@api.route(
+    "DELETE",
+    "/api/v1/workspace_api_tokens/{id}",
+    summary="Revoke a workspace token",
+    guard=ORG_MANAGER,
+    answers={
+        204: Answer("Revoked"),
+        **MANAGER_ERRORS,
+        404: ("product.not_found", "workspace_token.not_found"),
+    },
+)
+async def revoke_workspace_token(request: Request, manager: Manager) -> Response:
+    return await _revoke(request, manager, workspace_tokens, "workspace_token.not_found")
 
 
 # -- OAuth applications ------------------------------------------------------------------
 
 
-async def list_applications(request: Request) -> Response:
-    manager = await ORG_MANAGER(request)
+@api.route(
+    "GET",
+    "/api/v1/oauth_applications",
+    summary="The organization's OAuth applications",
+    guard=ORG_MANAGER,
+    answers={
+        200: obj(["oauth_applications"], oauth_applications={"type": "array"}),
+        **MANAGER_ERRORS,
+    },
+)
+async def list_applications(request: Request, manager: Manager) -> Response:
     apps = await auth_services(request).org_credentials.list_applications(manager.org_id)
     return JSONResponse({"oauth_applications": apps})
 
 
-async def register_application(request: Request) -> Response:
-    manager = await ORG_MANAGER(request)
-    fields = await _wrapped(request, "oauth_application")
-    name = fields.string("name", max_length=200)
-    scopes = _scopes(fields)
-    fields.check()
+@api.route(
+    "POST",
+    "/api/v1/oauth_applications",
+    summary="Register an OAuth application (its secret is shown once)",
+    guard=ORG_MANAGER,
+    body=RegisterApplication,
+    answers={201: OAUTH_APPLICATION, 409: "key.too_many", **MANAGER_ERRORS},
+)
+async def register_application(
+    request: Request, manager: Manager, body: RegisterApplication
+) -> Response:
+    spec = body.oauth_application
     await _room_for_one_more(request, oauth_applications, manager.org_id)
     answer = await auth_services(request).org_credentials.register_application(
         org_id=manager.org_id,
         owner_id=manager.user_id,
-        name=name,
-        scopes=scopes,
+        name=spec.name,
+        scopes=spec.scopes,
     )
-    return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
+    return JSONResponse(answer, status_code=201, headers=NO_STORE_ONCE)
 
 
-async def revoke_application(request: Request) -> Response:
-    return await _revoke(request, oauth_applications, "oauth_application.not_found")
+@api.route(
+    "DELETE",
+    "/api/v1/oauth_applications/{id}",
+    summary="Delete an OAuth application; its tokens stop working",
+    guard=ORG_MANAGER,
+    answers={
+        204: Answer("Deleted"),
+        **MANAGER_ERRORS,
+        404: ("product.not_found", "oauth_application.not_found"),
+    },
+)
+async def revoke_application(request: Request, manager: Manager) -> Response:
+    return await _revoke(request, manager, oauth_applications, "oauth_application.not_found")
 
 
 # -- the token endpoint ------------------------------------------------------------------
@@ -213,8 +226,28 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
     return (client_id, secret)
 
 
-async def issue_token(request: Request) -> Response:
-    await PUBLIC(request)  # the client authenticates below, answered as RFC 6749 says
+@api.route(
+    "POST",
+    "/oauth/token",
+    summary="OAuth 2.0 client credentials grant (RFC 6749 section 4.4)",
+    # The client authenticates in the body or by HTTP Basic, checked by the handler: its
+    # refusals take RFC 6749's shape (section 5.2), not the hub's.
+    guard=PUBLIC,
+    body=TokenRequest,
+    answers={
+        200: Answer("An access token", obj(["access_token", "token_type"], access_token=STRING)),
+        400: Answer(
+            "invalid_request, unsupported_grant_type, invalid_scope (or the hub's "
+            "`request.invalid_characters` for NUL in the query)",
+            {"oneOf": [OAUTH_ERROR, ERROR]},
+        ),
+        401: Answer("invalid_client", OAUTH_ERROR),
+        429: "rate_limited",
+    },
+)
+async def issue_token(request: Request, caller: None) -> Response:
+    """Client credentials: HTTP Basic, or `client_id` and `client_secret` in the body
+    (form-encoded as RFC 6749 says, or JSON), never both."""
     services = auth_services(request)
     store = services.org_credentials
     limit = services.settings.rate_limits.login_ip
@@ -257,20 +290,17 @@ async def issue_token(request: Request) -> Response:
 # -- what org credentials can read -------------------------------------------------------
 
 
-async def organization_members(request: Request) -> Response:
-    caller = await org_key("members:read")(request)
+@api.route(
+    "GET",
+    "/api/v1/organization/members",
+    summary="Members of the credential's organization (members:read)",
+    guard=org_key("members:read"),
+    answers={200: obj(["members"], members={"type": "array"}), 429: "rate_limited"},
+)
+async def organization_members(request: Request, caller: ServerCaller) -> Response:
     assert caller.organization_id is not None  # org_key admits organization credentials only
     members = await auth_services(request).org_credentials.members(caller.organization_id)
     return JSONResponse({"members": members})
 
 
-routes = [
-    Route("/api/v1/workspace_api_tokens", list_workspace_tokens, methods=["GET"]),
-    Route("/api/v1/workspace_api_tokens", create_workspace_token, methods=["POST"]),
-    Route("/api/v1/workspace_api_tokens/{id}", revoke_workspace_token, methods=["DELETE"]),
-    Route("/api/v1/oauth_applications", list_applications, methods=["GET"]),
-    Route("/api/v1/oauth_applications", register_application, methods=["POST"]),
-    Route("/api/v1/oauth_applications/{id}", revoke_application, methods=["DELETE"]),
-    Route("/oauth/token", issue_token, methods=["POST"]),
-    Route("/api/v1/organization/members", organization_members, methods=["GET"]),
-]
+routes = api.routes

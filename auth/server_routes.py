@@ -18,46 +18,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from auth import keys
+from auth.answers import PRODUCT_KEY, TOKEN_ANSWER, USER, obj
+from auth.bodies import CreateKey, ProductSettings, UpsertUser
 from auth.credentials import ServerCaller
 from auth.product_admin import ProductAdmin
-from auth.products import Product, normalize_origin, normalize_url_template, normalize_webhook_url
+from auth.products import Product
 from auth.services import auth_services
 from auth.transport import server_key
-from auth.webhook_targets import BlockedTarget
+from infra.api import Answer, Endpoints, app_settings
 from infra.errors import HubError, forbidden
-from infra.http import Fields, path_id, read_json
+from infra.http import path_id
 
-MAX_ORIGINS = 100
-URL_TEMPLATE_FIELDS = ("verify_url_template", "reset_url_template")
-SETTINGS_FIELDS = {"origins", "alert_webhook_url", "require_verified_email", *URL_TEMPLATE_FIELDS}
+api = Endpoints(tags=["server"])
+keys_api = Endpoints(tags=["keys"])
+
+USER_ANSWER = obj(["user"], user=USER)
+PRODUCT = obj(["product"])
 
 
 def _admin(request: Request) -> ProductAdmin:
     return auth_services(request).product_admin
 
 
-async def _fields(request: Request) -> Fields:
-    return Fields(await read_json(request, auth_services(request).settings.max_body_bytes))
-
-
 # -- users -------------------------------------------------------------------------------
 
 
-async def upsert_user(request: Request) -> Response:
-    caller = await server_key("users:write")(request)
-    fields = await _fields(request)
-    external_id = fields.string("external_id", max_length=255)
-    email = fields.email() if fields.body.get("email") is not None else None
-    name = fields.string("name", required=False)
-    locale = fields.locale()
-    fields.check()
+@api.route(
+    "POST",
+    "/api/v1/users",
+    summary="Create or update a user by your external_id",
+    guard=server_key("users:write"),
+    body=UpsertUser,
+    answers={
+        201: Answer("Created", USER_ANSWER),
+        200: Answer("Updated", USER_ANSWER),
+        429: "rate_limited",
+    },
+)
+async def upsert_user(request: Request, caller: ServerCaller, body: UpsertUser) -> Response:
     user, created = await auth_services(request).accounts.upsert_user(
-        caller.product, caller.env, external_id=external_id, email=email, name=name, locale=locale
+        caller.product,
+        caller.env,
+        external_id=body.external_id,
+        email=body.email,
+        name=body.name,
+        locale=body.locale,
     )
     return JSONResponse({"user": user}, status_code=201 if created else 200)
 
@@ -70,8 +79,14 @@ async def _user_of(request: Request, caller: ServerCaller) -> int:
     return user_id
 
 
-async def get_user_route(request: Request) -> Response:
-    caller = await server_key("users:read")(request)
+@api.route(
+    "GET",
+    "/api/v1/users/{user_id}",
+    summary="A user of the key's environment",
+    guard=server_key("users:read"),
+    answers={200: USER_ANSWER, 404: "user.not_found", 429: "rate_limited"},
+)
+async def get_user_route(request: Request, caller: ServerCaller) -> Response:
     user_id = path_id(request, "user_id", "user.not_found")
     user = await _admin(request).env_user(caller.product, caller.env, user_id)
     if user is None:
@@ -79,8 +94,14 @@ async def get_user_route(request: Request) -> Response:
     return JSONResponse({"user": user.public()})
 
 
-async def mint_token(request: Request) -> Response:
-    caller = await server_key("users:write")(request)
+@api.route(
+    "POST",
+    "/api/v1/users/{user_id}/tokens",
+    summary="Mint an access token for a user",
+    guard=server_key("users:write"),
+    answers={201: TOKEN_ANSWER, 404: "user.not_found", 429: "rate_limited"},
+)
+async def mint_token(request: Request, caller: ServerCaller) -> Response:
     user_id = await _user_of(request, caller)
     tokens = auth_services(request).tokens
     return JSONResponse(
@@ -114,34 +135,48 @@ def _shown_once(key: keys.ProductKey, plaintext: str) -> dict[str, Any]:
     return {**key.public(), "key": plaintext}
 
 
-async def list_keys(request: Request) -> Response:
-    caller = await server_key("keys:write")(request)
+@keys_api.route(
+    "GET",
+    "/api/v1/keys",
+    summary="The environment's keys (no plaintext)",
+    guard=server_key("keys:write"),
+    answers={
+        200: obj(["keys"], keys={"type": "array", "items": PRODUCT_KEY}),
+        429: "rate_limited",
+    },
+)
+async def list_keys(request: Request, caller: ServerCaller) -> Response:
     found = await _admin(request).list_keys(caller.product, caller.env)
     return JSONResponse({"keys": [k.public() for k in found]})
 
 
-async def create_key(request: Request) -> Response:
+@keys_api.route(
+    "POST",
+    "/api/v1/keys",
+    summary="Create a restricted key (its plaintext is in this answer only)",
+    guard=server_key("keys:write"),
+    body=CreateKey,
+    answers={201: PRODUCT_KEY, 409: "key.too_many", 429: "rate_limited"},
+)
+async def create_key(request: Request, caller: ServerCaller, body: CreateKey) -> Response:
     """A new restricted key; its plaintext is in this answer and nowhere else."""
-    caller = await server_key("keys:write")(request)
-    fields = await _fields(request)
-    name = fields.string("name", max_length=200)
-    scopes = fields.body.get("scopes")
-    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
-        fields.error("scopes", "field.required")
-    elif unknown := [s for s in scopes if s not in keys.PRODUCT_SCOPES]:
-        fields.error("scopes", "scope.unknown", scope=unknown[0])
-    fields.check()
-    if caller.kind != "secret" and not set(scopes) <= (caller.scopes or set()):
+    if caller.kind != "secret" and not set(body.scopes) <= (caller.scopes or set()):
         raise forbidden()
     key, plaintext = await _admin(request).create_restricted_key(
-        caller.product, caller.env, scopes=scopes, name=name
+        caller.product, caller.env, scopes=body.scopes, name=body.name
     )
     return JSONResponse(_shown_once(key, plaintext), status_code=201)
 
 
-async def rotate_key(request: Request) -> Response:
+@keys_api.route(
+    "POST",
+    "/api/v1/keys/{key_id}/rotate",
+    summary="Replace a key; the old one stops working at once",
+    guard=server_key("keys:write"),
+    answers={201: PRODUCT_KEY, 404: "key.not_found", 409: "key.revoked", 429: "rate_limited"},
+)
+async def rotate_key(request: Request, caller: ServerCaller) -> Response:
     """A new key in place of this one, which stops working at once (no grace window)."""
-    caller = await server_key("keys:write")(request)
     key = await _key_of(request, caller)
     if not key.active:
         raise HubError(409, "key.revoked")
@@ -152,8 +187,19 @@ async def rotate_key(request: Request) -> Response:
     return JSONResponse(_shown_once(new_key, plaintext), status_code=201)
 
 
-async def revoke_key(request: Request) -> Response:
-    caller = await server_key("keys:write")(request)
+@keys_api.route(
+    "DELETE",
+    "/api/v1/keys/{key_id}",
+    summary="Revoke a restricted key",
+    guard=server_key("keys:write"),
+    answers={
+        204: Answer("Revoked"),
+        404: "key.not_found",
+        409: "key.rotate_instead",
+        429: "rate_limited",
+    },
+)
+async def revoke_key(request: Request, caller: ServerCaller) -> Response:
     key = await _key_of(request, caller)
     if key.kind != "restricted":
         # One publishable and one secret key must stay active: those are rotated instead.
@@ -184,104 +230,66 @@ def _product_answer(caller: ServerCaller, product: Product) -> Response:
     )
 
 
-async def _secret_caller(request: Request) -> ServerCaller:
-    caller = await server_key("product:settings")(request)
-    if caller.kind != "secret":
-        raise forbidden()
-    return caller
+class SecretKeyGuard:
+    """`server_key(scope)`, then the secret key only (a restricted key holding the scope is
+    refused: product settings are the secret key's), and with `live_only` only a live one
+    (a test key must not change what production uses). A guard, so these 403s come before
+    the body is read, as they always did."""
+
+    def __init__(self, scope: str, *, live_only: bool = False) -> None:
+        self._inner = server_key(scope)
+        self._live_only = live_only
+        self.scheme_name = self._inner.scheme_name
+        self.scheme = self._inner.scheme
+        self.schemes = self._inner.schemes
+        live = "live " if live_only else ""
+        self.description = f"The {live}secret key (a restricted key with `{scope}` is refused)."
+
+    async def __call__(self, connection: HTTPConnection) -> ServerCaller:
+        caller = await self._inner(connection)
+        if caller.kind != "secret" or (self._live_only and caller.env != "live"):
+            raise forbidden()
+        return caller
 
 
-async def get_product_settings(request: Request) -> Response:
-    caller = await _secret_caller(request)
+@keys_api.route(
+    "GET",
+    "/api/v1/product",
+    summary="The product's settings (secret key only)",
+    guard=SecretKeyGuard("product:settings"),
+    answers={200: PRODUCT, 429: "rate_limited"},
+)
+async def get_product_settings(request: Request, caller: ServerCaller) -> Response:
     return _product_answer(caller, caller.product)
 
 
-def _url_template(fields: Fields, name: str, *, https_only: bool) -> str | None:
-    """The named link template as stored ("" or null: the default link), or None when
-    absent or refused (recorded in `fields`)."""
-    if name not in fields.body:
-        return None
-    raw = fields.body[name]
-    if raw is None or raw == "":
-        return ""
-    try:
-        if not isinstance(raw, str):
-            raise ValueError(name)
-        return normalize_url_template(raw, https_only=https_only)  # its length is capped there
-    except ValueError:
-        fields.error(name, "field.not_url_template")
-        return None
-
-
-async def update_product_settings(request: Request) -> Response:
+@keys_api.route(
+    "PATCH",
+    "/api/v1/product",
+    summary="Change only the named settings: origins, alert webhook, email verification, link"
+    " templates (live secret key only; an unknown field is a 422, {} changes nothing)",
+    guard=SecretKeyGuard("product:settings", live_only=True),
+    body=ProductSettings,
+    answers={200: PRODUCT, 429: "rate_limited"},
+)
+async def update_product_settings(
+    request: Request, caller: ServerCaller, body: ProductSettings
+) -> Response:
     """Change only the fields the body names: `origins` (exact scheme://host[:port], no
     wildcards), `alert_webhook_url`, `require_verified_email`, `verify_url_template` and
     `reset_url_template` (absolute https:// links with `{token}`, http:// too outside
     production; "" or null for the default link). `{}` changes nothing and answers 200."""
-    caller = await _secret_caller(request)
-    if caller.env != "live":
-        # The settings are the product's, live included: a test key must not change them.
-        raise forbidden()
-    fields = await _fields(request)
-    body = fields.body
-    for name in sorted(set(body) - SETTINGS_FIELDS)[:1]:  # one is enough to fix the client
-        fields.error(name, "field.unknown")
-    origins: list[str] | None = None
-    if "origins" in body:
-        raw = body["origins"]
-        if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
-            fields.error("origins", "field.not_list")
-        elif len(raw) > MAX_ORIGINS:
-            fields.error("origins", "field.too_many", max=MAX_ORIGINS)
-        else:
-            origins = []
-            for index, origin in enumerate(raw):
-                try:
-                    origins.append(normalize_origin(origin))
-                except ValueError:
-                    fields.error(f"origins[{index}]", "origin.invalid")
-    settings = auth_services(request).settings
-    webhook = caller.product.alert_webhook_url
-    if "alert_webhook_url" in body:
-        raw = body["alert_webhook_url"]
-        try:
-            webhook = (
-                None
-                if raw in (None, "")
-                else normalize_webhook_url(str(raw), strict=settings.strict_webhooks)
-            )
-        except BlockedTarget:
-            fields.error("alert_webhook_url", "webhook.internal_address")
-        except ValueError:
-            fields.error("alert_webhook_url", "field.not_url")
-    require = body.get("require_verified_email")
-    if require is not None and not isinstance(require, bool):
-        fields.error("require_verified_email", "field.not_boolean")
-    verify_url, reset_url = (
-        _url_template(fields, name, https_only=settings.production) for name in URL_TEMPLATE_FIELDS
-    )
-    fields.check()
-    changes = {"alert_webhook": webhook} if "alert_webhook_url" in body else {}
+    changes = {"alert_webhook": body.alert_webhook_url} if body.names_webhook else {}
     product = await _admin(request).update_settings(
         caller.product,
-        origins=origins,
+        origins=body.origins,
         **changes,
-        require_verified_email=require,
-        verify_url_template=verify_url,
-        reset_url_template=reset_url,
-        https_only=settings.production,
+        require_verified_email=body.require_verified_email,
+        verify_url_template=body.verify_url_template,
+        reset_url_template=body.reset_url_template,
+        https_only=app_settings(request).production,
     )
     return _product_answer(caller, product)
 
 
-routes = [
-    Route("/api/v1/users", upsert_user, methods=["POST"]),
-    Route("/api/v1/users/{user_id}", get_user_route, methods=["GET"]),
-    Route("/api/v1/users/{user_id}/tokens", mint_token, methods=["POST"]),
-    Route("/api/v1/keys", list_keys, methods=["GET"]),
-    Route("/api/v1/keys", create_key, methods=["POST"]),
-    Route("/api/v1/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
-    Route("/api/v1/keys/{key_id}", revoke_key, methods=["DELETE"]),
-    Route("/api/v1/product", get_product_settings, methods=["GET"]),
-    Route("/api/v1/product", update_product_settings, methods=["PATCH"]),
-]
+routes = [*api.routes, *keys_api.routes]

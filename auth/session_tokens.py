@@ -22,6 +22,7 @@ from auth.ratelimit import RateLimiter
 from auth.tokens import ACCESS, REFRESH, InvalidToken, TokenSigner
 from infra.db import utcnow
 from infra.errors import HubError, unauthorized
+from infra.ids import parse_id
 from infra.settings import Settings
 
 logger = logging.getLogger("auth.session_tokens")
@@ -40,11 +41,10 @@ def token_ids(claims: dict[str, Any]) -> tuple[int, int]:
     still answer 401, never 500.
     """
     try:
-        user_id, org_id = int(claims["sub"]), int(claims["org"])
-    except (KeyError, TypeError, ValueError):
+        user_id = parse_id(claims["sub"], error=unauthorized)
+        org_id = parse_id(claims["org"], error=unauthorized)
+    except KeyError:
         raise unauthorized() from None
-    if not (0 < user_id < 2**63 and 0 < org_id < 2**63):
-        raise unauthorized()
     return user_id, org_id
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import hmac
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -36,20 +36,31 @@ from auth.origins import check_origin
 from auth.products import Product
 from auth.services import auth_services
 from auth.session_tokens import AccessContext
+from infra.api import PUBLIC, Guard
 from infra.errors import HubError, forbidden, unauthorized
+
+# The guards by caller (the protocol and the public guard are `infra.api`'s, re-exported so
+# every route takes its guard from here).
+__all__ = [
+    "METRICS_TOKEN",
+    "ORG_MANAGER",
+    "PUBLIC",
+    "SITE",
+    "USER_TOKEN",
+    "Guard",
+    "Manager",
+    "SiteCaller",
+    "bearer_token",
+    "org_key",
+    "presented_token",
+    "server_key",
+    "server_or_org_key",
+]
 
 PRODUCT_HEADER = "x-product-slug"
 SOCKET_TOKEN_PARAMETER = "token"  # noqa: S105 (a parameter name, not a secret)
 
 Requirement = dict[str, list[str]]
-
-
-class Guard(Protocol):
-    scheme_name: str | None  # OpenAPI securitySchemes key, e.g. "accessToken"; None = public
-    scheme: dict[str, Any] | None  # the OpenAPI securityScheme object for it
-    description: str  # one line for the docs: which credential, which scopes
-
-    async def __call__(self, connection: HTTPConnection) -> Any: ...  # caller, or HubError
 
 
 # -- reading the credential --------------------------------------------------------------
@@ -104,14 +115,6 @@ class _Documented:
 
 
 # -- public and browser callers --------------------------------------------------------
-
-
-class PublicGuard(_Documented):
-    def __init__(self) -> None:
-        super().__init__(None, "No credential.")
-
-    async def __call__(self, connection: HTTPConnection) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,6 @@ class MetricsTokenGuard(_Documented):
             raise unauthorized()
 
 
-PUBLIC = PublicGuard()
 SITE = SiteGuard()
 USER_TOKEN = UserTokenGuard()
 ORG_MANAGER = OrgManagerGuard()

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -29,7 +29,6 @@ from auth.routes import routes as auth_routes
 from auth.server_routes import routes as server_routes
 from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
-from auth.transport import METRICS_TOKEN
 from channels import NotificationsChannel
 from hub.cable import protocol
 from hub.cable.endpoint import CableEndpoint
@@ -37,13 +36,14 @@ from hub.cable.endpoint import routes as cable_routes
 from hub.cable.leases import SocketLeases
 from hub.cable.node import CableNode
 from hub.cable.registry import CableRegistry
-from hub.openapi import openapi_document
-from hub.services import Services, services
+from hub.openapi import routes as openapi_routes
+from hub.operations import routes as operation_routes
+from hub.services import Services
 from infra.broker import Broker
 from infra.db import connect_database
 from infra.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
 from infra.http import InputCharactersMiddleware
-from infra.metrics import CONNECTIONS, SUBSCRIPTIONS, exposition
+from infra.metrics import CONNECTIONS, SUBSCRIPTIONS
 from infra.request_ids import RequestIdMiddleware
 from infra.settings import Settings
 from notifications.routes import development_routes
@@ -83,37 +83,6 @@ async def ensure_demo_product(db: Database, settings: Settings) -> None:
         logger.info("created the development product %r for %s", DEMO_SLUG, own_origins[0])
     elif not set(own_origins) <= set(demo.origins):
         await products.set_origins(db, demo.id, [*demo.origins, *own_origins])
-
-
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    hub = services(request)
-    failing = []
-    try:
-        await hub.db.fetch_val("SELECT 1")
-    except Exception:
-        failing.append("sql")
-    if not await hub.broker.ping():
-        failing.append("broker")
-    if failing:
-        logger.warning("readiness: %s unreachable", ", ".join(failing))
-        return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
-    return JSONResponse({"status": "ok"})
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus metrics; with `HUB_METRICS_TOKEN` set, only for `Bearer <that token>`."""
-    await METRICS_TOKEN(request)
-    body, content_type = exposition()
-    return Response(body, media_type=content_type)
-
-
-async def openapi(request: Request) -> Response:
-    settings = services(request).settings
-    return JSONResponse(openapi_document(settings.public_url, development=not settings.production))
 
 
 async def demo_redirect(request: Request) -> Response:
@@ -197,10 +166,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *notification_routes,
         *cable_routes(cable_endpoint),
         *([] if settings.production else development_routes),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+        *operation_routes,
+        *openapi_routes,
         Route("/demo", demo_redirect, methods=["GET"]),
         Mount("/demo", StaticFiles(directory=STATIC_DIR / "demo", html=True), name="demo"),
     ]

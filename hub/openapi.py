@@ -4,10 +4,8 @@ does): each `infra.api.Endpoint` gives its summary, guard (security), body and q
 (a body's 413/415/422, a guard's 401/403, NUL's 400) are added here, once.
 
 A route that is not an `Endpoint` must be named in `EXCLUDED` with the reason it is not an
-HTTP operation, or `generate` refuses to write a document that would hide it.
-
-Until every route module declares its routes, `openapi_document` (the hand-written document
-of `hub.openapi_manual`) still serves `/openapi.json`.
+HTTP operation, or `generate` refuses to write a document that would hide it. `routes` is
+the declared `GET /openapi.json`, which serves the document of the app it is mounted in.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from hub.openapi_manual import PATHS, openapi_document
 from infra.api import (
     ERROR,
     ERROR_TEXT,
@@ -36,14 +33,7 @@ from infra.api import (
 )
 from infra.bodies import Shape
 
-__all__ = [
-    "EXCLUDED",
-    "PATHS",
-    "UndeclaredRoute",
-    "generate",
-    "openapi_document",
-    "routes",
-]
+__all__ = ["EXCLUDED", "UndeclaredRoute", "app_document", "generate", "routes"]
 
 JSON = "application/json"
 
@@ -127,8 +117,8 @@ class _Document:
 
 def _implied_errors(endpoint: Endpoint) -> set[int]:
     statuses = set(ANY_ROUTE_ERRORS)
-    if endpoint.body is not None:
-        statuses.update(BODY_ERRORS)
+    if endpoint.body is not None and endpoint.body.media_type == JSON:
+        statuses.update(BODY_ERRORS)  # another media type is read (and refused) by its handler
     if endpoint.query is not None:
         statuses.update(QUERY_ERRORS)
     if security_schemes(endpoint.guard):

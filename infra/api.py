@@ -8,9 +8,9 @@ document by walking `app.routes` and reading these declarations, so nothing is w
 
     api = Endpoints(tags=["auth"])
 
-    @api.route("POST", "/api/v1/auth/login", summary="Log in", guard=PUBLISHABLE_KEY,
+    @api.route("POST", "/api/v1/auth/login", summary="Log in", guard=SITE,
                body=Login, answers={200: TOKEN_ANSWER, 401: "auth.invalid_credentials"})
-    async def login(request: Request, caller: PublicCaller, body: Login) -> Response: ...
+    async def login(request: Request, site: SiteCaller, body: Login) -> Response: ...
 
     routes = api.routes
 """
@@ -139,8 +139,9 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def app_settings(request: Request) -> Settings:
-    """The settings the app was built with (the one place a route reads them from)."""
-    return request.app.state.settings
+    """The settings the app was built with (the one place a route reads them from): every
+    app keeps its services, settings among them, as `app.state.services` (`hub.services`)."""
+    return request.app.state.services.settings
 
 
 def settings_body_limit(settings: Settings) -> int:

@@ -1,7 +1,7 @@
 """The checks of single JSON fields, each answering one localized error code (`Invalid`).
 
-Shared by the declared bodies (`infra.bodies`) and the hand-written `infra.http.Fields`, so
-both answer the same codes for the same input.
+The field readers of the declared bodies (`infra.bodies`) are built on these, so every body
+answers the same code for the same input.
 """
 
 from __future__ import annotations

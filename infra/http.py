@@ -1,14 +1,14 @@
 """Reading requests safely: JSON bodies, their fields, query strings and paths.
 
 `read_json` refuses a wrong content type, an oversized, malformed, non-finite, too deeply
-nested body or one with NUL / unpaired surrogates before a handler sees it; `Fields` collects
-every field error of a body so the client learns them all at once; `InputCharactersMiddleware`
-refuses NUL in any path or query parameter before routing, so no handler has to remember to.
+nested body or one with NUL / unpaired surrogates before a handler sees it (the declared body
+types of `infra.bodies` then check its fields); `path_id` reads a row id from the path;
+`InputCharactersMiddleware` refuses NUL in any path or query parameter before routing, so
+no handler has to remember to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -16,8 +16,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra import jsonsafe
-from infra.checks import Errors, Invalid, check_email, check_integer, check_locale, check_text
-from infra.errors import HubError, error_response, validation_failed
+from infra.errors import HubError, error_response
+from infra.ids import MAX_ROW_ID, parse_id
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -55,57 +55,12 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-class Fields:
-    """Typed access to a JSON body's fields that records, rather than raises, each problem.
-
-    The hand-written predecessor of `infra.bodies.Shape` (same checks, same answers), kept
-    while route modules move to declared bodies."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.errors = Errors()
-
-    def error(self, name: str, code: str, **params: object) -> None:
-        self.errors.add(name, code, **params)
-
-    def _read(self, name: str, check: Callable[[Any], Any]) -> Any:
-        try:
-            return check(self.body.get(name))
-        except Invalid as exc:
-            self.errors.setdefault(name, exc.error)
-            return None
-
-    def string(self, name: str, *, required: bool = True, max_length: int = 200) -> str | None:
-        return self._read(name, lambda v: check_text(v, required=required, max_length=max_length))
-
-    def integer(self, name: str) -> int | None:
-        return self._read(name, check_integer)
-
-    def email(self, name: str = "email") -> str | None:
-        return self._read(name, check_email)
-
-    def locale(self, name: str = "locale") -> str | None:
-        return self._read(name, check_locale)
-
-    def check(self) -> None:
-        """Raise 422 `validation.failed` listing every field error, if there are any."""
-        if self.errors:
-            raise validation_failed(self.errors)
-
-
-# Row ids are SQL INTEGERs (notifications: BIGINT); a number outside that range names nothing.
-MAX_ROW_ID = 2**31 - 1
-
-
 def path_id(request: Request, name: str, missing: str, maximum: int = MAX_ROW_ID) -> int:
-    """The positive integer in path parameter `name`; 404 `missing` for anything else."""
-    raw = request.path_params[name]
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19):
-        raise HubError(404, missing)
-    value = int(raw)
-    if not 0 < value <= maximum:
-        raise HubError(404, missing)
-    return value
+    """The id in path parameter `name` (`infra.ids.parse_id`); 404 `missing` for anything
+    else, so a path that names no row answers like one whose row is gone."""
+    return parse_id(
+        request.path_params[name], maximum=maximum, error=lambda: HubError(404, missing)
+    )
 
 
 def _has_nul(scope: Scope) -> bool:

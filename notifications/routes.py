@@ -1,4 +1,4 @@
-"""HTTP API of notifications.
+"""HTTP API of notifications, each route declared once (`infra.api`).
 
 Server side: `POST /api/v1/notifications` to one recipient or up to 1000 (`notifications:write`)
 and `GET /api/v1/users/{id}/notifications` (`notifications:read`), with a secret or restricted
@@ -9,102 +9,56 @@ User side (access token): list, unread count, mark one read, mark all read.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from auth.accounts import resolve_recipients
+from auth.answers import obj
+from auth.credentials import ServerCaller
 from auth.session_tokens import AccessContext
 from auth.transport import USER_TOKEN, server_or_org_key
-from infra import jsonsafe
-from infra.errors import FieldError, HubError, validation_failed
-from infra.http import Fields, read_json
+from infra.api import Answer, Endpoints
+from infra.errors import FieldError, HubError
 from infra.i18n import negotiate_locale
-from infra.ids import MAX_BIGINT_ID, MAX_ROW_ID, parse_id
-from notifications.publish import MAX_RECIPIENTS, request_fingerprint
+from infra.ids import MAX_ROW_ID, parse_id
+from notifications.answers import MARKED_READ, NOTIFICATION_PAGE, SENT, UNREAD_COUNT
+from notifications.bodies import Page, SendNotification
+from notifications.publish import request_fingerprint
 from notifications.scope import UserScope
 from notifications.service import NotificationService
 
-RECIPIENT_KEYS = ("user_id", "email", "external_id")
-MAX_DATA_BYTES = 16 * 1024
-PAGE_DEFAULT, PAGE_MAX = 50, 200
+api = Endpoints(tags=["notifications"])
+server_api = Endpoints(tags=["server"])
+development_api = Endpoints(tags=["notifications"])
+
+# How many unknown recipients a 422 names (enough to fix the client, small enough to read).
+UNKNOWN_SHOWN = 50
 
 
 def _service(request: Request) -> NotificationService:
     return request.app.state.services.notifications
 
 
-def _recipient_names(fields: Fields) -> list[tuple[str, Any]]:
-    """The recipients a publish request names, as (key, value) pairs, validated."""
-    body = fields.body
-    if "recipients" not in body:
-        named = [k for k in RECIPIENT_KEYS if body.get(k) is not None]
-        if len(named) != 1:
-            fields.error("recipients", "field.one_recipient_key")
-            return []
-        entries: list[Any] = [{named[0]: body[named[0]]}]
-    else:
-        entries = body["recipients"]
-        if not isinstance(entries, list) or not entries:
-            fields.error("recipients", "field.required")
-            return []
-        if len(entries) > MAX_RECIPIENTS:
-            fields.error("recipients", "field.too_many", max=MAX_RECIPIENTS)
-            return []
-    names: list[tuple[str, Any]] = []
-    for index, entry in enumerate(entries):
-        keys = [k for k in RECIPIENT_KEYS if isinstance(entry, dict) and entry.get(k) is not None]
-        if len(keys) != 1 or len(entry) != 1:
-            fields.error(f"recipients[{index}]", "field.one_recipient_key")
-            continue
-        value = entry[keys[0]]
-        valid = (
-            isinstance(value, int) and not isinstance(value, bool)
-            if keys[0] == "user_id"
-            else isinstance(value, str) and 0 < len(value) <= 320
-        )
-        if not valid:
-            fields.error(f"recipients[{index}]", "field.one_recipient_key")
-            continue
-        names.append((keys[0], value))
-    return names
-
-
-def _content(fields: Fields) -> dict[str, Any]:
-    content = {
-        "title": fields.string("title", max_length=200),
-        "message": fields.string("message", required=False, max_length=5000) or "",
-        "url": fields.string("url", required=False, max_length=2000),
-        "type": fields.string("type", required=False, max_length=64),
-        "data": fields.body.get("data"),
-    }
-    data = content["data"]
-    if data is not None:
-        if not isinstance(data, dict):
-            fields.error("data", "field.not_object")
-        elif len(jsonsafe.dumps(data).encode()) > MAX_DATA_BYTES:
-            fields.error("data", "field.too_long", max=MAX_DATA_BYTES)
-    return content
-
-
-async def send_notifications(request: Request) -> Response:
-    key = await server_or_org_key("notifications:write")(request)
-    body = await read_json(request, request.app.state.services.settings.max_body_bytes * 4)
-    fields = Fields(body)
-    names = _recipient_names(fields)
-    content = _content(fields)
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not idempotency_key.strip():
-        fields.error("Idempotency-Key", "field.required")  # sent, but empty: no key to honour
-    elif idempotency_key is not None and len(idempotency_key) > 255:
-        fields.error("Idempotency-Key", "field.too_long", max=255)
-    fields.check()
-
+@api.route(
+    "POST",
+    "/api/v1/notifications",
+    summary="Send a notification to one recipient or up to 1000 (Idempotency-Key honoured)",
+    guard=server_or_org_key("notifications:write"),
+    body=SendNotification,
+    body_limit=lambda settings: settings.max_body_bytes * 4,
+    answers={
+        201: SENT,
+        409: "idempotency.conflict",
+        422: ("validation.failed", "notification.unknown_recipients"),
+        429: "rate_limited",
+    },
+)
+async def send_notifications(
+    request: Request, key: ServerCaller, body: SendNotification
+) -> Response:
+    names = body.names
     service = _service(request)
-    found = await resolve_recipients(
-        service.db,
+    found = await service.recipients(
         key.product.id,
         key.env,
         # An id beyond the column's range names nobody (PostgreSQL would refuse the query).
@@ -113,15 +67,15 @@ async def send_notifications(request: Request) -> Response:
         external_ids=[v for k, v in names if k == "external_id"],
         organization_id=key.organization_id,
     )
+    listed = "recipients" in body.raw
     unknown = {
-        (f"recipients[{i}]" if "recipients" in body else k): FieldError("user.not_found")
+        (f"recipients[{i}]" if listed else k): FieldError("user.not_found")
         for i, (k, v) in enumerate(names)
         if (k, v) not in found
     }
     if unknown:
-        raise HubError(
-            422, "notification.unknown_recipients", fields=dict(list(unknown.items())[:50])
-        )
+        shown = dict(list(unknown.items())[:UNKNOWN_SHOWN])
+        raise HubError(422, "notification.unknown_recipients", fields=shown)
     recipients: dict[int, str] = {}  # user id → the language of their message
     for name in names:
         match = found[name]
@@ -130,48 +84,24 @@ async def send_notifications(request: Request) -> Response:
         product_id=key.product.id,
         env=key.env,
         recipients=recipients,
-        content=content,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(body),
+        content=body.content,
+        idempotency_key=body.idempotency_key,
+        fingerprint=request_fingerprint(dict(body.raw)),
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return JSONResponse(answer, status_code=201, headers=headers)
-
-
-def _locale(request: Request, ctx: AccessContext) -> str:
-    return negotiate_locale(
-        request.query_params, request.headers, ctx.user.locale or ctx.product.default_locale
-    )
-
-
-def _int_param(request: Request, name: str, default: int | None, maximum: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    return parse_id(
-        raw,
-        maximum=maximum,
-        error=lambda: validation_failed({name: FieldError("field.not_integer")}),
-    )
 
 
 def _scope(ctx: AccessContext) -> UserScope:
     return UserScope(ctx.product.id, ctx.env, ctx.user.id)
 
 
-async def list_notifications(request: Request) -> Response:
-    ctx = await USER_TOKEN(request)
-    return await _page(request, _scope(ctx), _locale(request, ctx))
-
-
-async def _page(request: Request, scope: UserScope, locale: str) -> Response:
-    """A page of a user's notifications (`?limit`, `?cursor`, `?unread`), newest first."""
+async def _page(request: Request, scope: UserScope, query: Page, user_locale: str) -> Response:
+    """A page of a user's notifications, newest first, in the negotiated language."""
+    locale = negotiate_locale(request.query_params, request.headers, user_locale)
     service = _service(request)
-    limit = _int_param(request, "limit", PAGE_DEFAULT, PAGE_MAX)
-    before = _int_param(request, "cursor", None, MAX_BIGINT_ID)
-    unread_only = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
     items, next_cursor = await service.page(
-        scope, before=before, limit=limit, unread_only=unread_only
+        scope, before=query.cursor, limit=query.limit, unread_only=query.unread
     )
     return JSONResponse(
         {
@@ -182,14 +112,51 @@ async def _page(request: Request, scope: UserScope, locale: str) -> Response:
     )
 
 
-async def unread_count(request: Request) -> Response:
-    ctx = await USER_TOKEN(request)
+@api.route(
+    "GET",
+    "/api/v1/notifications",
+    summary="The user's notifications, newest first",
+    guard=USER_TOKEN,
+    query=Page,
+    answers={200: NOTIFICATION_PAGE, 404: "user.not_found"},
+)
+async def list_notifications(request: Request, ctx: AccessContext, query: Page) -> Response:
+    user_locale = ctx.user.locale or ctx.product.default_locale
+    return await _page(request, _scope(ctx), query, user_locale)
+
+
+@api.route(
+    "GET",
+    "/api/v1/notifications/unread_count",
+    summary="The user's unread count",
+    guard=USER_TOKEN,
+    answers={200: UNREAD_COUNT},
+)
+async def unread_count(request: Request, ctx: AccessContext) -> Response:
     count = await _service(request).unread_count(_scope(ctx))
     return JSONResponse({"unread_count": count})
 
 
-async def mark_read(request: Request) -> Response:
-    ctx = await USER_TOKEN(request)
+@api.route(
+    "POST",
+    "/api/v1/notifications/read_all",
+    summary="Mark all read",
+    guard=USER_TOKEN,
+    answers={200: UNREAD_COUNT},
+)
+async def mark_all_read(request: Request, ctx: AccessContext) -> Response:
+    count = await _service(request).mark_all_read(_scope(ctx))
+    return JSONResponse({"unread_count": count})
+
+
+@api.route(
+    "POST",
+    "/api/v1/notifications/{notification_id}/read",
+    summary="Mark one read",
+    guard=USER_TOKEN,
+    answers={200: MARKED_READ, 404: "notification.not_found"},
+)
+async def mark_read(request: Request, ctx: AccessContext) -> Response:
     notification_id = parse_id(
         request.path_params["notification_id"],
         error=lambda: HubError(404, "notification.not_found"),
@@ -198,42 +165,41 @@ async def mark_read(request: Request) -> Response:
     return JSONResponse({"id": notification_id, "read": True, "unread_count": count})
 
 
-async def mark_all_read(request: Request) -> Response:
-    ctx = await USER_TOKEN(request)
-    count = await _service(request).mark_all_read(_scope(ctx))
-    return JSONResponse({"unread_count": count})
-
-
-async def user_notifications(request: Request) -> Response:
+@server_api.route(
+    "GET",
+    "/api/v1/users/{user_id}/notifications",
+    summary="A user's notifications (server side)",
+    guard=server_or_org_key("notifications:read"),
+    query=Page,
+    answers={200: NOTIFICATION_PAGE, 404: "user.not_found", 429: "rate_limited"},
+)
+async def user_notifications(request: Request, caller: ServerCaller, query: Page) -> Response:
     """Server side: one user's notifications, newest first, in pages."""
-    caller = await server_or_org_key("notifications:read")(request)
     user_id = parse_id(
         request.path_params["user_id"],
         maximum=MAX_ROW_ID,
         error=lambda: HubError(404, "user.not_found"),
     )
-    service = _service(request)
-    found = await resolve_recipients(
-        service.db,
-        caller.product.id,
-        caller.env,
-        user_ids=[user_id],
-        organization_id=caller.organization_id,
+    found = await _service(request).recipients(
+        caller.product.id, caller.env, user_ids=[user_id], organization_id=caller.organization_id
     )
     if not found:
         raise HubError(404, "user.not_found")
-    locale = negotiate_locale(
-        request.query_params,
-        request.headers,
-        found[("user_id", user_id)].locale or caller.product.default_locale,
-    )
-    return await _page(request, UserScope(caller.product.id, caller.env, user_id), locale)
+    user_locale = found[("user_id", user_id)].locale or caller.product.default_locale
+    scope = UserScope(caller.product.id, caller.env, user_id)
+    return await _page(request, scope, query, user_locale)
 
 
-async def send_test_notification(request: Request) -> Response:
+@development_api.route(
+    "POST",
+    "/api/v1/dev/test_notification",
+    summary="Development only: a test notification to the caller",
+    guard=USER_TOKEN,
+    answers={201: Answer("Sent", obj()), 404: "user.not_found"},
+)
+async def send_test_notification(request: Request, ctx: AccessContext) -> Response:
     """Development only (not mounted in production): a notification to the caller, so the
     demo page can show a delivery without a product backend."""
-    ctx = await USER_TOKEN(request)
     now = time.strftime("%H:%M:%S")
     answer, _ = await _service(request).send(
         product_id=ctx.product.id,
@@ -251,15 +217,6 @@ async def send_test_notification(request: Request) -> Response:
 
 
 # Mounted by the app in development only.
-development_routes = [
-    Route("/api/v1/dev/test_notification", send_test_notification, methods=["POST"]),
-]
+development_routes = development_api.routes
 
-routes = [
-    Route("/api/v1/notifications", send_notifications, methods=["POST"]),
-    Route("/api/v1/users/{user_id}/notifications", user_notifications, methods=["GET"]),
-    Route("/api/v1/notifications", list_notifications, methods=["GET"]),
-    Route("/api/v1/notifications/unread_count", unread_count, methods=["GET"]),
-    Route("/api/v1/notifications/read_all", mark_all_read, methods=["POST"]),
-    Route("/api/v1/notifications/{notification_id}/read", mark_read, methods=["POST"]),
-]
+routes = [*api.routes, *server_api.routes]

@@ -7,11 +7,13 @@ state is published to the user's stream, so each open tab's badge stays right.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from auth.accounts import Recipient, resolve_recipients
 from infra import jsonsafe
 from infra.broker import stream_message
 from infra.db import utcnow
@@ -39,6 +41,31 @@ def _counted(scope: UserScope) -> list[sa.ColumnElement[bool]]:
 
 
 class NotificationService(NotificationPublisher):
+    # -- recipients -----------------------------------------------------------------------
+
+    async def recipients(
+        self,
+        product_id: int,
+        env: str,
+        *,
+        user_ids: Sequence[int] = (),
+        emails: Sequence[str] = (),
+        external_ids: Sequence[str] = (),
+        organization_id: int | None = None,
+    ) -> dict[tuple[str, object], Recipient]:
+        """The users of this product environment (and organization, for an org credential)
+        that these names name, by (key, value); anyone else is absent. Here so that routes
+        ask the service and never hold the database handle."""
+        return await resolve_recipients(
+            self.db,
+            product_id,
+            env,
+            user_ids=user_ids,
+            emails=emails,
+            external_ids=external_ids,
+            organization_id=organization_id,
+        )
+
     # -- reading --------------------------------------------------------------------------
 
     async def unread_count(self, scope: UserScope) -> int:

@@ -14,7 +14,8 @@ from email.header import decode_header, make_header
 import httpx
 import pytest
 
-from auth.mail import VERIFY_EMAIL, VERIFY_SUBJECT
+from auth.mail import VERIFY_EMAIL
+from infra.i18n import MESSAGES
 from tests.support import (
     PASSWORD,
     HubServer,
@@ -52,9 +53,9 @@ async def test_register_mails_a_white_labeled_link_that_proves_the_email_once(
     assert created["user"]["email_verified"] is False
     assert claims_of(created["access_token"])["email_verified"] is False
     [mail] = await mailbox.wait_for(email, kind=VERIFY_EMAIL)
-    assert str(make_header(decode_header(mail["Subject"]))) == VERIFY_SUBJECT["cs"].format(
-        product=product["slug"].title()
-    )
+    assert str(make_header(decode_header(mail["Subject"]))) == MESSAGES[
+        "mail.verify_email.subject"
+    ]["cs"].format(product=product["slug"].title())
     assert "Acme" in str(make_header(decode_header(mail["From"])))
     token = mail_body(mail).split("https://app.example.com/confirm?t=")[1].split()[0]
 

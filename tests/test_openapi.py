@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
@@ -30,7 +31,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from hub.openapi import PATHS
 from infra import jsonsafe
 from tests.support import PASSWORD, HubServer, bearer, create_product, run_async
 
@@ -55,7 +55,7 @@ def openapi_hub(
 
 
 @pytest.fixture
-def credentials(openapi_hub: HubServer) -> dict[str, str]:
+def credentials(openapi_hub: HubServer, served: dict[str, Any]) -> dict[str, Any]:
     """Fresh credentials of every kind (a previous run may have revoked some): the product's
     slug and secret key, an org owner's access token, a workspace token and an OAuth client."""
     product = create_product(openapi_hub)
@@ -92,11 +92,21 @@ def credentials(openapi_hub: HubServer) -> dict[str, str]:
                 "basic": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode(),
             }
 
-    return {"slug": product["slug"], "sk": product["sk_live"], **run_async(issue())}
+    issued = run_async(issue())
+    return {"slug": product["slug"], "sk": product["sk_live"], "document": served, **issued}
+
+
+@pytest.fixture(scope="module")
+def served(openapi_hub: HubServer) -> dict[str, Any]:
+    """The document the hub serves (generated from its routes)."""
+    return httpx.get(openapi_hub.url + "/openapi.json").json()
 
 
 def _headers(path: str, method: str, credentials: dict[str, str]) -> dict[str, str]:
-    documented = PATHS.get(path, {}).get(method.lower(), {})
+    """Credentials of the kind the served document names for the operation."""
+    if path == "/oauth/token":
+        return {"Authorization": credentials["basic"]}  # the client authenticates in the handler
+    documented = credentials["document"]["paths"].get(path, {}).get(method.lower(), {})
     kinds = {name for requirement in documented.get("security", []) for name in requirement}
     if "productSlug" in kinds:
         return {"X-Product-Slug": credentials["slug"]}
@@ -106,8 +116,6 @@ def _headers(path: str, method: str, credentials: dict[str, str]) -> dict[str, s
         return {"Authorization": f"Bearer {credentials['sk']}"}
     if "orgToken" in kinds:
         return {"Authorization": f"Bearer {credentials['wksp']}"}
-    if "clientBasic" in kinds:
-        return {"Authorization": credentials["basic"]}
     return {}
 
 
@@ -143,25 +151,58 @@ def _exercise(operation, headers: dict[str, str], examples: int) -> None:
     exercise()
 
 
-def test_the_document_lists_every_route(openapi_hub: HubServer):
+def _app() -> Any:
+    from auth.tokens import generate_private_key_pem
     from hub.app import create_app
     from infra.settings import Settings
-
-    document = httpx.get(openapi_hub.url + "/openapi.json").json()
-    from auth.tokens import generate_private_key_pem
 
     settings = Settings(
         database_url="sqlite:///unused.db", jwt_private_keys_pem=generate_private_key_pem()
     )
-    app = create_app(settings)
+    return create_app(settings)
+
+
+def test_the_document_lists_every_route_and_only_routes(served: dict[str, Any]):
+    """Both directions: every route is documented and every documented operation is routed
+    (the app the test hub runs is built the same way: development settings)."""
     routes = {
         (route.path, method.lower())
-        for route in app.routes
+        for route in _app().routes
         for method in (getattr(route, "methods", None) or ())
         if method != "HEAD" and not route.path.startswith("/demo")
     }
-    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
-    assert routes - documented == set()
+    documented = {(path, method) for path, ops in served["paths"].items() for method in ops}
+    assert routes == documented
+    assert len(documented) >= 35
+
+
+def test_every_declared_guard_is_the_one_enforced(openapi_hub: HubServer, served: dict[str, Any]):
+    """The documented security of each operation is its endpoint's guard's schemes, and a
+    guarded operation asked without any credential is refused before its body is read: 401,
+    or for a browser's routes (a product slug or publishable key) 400 `product.required`."""
+    from infra.api import Endpoint, security_schemes
+
+    endpoints = [route for route in _app().routes if isinstance(route, Endpoint)]
+    assert len(endpoints) >= 35
+    guarded = 0
+    with httpx.Client(base_url=openapi_hub.url, timeout=30) as client:
+        for endpoint in endpoints:
+            operation = served["paths"][endpoint.path][endpoint.method.lower()]
+            schemes = security_schemes(endpoint.guard)
+            assert operation["security"] == [{name: []} for name in schemes], endpoint.path
+            for name, scheme in schemes.items():
+                assert served["components"]["securitySchemes"][name] == scheme
+            if not schemes or endpoint.path == "/metrics":  # /metrics: open without a token
+                continue
+            guarded += 1
+            path = re.sub(r"{[^}]+}", "1", endpoint.path)
+            answer = client.request(endpoint.method, path)
+            browser = "productSlug" in schemes
+            status, code = (400, "product.required") if browser else (401, "auth.unauthorized")
+            assert answer.status_code == status, (endpoint.method, endpoint.path, answer.text)
+            assert answer.json()["error"]["code"] == code
+            assert str(status) in operation["responses"]
+    assert guarded >= 25
 
 
 # -- the poisoned run ------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import httpx
 import pytest
 
 from auth.mail import PASSWORD_RESET as RESET_MAIL
-from auth.mail import RESET_BODY, RESET_SUBJECT
 from infra.i18n import MESSAGES
 from tests.support import PASSWORD, Mailbox, bearer, login, mail_body, product_headers, register
 
@@ -151,10 +150,12 @@ async def test_white_labeled_reset_mail(hub, client, mailbox, email):
         "podpora@spravce-gdpr.example",
     )
     assert message["To"] == email
-    assert decoded_header(message, "Subject") == RESET_SUBJECT["cs"].format(product=product_name)
+    assert decoded_header(message, "Subject") == MESSAGES["mail.password_reset.subject"][
+        "cs"
+    ].format(product=product_name)
 
     token = token_from(message, "https://app.example.com/reset?token=")
-    expected = RESET_BODY["cs"].format(
+    expected = MESSAGES["mail.password_reset.body"]["cs"].format(
         name="Jan Novak",
         product=product_name,
         minutes=60,
