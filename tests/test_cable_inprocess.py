@@ -218,13 +218,14 @@ async def test_an_action_is_performed_and_answered_on_its_subscription(cable):
 
 
 async def test_an_action_over_the_rate_is_dropped_and_answered(cable):
-    socket, _ = cable.connect(actions=TokenBucket(rate=100, burst=2))
+    # One token a second: a busy machine cannot refill the bucket between these frames.
+    socket, _ = cable.connect(actions=TokenBucket(rate=1, burst=2))
     await cable.joined(socket)  # the subscription takes a token too
     for text in ("one", "two", "three"):
         data = json.dumps({"action": "shout", "text": text})
         socket.push({"command": "message", "identifier": ROOM, "data": data})
-    await until(lambda: len(socket.sent) == 4)
-    await asyncio.sleep(0.03)  # the reader's pause (one token's time) has passed
+    # "three" is read after the reader's pause (one token's time).
+    await until(lambda: len(cable.service.shouted) == 2, within=3)
     assert cable.service.shouted == ["one", "three"]
     assert socket.frames()[3] == {
         "identifier": ROOM,
@@ -334,3 +335,14 @@ async def test_a_recover_control_message_redelivers_from_the_stream_once(cable):
     await cable.broker.publish("room:a", stream_message('"next"', offset=42))
     await until(lambda: len(socket.sent) == 4)
     assert last(socket)["message"] == '"next"'
+
+
+async def test_after_a_gap_a_session_revoked_meanwhile_is_closed_before_redelivery(cable):
+    socket, _ = cable.connect(session_id="logged-out-during-the-gap")
+    await cable.joined(socket)
+    cable.service.missed = [(43, '"sent after the logout"')]
+    cable.revoked.add("logged-out-during-the-gap")  # its control message was lost in the gap
+    await cable.node.recover_gap(time.time() - 5)
+    await until(lambda: socket.closed)
+    assert last(socket)["reason"] == "unauthorized"
+    assert all(frame.get("message") != '"sent after the logout"' for frame in socket.frames())

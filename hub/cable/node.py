@@ -60,7 +60,7 @@ class CableNode:
         *,
         revoked_among: RevokedAmong,
         ping_interval: float = 3.0,
-        session_check_interval: float = 30.0,
+        session_check_interval: float = 10.0,
         leases: SocketLeases | None = None,
     ) -> None:
         self.broker = broker
@@ -197,7 +197,14 @@ class CableNode:
                 connection.disconnect(DisconnectReason.UNAUTHORIZED)
 
     async def recover_gap(self, since: float) -> None:
-        """Re-deliver from SQL what every stream may have missed since `since`."""
+        """Re-deliver from SQL what every stream may have missed since `since`.
+
+        Revocations announced during the gap were lost with it: the sessions are checked
+        first, so a socket logged out meanwhile is closed before anything is re-delivered."""
+        try:
+            await self._check_sessions()
+        except Exception:
+            logger.exception("checking sessions after a broker gap failed")
         moment = datetime.fromtimestamp(since, UTC)
         limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
         streams = list(self.registry.recoverable())
