@@ -56,6 +56,10 @@ class AccountFlows:
     ) -> None:
         await self._limiter.hit_account(limit, name, product.identity_pool_id, env, email)
 
+    async def _hit_public(self, product: Product, env: str) -> None:
+        # After the narrow limits: see `auth/ratelimit.py`.
+        await self._limiter.hit_public(self._limits.public_product, product.id, env)
+
     async def _disown(self, user: User, why: str) -> None:
         """Take an unverified identity away from whoever chose its password: that password,
         every session, workspace token, OAuth application and pending link stop working. The
@@ -100,6 +104,7 @@ class AccountFlows:
     ) -> dict[str, Any]:
         await self._limiter.hit(self._limits.register_ip, "register", client_ip)
         await self._hit_account(self._limits.login_account, "account", product, env, email)
+        await self._hit_public(product, env)
         user = await self._user_by_email(product, env, email)
         created = False
         if user is None:
@@ -183,6 +188,7 @@ class AccountFlows:
     ) -> User:
         await self._limiter.hit(self._limits.login_ip, "login", client_ip)
         await self._hit_account(self._limits.login_account, "account", product, env, email)
+        await self._hit_public(product, env)
         user = await self._user_by_email(product, env, email)
         if not await self._hasher.verify(password, user.password_hash if user else None):
             raise invalid_credentials()
@@ -216,6 +222,7 @@ class AccountFlows:
     async def select_organization(
         self, product: Product, env: str, *, login_token: str, organization_id: int
     ) -> dict[str, Any]:
+        await self._hit_public(product, env)  # no narrower limit: the login token is one
         db = self._db
         grant = await one_time.find_token(db, one_time.LOGIN, login_token)
         if grant is None or grant.product_id != product.id or grant.env != env:

@@ -56,11 +56,13 @@ class MailedLinks:
     async def request_password_reset(
         self, product: Product, env: str, *, email: str, client_ip: str
     ) -> None:
-        """Count the attempt now; the lookup and the mail happen in `send_password_reset`."""
+        """Count the attempt now (narrow limits first, then the product's public budget);
+        the lookup and the mail happen in `send_password_reset`."""
         await self._limiter.hit(self._limits.forgot_ip, "forgot", client_ip)
         await self._limiter.hit_account(
             self._limits.forgot_account, "forgot-account", product.identity_pool_id, env, email
         )
+        await self._limiter.hit_public(self._limits.public_product, product.id, env)
 
     async def send_password_reset(self, product: Product, env: str, email: str) -> None:
         """Mail a reset link if the email belongs to an identity of the product's pool and

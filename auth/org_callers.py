@@ -3,7 +3,8 @@ token becomes the `ServerCaller` it speaks for, or None.
 
 Apart from `org_credentials.py` (issuing, listing, revoking) because this is the hot path of
 every org-scoped server call, and the only part that needs the product-key refusals of
-`Credentials` (from a browser, over plain HTTP).
+`Credentials` (from a browser, over plain HTTP): workspace tokens, OAuth access tokens and the
+OAuth client secret at `/oauth/token` get the same ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from starlette.requests import HTTPConnection
 from auth import accounts
 from auth.credential_secrets import hash_secret
 from auth.credentials import Credentials, ServerCaller, Stored, client_address
-from auth.org_credentials import OAUTH_TOKEN_TYPE, TOKEN_PREFIX, Organization, OrgCredentials
+from auth.org_credentials import (
+    OAUTH_TOKEN_TYPE,
+    TOKEN_PREFIX,
+    Application,
+    Organization,
+    OrgCredentials,
+)
 from auth.products import Product, get_product
 from auth.tables import oauth_applications, workspace_tokens
 from auth.tokens import InvalidToken, TokenSigner
@@ -47,8 +54,25 @@ class OrgCallers:
         if presented.startswith(TOKEN_PREFIX):
             return await self._workspace_token(connection, presented)
         if presented.count(".") == 2:
-            return await self._oauth_token(presented)
+            return await self._oauth_token(connection, presented)
         return None
+
+    async def refuse_exposed_client(
+        self, connection: HTTPConnection, application: Application
+    ) -> None:
+        """An OAuth client secret is a server credential: sent from a browser it is refused
+        and alerted; in production, over plain HTTP, the application is revoked as
+        compromised (as a workspace token would be; its access tokens stop with it)."""
+        found = await self._organization(application.organization_id)
+        if found is None:
+            return
+        org, product = found
+        stored = Stored(oauth_applications, application.id, application.client_id, org.env, product)
+        await self._refuse_exposed(connection, stored)
+
+    async def _refuse_exposed(self, connection: HTTPConnection, stored: Stored) -> None:
+        self._credentials.refuse_from_browser(connection, stored)
+        await self._credentials.refuse_plain_http(connection, stored)
 
     async def manages(self, user_id: int, org_id: int, product_id: int, env: str) -> bool:
         """Whether the user is an owner or admin of the organization."""
@@ -78,13 +102,12 @@ class OrgCallers:
         expires_at = as_utc(m["expires_at"])
         if expires_at is not None and expires_at <= utcnow():
             return None
-        self._credentials.refuse_from_browser(connection, stored)
-        await self._credentials.refuse_plain_http(connection, stored)
+        await self._refuse_exposed(connection, stored)
         await self._credentials.last_used.touch(workspace_tokens, m["id"])
         scopes = frozenset(json_column(m["scopes"]) or ())
         return ServerCaller(product, org.env, "workspace", m["id"], scopes, org.id, m["owner_id"])
 
-    async def _oauth_token(self, presented: str) -> ServerCaller | None:
+    async def _oauth_token(self, connection: HTTPConnection, presented: str) -> ServerCaller | None:
         try:
             claims = self._signer.verify(presented, OAUTH_TOKEN_TYPE)
             app_id = parse_id(claims["app"], maximum=MAX_ROW_ID, error=_not_an_id)
@@ -95,7 +118,7 @@ class OrgCallers:
         except (InvalidToken, KeyError, TypeError, ValueError):
             return None
         live = await self._db.fetch_one(
-            sa.select(oauth_applications.c.owner_id).where(
+            sa.select(oauth_applications.c.owner_id, oauth_applications.c.client_id).where(
                 oauth_applications.c.id == app_id,
                 oauth_applications.c.organization_id == org_id,
                 oauth_applications.c.revoked_at.is_(None),
@@ -105,6 +128,9 @@ class OrgCallers:
         if live is None or found is None:
             return None
         org, product = found
+        # The bearer of an access token gets the key rules too (the application is revoked).
+        stored = Stored(oauth_applications, app_id, live[1], org.env, product)
+        await self._refuse_exposed(connection, stored)
         await self._credentials.last_used.touch(oauth_applications, app_id)
         return ServerCaller(product, org.env, "oauth", app_id, scopes, org.id, live[0])
 

@@ -241,7 +241,12 @@ def _basic_client(request: Request) -> tuple[str, str] | None:
             "`request.invalid_characters` for NUL in the query)",
             {"oneOf": [OAUTH_ERROR, ERROR]},
         ),
-        401: Answer("invalid_client", OAUTH_ERROR),
+        401: Answer(
+            "invalid_client, or the hub's `auth.key_in_browser` (a secret sent from a browser) "
+            "and in production `auth.key_compromised` (sent over plain HTTP: the application "
+            "is revoked)",
+            {"oneOf": [OAUTH_ERROR, ERROR]},
+        ),
         429: "rate_limited",
     },
 )
@@ -273,6 +278,8 @@ async def issue_token(request: Request, caller: None) -> Response:
     if application is None:
         services.credentials.alerts.failed_lookup(client_address(request))
         return oauth_error(401, "invalid_client", "Client authentication failed.", basic=True)
+    # A secret that travelled from a browser or over plain HTTP: the hub's key refusals.
+    await services.org_callers.refuse_exposed_client(request, application)
     if grant_type != "client_credentials":
         return oauth_error(
             400, "unsupported_grant_type", "Only client_credentials is supported here."

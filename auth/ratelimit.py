@@ -1,4 +1,10 @@
-"""Rate limits for the auth endpoints, shared by every hub process when Redis is configured."""
+"""Rate limits for the auth endpoints, shared by every hub process when Redis is configured.
+
+Narrow before wide: a request is counted against its narrow limits (per client address, per
+account) first and spends a wide budget (a product's public budget) only once every narrow
+one allowed it. A wide budget spent by requests their own limits already refused would let
+one address lock a whole product out (`check` refuses early without spending).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,11 @@ from infra.errors import HubError
 logger = logging.getLogger("auth.ratelimit")
 
 
+def _rate_limited(reset_time: float) -> HubError:
+    retry_after = max(1, math.ceil(reset_time - time.time()))
+    return HubError(429, "rate_limited", headers={"Retry-After": str(retry_after)})
+
+
 @lru_cache(maxsize=64)
 def _rules(rule: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(rule))
@@ -34,6 +45,19 @@ class RateLimiter:
             storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
 
+    async def check(self, rule: str, *key: str) -> None:
+        """429 when a limit in `rule` for `key` is already spent, without spending any: the
+        early refusal of a wide budget that is spent later, after the narrow limits."""
+        for item in _rules(rule):
+            try:
+                if await self._limiter.test(item, *key):
+                    continue
+                stats = await self._limiter.get_window_stats(item, *key)
+            except Exception:
+                logger.warning("rate limit store unavailable; %s not enforced", key[0])
+                return
+            raise _rate_limited(stats.reset_time)
+
     async def hit(self, rule: str, *key: str) -> None:
         """Count one attempt against every limit in `rule` for `key`; 429 when one is spent.
 
@@ -49,11 +73,20 @@ class RateLimiter:
             except Exception:
                 logger.warning("rate limit store unavailable; %s not enforced", key[0])
                 return
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            raise HubError(429, "rate_limited", headers={"Retry-After": str(retry_after)})
+            raise _rate_limited(stats.reset_time)
 
     async def hit_account(self, rule: str, name: str, pool_id: int, env: str, email: str) -> None:
         """Count an attempt on an email address within an identity pool and environment
         (the same address elsewhere is another identity with its own budget); the address
         is hashed, so the limit store never holds it."""
         await self.hit(rule, name, str(pool_id), env, hash_secret(email))
+
+    async def hit_public(self, rule: str, product_id: int, env: str) -> None:
+        """Spend one request of a product environment's public budget (what browsers of
+        every address share); call it after the request's narrow limits, never before."""
+        await self.hit(rule, *public_key(product_id, env))
+
+
+def public_key(product_id: int, env: str) -> tuple[str, ...]:
+    """The limit-store key of a product environment's public budget."""
+    return ("public", str(product_id), env)

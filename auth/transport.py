@@ -34,6 +34,7 @@ from auth.credentials import PUBLISHABLE_KEY_HEADER, ServerCaller
 from auth.org_credentials import TOKEN_PREFIX
 from auth.origins import check_origin
 from auth.products import Product
+from auth.ratelimit import public_key
 from auth.services import auth_services
 from auth.session_tokens import AccessContext
 from infra.api import PUBLIC, Guard
@@ -136,7 +137,10 @@ class SiteGuard(_Documented):
 
     async def __call__(self, connection: HTTPConnection) -> SiteCaller:
         """Nothing in the request can override the environment a publishable key names.
-        Counted against the product's public rate limit."""
+
+        Refused (429) when the product's public budget is spent, but not counted here: the
+        route's flow spends it after its narrow limits (per address, per account), so
+        requests those refuse cannot exhaust it for everyone (see `auth/ratelimit.py`)."""
         services = auth_services(connection)
         presented = connection.headers.get(PUBLISHABLE_KEY_HEADER)
         if presented is not None:
@@ -146,7 +150,7 @@ class SiteGuard(_Documented):
             env = "live"
         check_origin(connection, product)
         limit = services.settings.rate_limits.public_product
-        await services.limiter.hit(limit, "public", str(product.id), env)
+        await services.limiter.check(limit, *public_key(product.id, env))
         return SiteCaller(product, env)
 
 

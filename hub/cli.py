@@ -21,6 +21,7 @@ from hub.cable.protocol import DisconnectReason
 from hub.cli_common import settings_or_exit, with_database
 from hub.cli_products import add_operator_commands
 from hub.http_protocol import bounded_head_protocol
+from infra.forwarded import behind_proxies
 from infra.logs import logging_config
 from infra.settings import Settings
 
@@ -79,12 +80,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def _server_config(settings: Settings, host: str, port: int, app: Any = None) -> uvicorn.Config:
     return uvicorn.Config(
-        app,
+        behind_proxies(app, settings.trusted_proxies) if app is not None else None,
         host=host,
         port=port,
         log_config=logging_config(settings.log_level, development=not settings.production),
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
+        # Client address and scheme from trusted proxies: `behind_proxies` wraps the app
+        # as uvicorn's proxy_headers would, reading X-Forwarded-Proto case-insensitively.
+        proxy_headers=False,
         http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         timeout_graceful_shutdown=10,

@@ -413,6 +413,21 @@ async def test_plain_http_revokes_a_secret_key_in_production(production_hub, ale
         assert again.status_code == 401  # revoked for good, HTTPS or not
 
 
+async def test_a_proxy_spelling_https_otherwise_is_still_https(production_hub):
+    """`X-Forwarded-Proto` from a trusted proxy is read case-insensitively, and of a chain
+    the first (client-facing) hop counts: neither spelling revokes the key."""
+    import httpx
+
+    product = create_product(production_hub)
+    sk = product["sk_live"]
+    async with httpx.AsyncClient(base_url=production_hub.url) as client:
+        for proto in ("HTTPS", "https, http", "https"):
+            response = await client.get(
+                "/api/v1/keys", headers={**bearer(sk), "X-Forwarded-Proto": proto}
+            )
+            assert response.status_code == 200, (proto, response.text)
+
+
 async def test_per_key_and_per_product_rate_limits(production_hub):
     import httpx
 

@@ -290,3 +290,72 @@ async def test_token_endpoint_errors_follow_rfc_6749(client, owner):
     assert wrong_secret.headers["www-authenticate"].startswith("Basic")
     untyped = await client.post("/oauth/token", content=b"grant_type=x", headers={**good})
     assert untyped.status_code == 400 and untyped.json()["error"] == "invalid_request"
+
+
+# -- OAuth credentials get the key rules (browser, plain HTTP) ---------------------------
+
+
+async def test_oauth_credentials_from_a_browser_are_refused(client, owner):
+    """A client secret or an OAuth access token sent by a browser is in client code: 401
+    `auth.key_in_browser`, as for keys and workspace tokens (refused, not revoked)."""
+    app = await register_app(client, owner["access_token"], ["notifications:write"])
+    form = {"grant_type": "client_credentials"}
+    credentials = basic(app["client_id"], app["client_secret"])
+    browser = {"Origin": "https://app.example.com"}
+    refused = await client.post("/oauth/token", data=form, headers={**credentials, **browser})
+    assert refused.status_code == 401 and error_code(refused) == "auth.key_in_browser"
+    issued = await client.post("/oauth/token", data=form, headers=credentials)
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    from_browser = await client.post(
+        "/api/v1/notifications",
+        headers={**bearer(token), **browser},
+        json={"user_id": owner["user"]["id"], "title": "From a page"},
+    )
+    assert from_browser.status_code == 401 and error_code(from_browser) == "auth.key_in_browser"
+    assert (await send(client, token, owner["user"]["id"])).status_code == 201
+
+
+async def test_oauth_credentials_over_plain_http_revoke_the_application(tmp_path):
+    """Production: a client secret or an OAuth access token sent over plain HTTP is
+    compromised, so the application is revoked (its secret and tokens stop), as a
+    workspace token would be."""
+    import httpx
+
+    from tests.support import production_hub
+
+    https = {"X-Forwarded-Proto": "https"}  # from 127.0.0.1, a trusted proxy
+    form = {"grant_type": "client_credentials"}
+    with production_hub(tmp_path) as server:
+        product = create_product(server)
+        async with httpx.AsyncClient(base_url=server.url, headers=https) as secure:
+            response = await secure.post(
+                "/api/v1/auth/register",
+                headers={"X-Publishable-Key": product["pk_live"]},
+                json={
+                    "email": "owner@example.com",
+                    "password": PASSWORD,
+                    "password_confirmation": PASSWORD,
+                    "organization_name": "Acme",
+                },
+            )
+            assert response.status_code == 201, response.text
+            owner = response.json()
+            apps = [await register_app(secure, owner["access_token"], ["admin"]) for _ in "ab"]
+            secrets = [basic(a["client_id"], a["client_secret"]) for a in apps]
+            token = (await secure.post("/oauth/token", data=form, headers=secrets[1])).json()
+            async with httpx.AsyncClient(base_url=server.url) as plain:
+                exposed = await plain.post("/oauth/token", data=form, headers=secrets[0])
+                assert exposed.status_code == 401, exposed.text
+                assert error_code(exposed) == "auth.key_compromised"
+                used = await plain.get(
+                    "/api/v1/organization/members", headers=bearer(token["access_token"])
+                )
+                assert used.status_code == 401 and error_code(used) == "auth.key_compromised"
+            for secret in secrets:  # both applications are revoked for good, HTTPS or not
+                after = await secure.post("/oauth/token", data=form, headers=secret)
+                assert after.status_code == 401 and after.json()["error"] == "invalid_client"
+            gone = await secure.get(
+                "/api/v1/organization/members", headers=bearer(token["access_token"])
+            )
+            assert gone.status_code == 401

@@ -136,3 +136,53 @@ async def test_an_account_budget_is_spent_per_pool_and_environment(tmp_path, red
             assert (await forgot("demo")).status_code == 202
     finally:
         server.stop()
+
+
+async def test_one_address_past_its_own_limit_leaves_the_product_budget(tmp_path, redis_url):
+    """Requests one address's own limit refused spend none of the product's public budget,
+    so a flood from one address cannot lock everybody else out of log in and register; the
+    product budget still caps what all addresses together get through."""
+    server = HubServer(
+        workdir=tmp_path,
+        redis_url=redis_url,
+        extra_env={"HUB_RATE_FORGOT_IP": "3/minute", "HUB_RATE_PUBLIC_PRODUCT": "10/minute"},
+    )
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+
+            def forgot(address: str, n: int) -> Awaitable[httpx.Response]:
+                # 127.0.0.1 is a trusted proxy, so X-Forwarded-For names the client.
+                return http.post(
+                    "/api/v1/auth/forgot_password",
+                    headers={**product_headers(), "X-Forwarded-For": address},
+                    json={"email": f"x{n}@example.com"},
+                )
+
+            statuses = [(await forgot("198.51.100.66", n)).status_code for n in range(30)]
+            assert statuses == [202] * 3 + [429] * 27
+            # Another address: the product budget holds 7 more requests, not 0.
+            email = "innocent@example.com"
+            response = await http.post(
+                "/api/v1/auth/register",
+                headers={**product_headers(), "X-Forwarded-For": "192.0.2.11"},
+                json={
+                    "email": email,
+                    "password": PASSWORD,
+                    "password_confirmation": PASSWORD,
+                    "organization_name": "Acme",
+                },
+            )
+            assert response.status_code == 201, response.text
+            response = await http.post(
+                "/api/v1/auth/login",
+                headers={**product_headers(), "X-Forwarded-For": "192.0.2.10"},
+                json={"email": email, "password": PASSWORD},
+            )
+            assert response.status_code == 200, response.text
+            # Many addresses together still meet the product's limit: 3 + 2 spent, 5 left.
+            statuses = [(await forgot(f"203.0.113.{n}", n)).status_code for n in range(6)]
+            assert statuses == [202] * 5 + [429]
+            assert_limited(await forgot("203.0.113.200", 0))
+    finally:
+        server.stop()
