@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from databases import Database
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.products import Product, all_allowed_origins
-from infra.errors import HubError
+from infra.errors import HubError, error_body
+from infra.i18n import negotiate_locale
 
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOWED_HEADERS = (
@@ -66,7 +67,7 @@ class CORSMiddleware:
         headers = Headers(scope=scope)
         origin = headers.get("origin")
         if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
-            response = await self._preflight(origin)
+            response = await self._preflight(origin, headers, scope)
             await response(scope, receive, send)
             return
         if origin is None:
@@ -74,11 +75,13 @@ class CORSMiddleware:
             return
         await self.app(scope, receive, self._with_cors_headers(scope, send))
 
-    async def _preflight(self, origin: str) -> Response:
+    async def _preflight(self, origin: str, headers: Headers, scope: Scope) -> Response:
         if origin not in await self._known_origins():
-            return PlainTextResponse(
-                "origin not allowed", status_code=403, headers={"Vary": "Origin"}
-            )
+            # The one error shape, like every other refusal; no product is known yet, so the
+            # message follows `?locale=` / Accept-Language alone.
+            locale = negotiate_locale(HTTPConnection(scope).query_params, headers, None)
+            body = error_body("origin.forbidden", locale)
+            return JSONResponse(body, status_code=403, headers={"Vary": "Origin"})
         return Response(
             status_code=204,
             headers={

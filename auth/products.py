@@ -11,7 +11,7 @@ from databases import Database
 
 from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, identity_pools, plans, products
-from auth.webhook_targets import check_literal
+from auth.webhook_targets import check_host_and_port, check_literal
 from infra.db import bound, json_column, utcnow
 from infra.errors import HubError, unauthorized
 from infra.i18n import SUPPORTED_LOCALES
@@ -230,10 +230,7 @@ def normalize_webhook_url(url: str, *, strict: bool = False) -> str:
         raise ValueError("an absolute http:// or https:// URL without user:password")
     if len(url) > 2000:
         raise ValueError("at most 2000 characters")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError:
-        raise ValueError("not a valid port") from None
+    check_host_and_port(url.strip())  # a host DNS or an IP literal can name, a port 1–65535
     if strict:
         if parts.scheme != "https":
             raise ValueError("https only")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,8 @@ _LOW_32_BITS_IPV4 = (
 # deprecated site-local range.
 _INTERNAL_IPV6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
 _IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+# One DNS label once IDNA-encoded: letters, digits, `-` inside, `_` (SRV-style names) allowed.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 class BlockedTarget(ValueError):
@@ -49,6 +52,33 @@ class Target:
     host: str  # the name from the URL (for the Host header, TLS SNI and certificate check)
     port: int
     addresses: list[Address]
+
+
+def check_host_and_port(url: str) -> None:
+    """ValueError unless the URL's host is a DNS name or an IP literal and its port (if any)
+    is 1–65535. `urlsplit` takes any characters as a host (`exa mple.com`,
+    `%31%32%37.0.0.1`) and `:0` as a port: a URL an alert could never reach must not be saved."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid port") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("not a valid port")
+    host = parts.hostname or ""
+    if "[" in parts.netloc:  # an IPv6 literal, perhaps with a zone (`fe80::1%25eth0`)
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError("not a valid IPv6 address") from None
+        return
+    try:  # the name as the resolver would send it: IDNA folds `１２７。０。０。１` to ASCII
+        name = _as_resolved(host).encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError("not a valid host name") from None
+    labels = name.removesuffix(".").split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError("not a valid host name")
 
 
 def literal_address(host: str) -> Address | None:

@@ -185,6 +185,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # No 307 to the slash-less (or slashed) twin of an unknown path: such a redirect came before
+    # any credential check, outside the error shape, and sent a secret key on to a second URL
+    # built from forwarded headers. An unknown path is the ordinary 404; `/demo` has its own
+    # redirect route above.
+    app.router.redirect_slashes = False
     CONNECTIONS.set_function(lambda: len(cable.connections))
     SUBSCRIPTIONS.set_function(lambda: sum(len(c.subscriptions) for c in cable.connections))
     app.state.services = Services(

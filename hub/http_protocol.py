@@ -10,8 +10,9 @@ be complete within `head_timeout` seconds of the connection opening (or of the f
 after the previous request), or the client gets 408 and the connection is closed: otherwise
 silent or trickling clients hold file descriptors forever. A request the parser refuses (a
 NUL or another control character in a header, say) gets 400 in the `{"error": …}` shape
-instead of uvicorn's plain text. These answers are in English: they are sent before the
-request (and so its locale) is known.
+instead of uvicorn's plain text, and so does an upgrade websockets would refuse for its
+WebSocket headers (a `Sec-WebSocket-Version` other than 13, a bad `Sec-WebSocket-Key`).
+These answers are in English: they are sent before the request (and so its locale) is known.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from websockets.exceptions import SecurityError
+from websockets.exceptions import InvalidHeader, SecurityError
 from websockets.server import ServerProtocol
 
 # Large enough for long cookies and a cable token in the URL (browsers and proxies commonly
@@ -31,11 +32,10 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 10
 
 
-def _error_response(status: bytes, code: str, message: str) -> bytes:
+def _error_response(status: bytes, code: str, message: str, extra_headers: bytes = b"") -> bytes:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return (
-        b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: application/json\r\n"
+        b"HTTP/1.1 " + status + b"\r\n" + extra_headers + b"content-type: application/json\r\n"
         b"content-length: " + str(len(body)).encode() + b"\r\n"
         b"connection: close\r\n\r\n" + body
     )
@@ -48,6 +48,14 @@ _HEAD_TOO_LARGE = _error_response(
 )
 _INVALID_HTTP = _error_response(
     b"400 Bad Request", "request.invalid_http", "The request is not valid HTTP/1.1."
+)
+_INVALID_UPGRADE = _error_response(
+    b"400 Bad Request",
+    "request.invalid_upgrade",
+    "The WebSocket upgrade is not valid: it needs Sec-WebSocket-Version: 13 and a "
+    "Sec-WebSocket-Key of 16 bytes in base64.",
+    # RFC 6455 §4.4: a server refusing the version names the one it speaks.
+    b"sec-websocket-version: 13\r\n",
 )
 _HEAD_TIMEOUT = _error_response(
     b"408 Request Timeout", "request.timeout", "The request headers did not arrive in time."
@@ -64,9 +72,15 @@ def _websocket_head_refusal(head: bytes) -> bytes | None:
     """
     probe = ServerProtocol()
     probe.receive_data(head)
-    if probe.handshake_exc is None:
+    if probe.handshake_exc is not None:
+        return _HEAD_TOO_LARGE if isinstance(probe.handshake_exc, SecurityError) else _INVALID_HTTP
+    # The WebSocket headers, checked as websockets will (it would answer 400 text/plain).
+    # Only header faults count: subprotocols and origins are the app's to judge.
+    requests = probe.events_received()
+    if not requests:  # never for a complete head; nothing to judge then
         return None
-    return _HEAD_TOO_LARGE if isinstance(probe.handshake_exc, SecurityError) else _INVALID_HTTP
+    probe.accept(requests[0])
+    return _INVALID_UPGRADE if isinstance(probe.handshake_exc, InvalidHeader) else None
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):

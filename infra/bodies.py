@@ -291,17 +291,35 @@ def query_integer(*, default: int | None, maximum: int, description: str | None 
     return Field(read, schema, description=description)
 
 
-def query_flag(*, truthy: Iterable[str] = ("1", "true", "yes")) -> Any:
-    """A boolean parameter: true for one of `truthy` (any case), false for anything else."""
-    accepted = tuple(truthy)
+def query_flag(
+    *, truthy: Iterable[str] = ("true", "1", "yes"), falsy: Iterable[str] = ("false", "0", "no")
+) -> Any:
+    """A boolean parameter: one of `truthy` or `falsy` in any case (absent: false); any other
+    value is a 422 `field.not_boolean`, so a typo (`?unread=ture`) is not read as false."""
+    accepted = {**dict.fromkeys(truthy, True), **dict.fromkeys(falsy, False)}
+
+    def read(value: Any) -> bool:
+        if value is MISSING:
+            return False
+        flag = accepted.get(value.lower()) if isinstance(value, str) else None
+        if flag is None:
+            raise Invalid("field.not_boolean")
+        return flag
+
     return Field(
-        lambda v: isinstance(v, str) and v.lower() in accepted,
-        {"type": "string", "enum": [*accepted, "0", "false", "no"]},
+        read,
+        {"type": "string", "enum": [*accepted], "default": "false"},
+        description=f"{' / '.join(accepted)}, in any case",
     )
 
 
 def query_locale() -> Any:
     """`?locale=`: negotiated with Accept-Language by the handler, never refused."""
+    spoken = ", ".join(SUPPORTED_LOCALES)
     return Field(
-        lambda v: None if v is MISSING else v, {"type": "string", "enum": [*SUPPORTED_LOCALES]}
+        lambda v: None if v is MISSING else v,
+        {"type": "string"},
+        description=f"a language tag for the messages (the hub speaks {spoken}; a region is "
+        "ignored); an unsupported one falls back to Accept-Language, then the product's "
+        "default locale, then en",
     )

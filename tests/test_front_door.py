@@ -125,6 +125,37 @@ async def test_an_upgrade_with_a_body_gets_400_and_is_closed(door, framing):
     assert _error_code(answer) == "request.invalid_http"
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        b"Sec-WebSocket-Version: abc\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n",
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ],
+    ids=["version-8", "version-junk", "bad-key", "no-version"],
+)
+async def test_an_upgrade_websockets_refuses_gets_the_error_shape(door, headers):
+    head = (
+        b"GET /cable?token=x HTTP/1.1\r\nHost: hub\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n" + headers + b"\r\n"
+    )
+    answer = await _raw_exchange(door, head, within=5)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"\r\nsec-websocket-version: 13\r\n" in answer.split(b"\r\n\r\n", 1)[0]
+    assert _error_code(answer) == "request.invalid_upgrade"
+
+
+async def test_a_valid_upgrade_still_reaches_the_cable(door):
+    reader, writer = await asyncio.open_connection("127.0.0.1", door.port)
+    try:
+        writer.write(b"GET /cable?token=x HTTP/1.1\r\nHost: hub\r\n" + UPGRADE + b"\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 101 "), head  # then the cable's own `unauthorized`
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -195,6 +195,20 @@ async def test_list_pagination_and_unread_filter(client, product):
     assert (await client.post(f"{SEND}/999999999/read", headers=bearer(token))).status_code == 404
     bad = await client.get(f"{SEND}?limit=0", headers=bearer(token))
     assert bad.status_code == 422
+    # `unread` takes what the document lists (any case); anything else is a field error, not
+    # a silent false.
+    for flag, unread_only in (("TRUE", True), ("1", True), ("yes", True), ("0", False)):
+        page = (await client.get(f"{SEND}?unread={flag}", headers=bearer(token))).json()
+        assert len(page["notifications"]) == (0 if unread_only else 5), flag  # all read now
+    for junk in ("on", "abc", "", "truee"):
+        refused = await client.get(f"{SEND}?unread={junk}", headers=bearer(token))
+        assert refused.status_code == 422, junk
+        details = refused.json()["error"]["details"]
+        assert details == {
+            "unread": {"code": "field.not_boolean", "message": details["unread"]["message"]}
+        }
+    # `locale` is a language tag, negotiated: an unsupported one falls back, never refused.
+    assert (await client.get(f"{SEND}?locale=tlh", headers=bearer(token))).status_code == 200
 
 
 async def test_localized_relative_time_in_the_list(client, product):

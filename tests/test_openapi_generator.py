@@ -325,7 +325,10 @@ def test_title_length_page_size_and_locales_are_documented(document):
     }
     assert parameters["limit"]["schema"]["maximum"] == PAGE_MAX
     assert parameters["limit"]["in"] == "query"
-    assert parameters["locale"]["schema"]["enum"] == list(SUPPORTED_LOCALES)
+    # `locale` is negotiated, never refused: a language tag, the spoken ones named.
+    assert "enum" not in parameters["locale"]["schema"]
+    assert all(locale in parameters["locale"]["description"] for locale in SUPPORTED_LOCALES)
+    assert parameters["unread"]["schema"]["enum"] == ["true", "1", "yes", "false", "0", "no"]
     header = {
         p["name"]: p for p in document["paths"]["/api/v1/notifications"]["post"]["parameters"]
     }
@@ -343,6 +346,11 @@ def test_a_query_is_validated(client):
     assert answer.json()["error"]["details"]["limit"]["code"] == "field.not_integer"
     ok = client.get("/api/v1/notifications?unread=TRUE&cursor=7", headers={"X-Key": "user"})
     assert ok.json() == {"limit": 50, "cursor": 7, "unread": True}
+    off = client.get("/api/v1/notifications?unread=No", headers={"X-Key": "user"})
+    assert off.json()["unread"] is False
+    typo = client.get("/api/v1/notifications?unread=ture", headers={"X-Key": "user"})
+    assert typo.status_code == 422
+    assert typo.json()["error"]["details"]["unread"]["code"] == "field.not_boolean"
 
 
 # -- the field-error answer ------------------------------------------------------------------

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+import websockets
+
+from infra.i18n import MESSAGES
 from tests.support import bearer, login, product_headers, register
 
 EVIL = "https://evil.example"
@@ -92,3 +98,33 @@ async def test_preflight(hub, client):
     )
     assert denied.status_code == 403
     assert "access-control-allow-origin" not in denied.headers
+    # The standard error shape, in the request's language (no product is known yet).
+    assert denied.headers["content-type"] == "application/json"
+    assert denied.json()["error"]["code"] == "origin.forbidden"
+    czech = await client.options(
+        "/api/v1/auth/login",
+        headers={
+            "Origin": "null",
+            "Access-Control-Request-Method": "POST",
+            "Accept-Language": "cs",
+        },
+    )
+    assert czech.status_code == 403
+    assert czech.json()["error"] == {
+        "code": "origin.forbidden",
+        "message": MESSAGES["origin.forbidden"]["cs"],
+    }
+
+
+async def test_a_cable_upgrade_from_a_refused_origin_gets_the_error_shape(hub, client, email):
+    tokens = await register(client, email)
+    url = hub.url.replace("http://", "ws://") + f"/cable?token={tokens['access_token']}&locale=de"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(url, origin="https://evil.example")
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body)["error"] == {
+        "code": "origin.forbidden",
+        "message": MESSAGES["origin.forbidden"]["de"],
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.i18n import MESSAGES
-from tests.support import PASSWORD, login, product_headers
+from tests.support import PASSWORD, bearer, create_product, login, product_headers
 
 REGISTER = "/api/v1/auth/register"
 
@@ -139,6 +139,24 @@ async def test_product_default_locale_is_the_fallback(hub, client, email):
 async def test_unknown_route_and_method_use_the_error_shape(client):
     error(await client.get("/api/v1/nothing-here"), 404, "request.not_found")
     error(await client.get("/api/v1/auth/login"), 405, "request.method_not_allowed")
+
+
+async def test_a_trailing_slash_is_not_redirected_before_credentials_are_checked(hub, client):
+    # A redirect would come before any credential check, outside the error shape, and send the
+    # key on to a URL built from forwarded headers.
+    secret = create_product(hub)["sk_live"]
+    headers = {**bearer(secret), "X-Forwarded-Proto": "http"}
+    for path in ("/api/v1/keys/", "/api/v1/users/1/", "/api/v1/product/", "/api/v1/auth/me/"):
+        answer = await client.get(path, headers=headers)
+        error(answer, 404, "request.not_found")
+        assert "location" not in answer.headers, path
+    kept = await client.get(
+        "/api/v1/keys", headers={**bearer(secret), "X-Forwarded-Proto": "https"}
+    )
+    assert kept.status_code == 200, kept.text  # the key was not used, so not revoked either
+    demo = await client.get("/demo")  # the demo page's own redirect stays
+    assert demo.status_code == 307 and demo.headers["location"].endswith("/demo/")
+    assert (await client.get("/demo/")).status_code == 200
 
 
 async def test_health(client):

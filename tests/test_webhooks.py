@@ -23,7 +23,13 @@ import pytest
 from auth import alerts as alerts_module
 from auth.alerts import SecurityAlerts
 from auth.products import Product
-from auth.webhook_targets import BlockedTarget, check_literal, is_public, resolve_target
+from auth.webhook_targets import (
+    BlockedTarget,
+    check_host_and_port,
+    check_literal,
+    is_public,
+    resolve_target,
+)
 from infra.metrics import REGISTRY
 from tests.support import AlertSink, bearer, create_product, production_hub
 from tests.test_operations import metric
@@ -83,6 +89,32 @@ def test_every_spelling_of_an_internal_address_is_refused(host):
 @pytest.mark.parametrize("host", [*PUBLIC_HOSTS, "hooks.example.com"])
 def test_public_addresses_and_names_pass_the_literal_check(host):
     check_literal(f"https://{host}/alerts")  # a name is judged later, by what it resolves to
+
+
+# Hosts no resolver would look up and ports no connection can use: refused when saved.
+NOT_REACHABLE_URLS = [
+    "https://exa mple.com/h",
+    "https://%31%32%37.0.0.1/h",  # percent-escapes are not part of a host name
+    "https://hooks..example.com/h",
+    "https://-hooks.example.com/h",
+    "https://hooks.example.com:0/h",
+    "https://hooks.example.com:65536/h",
+    "https://[fe80::zz]/h",
+]
+
+
+@pytest.mark.parametrize("url", NOT_REACHABLE_URLS)
+def test_a_host_or_port_nothing_can_reach_is_not_a_url(url):
+    with pytest.raises(ValueError):
+        check_host_and_port(url)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [*INTERNAL_HOSTS, *PUBLIC_HOSTS, "hooks.example.com", "bücher.example", "a_b.example.com."],
+)
+def test_names_and_every_address_spelling_are_hosts(host):
+    check_host_and_port(f"https://{host}:65535/alerts")  # whether allowed is another question
 
 
 def test_public_ipv6_embedding_a_public_ipv4_is_public():
@@ -303,11 +335,17 @@ async def test_production_refuses_every_internal_spelling_and_changes_nothing(pr
             json={"alert_webhook_url": "https://0x7f000001/alerts"},
         )
         assert "sítě hubu" in czech.json()["error"]["details"]["alert_webhook_url"]["message"]
-        for bad in ("https://hooks.example.com:99999/a", "https://[::1/a", "https://0x7f000001:x/"):
+        for bad in (
+            "https://hooks.example.com:99999/a",
+            "https://[::1/a",
+            "https://0x7f000001:x/",
+            *NOT_REACHABLE_URLS,
+        ):
             answer = await client.patch(
                 "/api/v1/product", headers=headers, json={"alert_webhook_url": bad}
             )
             assert answer.status_code == 422, bad
+            assert answer.json()["error"]["details"]["alert_webhook_url"]["code"] == "field.not_url"
         stored = await client.get("/api/v1/product", headers=headers)
         assert stored.json()["product"]["alert_webhook_url"] == kept
 

@@ -1,7 +1,8 @@
 """`GET /cable?token=…`: the ActionCable protocol (`actioncable-v1-json`) over one WebSocket.
 
 Connect: the access token is checked before anything else; a browser origin the token's
-product does not allow is refused at the upgrade (403); a bad, expired, revoked or non-access
+product does not allow is refused at the upgrade (403 with the `{"error": …}` body, through the
+ASGI WebSocket denial response where the server offers it); a bad, expired, revoked or non-access
 token gets `{"type":"disconnect","reason":"unauthorized","reconnect":false}` and a close.
 A user over the socket limit (`CableLimits`) is refused the same way with `invalid_request`.
 
@@ -26,7 +27,7 @@ from hub.cable.connection import CableConnection
 from hub.cable.host import CableHost
 from hub.cable.node import CableNode
 from hub.cable.protocol import PROTOCOL, WELCOME, DisconnectReason
-from infra.errors import HubError
+from infra.errors import HubError, error_response
 from infra.metrics import CABLE_SOCKETS_REFUSED
 from infra.settings import CableLimits
 
@@ -43,6 +44,16 @@ def _offered_protocols(websocket: WebSocket) -> list[str]:
 async def _refuse(websocket: WebSocket, subprotocol: str | None) -> None:
     await websocket.accept(subprotocol=subprotocol)
     await _send_last(websocket, DisconnectReason.UNAUTHORIZED)
+
+
+async def _deny(websocket: WebSocket, exc: HubError) -> None:
+    """Refuse the upgrade itself: the error shape over HTTP where the server can send it
+    (uvicorn's `websocket.http.response` extension), else a bare 403 (close before accept)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        # `error_response` reads only state, query and headers, which a WebSocket has too.
+        await websocket.send_denial_response(error_response(websocket, exc))  # type: ignore[arg-type]
+    else:
+        await websocket.close(code=1008)
 
 
 async def _send_last(websocket: WebSocket, reason: DisconnectReason) -> None:
@@ -71,7 +82,7 @@ class CableEndpoint:
             ctx = await USER_TOKEN(websocket)  # the `token` query parameter, as on every route
         except HubError as exc:
             if exc.status == 403:  # a browser origin the token's product does not allow
-                await websocket.close(code=1008)  # before accept: the upgrade is answered 403
+                await _deny(websocket, exc)
             else:
                 await _refuse(websocket, subprotocol)
             return
