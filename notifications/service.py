@@ -24,6 +24,11 @@ from notifications.scope import UserScope
 from notifications.tables import notifications, unread_counts
 
 
+def read_state(notification_id: int, unread_count: int) -> dict[str, Any]:
+    """The message that says a notification is read, and how many are left unread."""
+    return {"action": "notification_read", "id": notification_id, "unread_count": unread_count}
+
+
 def _owned(scope: UserScope) -> list[sa.ColumnElement[bool]]:
     return [
         notifications.c.product_id == scope.product_id,
@@ -111,7 +116,15 @@ class NotificationService(NotificationPublisher):
     # -- read state -----------------------------------------------------------------------
 
     async def mark_read(self, scope: UserScope, notification_id: int) -> int:
-        """Mark one notification read; the new unread count. 404 if it is not the user's.
+        """Mark one notification read; the new unread count. 404 if it is not the user's."""
+        count, _ = await self.mark_read_state(scope, notification_id)
+        return count
+
+    async def mark_read_state(self, scope: UserScope, notification_id: int) -> tuple[int, bool]:
+        """`mark_read`, also saying whether this call changed anything: (count, changed).
+
+        Only a change is broadcast; the cable answers a repeat on the asking tab alone, so a
+        client never waits for an answer that would not come.
 
         Exact under concurrency: only the transaction whose UPDATE changed the row (the row
         lock makes a racing mark_read or read_all re-check `read_at`) takes 1 off the counter.
@@ -135,12 +148,10 @@ class NotificationService(NotificationPublisher):
                 )
                 if exists is None:
                     raise HubError(404, "notification.not_found")
-                return await self.unread_count(scope)
+                return await self.unread_count(scope), False
             count = await self._uncount(scope, 1)
-        await self._publish_state(
-            scope, {"action": "notification_read", "id": notification_id, "unread_count": count}
-        )
-        return count
+        await self._publish_state(scope, read_state(notification_id, count))
+        return count, True
 
     async def mark_all_read(self, scope: UserScope) -> int:
         """Mark every unread notification read; the new unread count.
