@@ -272,6 +272,22 @@ async def _flood_from_5_sockets(hub, client, product) -> None:
         tab.ws.transport.abort()
 
 
+async def test_duplicate_subscribes_share_the_action_budget(hub, client, product):
+    # An outside test saw 200 duplicate subscribes confirmed within 0.04 s. Each one draws a
+    # token like a new subscription: none is dropped, those over the burst come later.
+    _, token = await api_user(client, product["sk_live"])
+    tab = await cable(hub.url, token)  # its subscribe took one token of the 20
+    started = time.monotonic()
+    for _ in range(40):
+        await tab.send({"command": "subscribe", "identifier": NI})
+    for _ in range(40):
+        confirmed = await tab.expect(lambda f: "type" in f)
+        assert confirmed == {"identifier": NI, "type": "confirm_subscription"}
+    # 19 tokens in the bucket, 10 a second after that: the 40th waits about 2 s.
+    assert time.monotonic() - started > 1.5
+    await tab.close()
+
+
 # -- what actions accept and answer -------------------------------------------------------
 
 
