@@ -15,7 +15,7 @@ from channels.base import Channel, ChannelConnection, ChannelHost
 from infra.ids import parse_id
 from notifications.model import new_notification_message
 from notifications.scope import UserScope
-from notifications.service import NotificationService
+from notifications.service import NotificationService, read_state
 
 SYNC_LIMIT = 100
 RECOVER_LIMIT = 500
@@ -58,14 +58,21 @@ class NotificationsChannel(Channel):
 
     async def mark_read(self, data: dict[str, Any]) -> None:
         notification_id = parse_id(data.get("id"), allow_zero=True)
-        # The service broadcasts the new state to every tab of the user, this one included.
-        await self.service.mark_read(self._scope(), notification_id)
+        count, changed = await self.service.mark_read_state(self._scope(), notification_id)
+        # A change is broadcast by the service to every tab of the user, this one included.
+        # A notification already read changes nothing the other tabs do not know: this tab
+        # alone hears the same state, so it never waits for an answer.
+        if not changed:
+            self.transmit(read_state(notification_id, count))
 
     async def mark_all_read(self, data: dict[str, Any]) -> None:
         await self.service.mark_all_read(self._scope())
 
     async def sync(self, data: dict[str, Any]) -> None:
-        since = parse_id(data.get("since") or 0, allow_zero=True)
+        # Only an absent or null `since` means "from the start"; anything else must be an id
+        # (a number or a string of digits), not a falsy `[]`, `{}`, `false` or `""`.
+        raw = data.get("since")
+        since = 0 if raw is None else parse_id(raw, allow_zero=True)
         scope = self._scope()
         items, has_more = await self.service.since(scope, since, SYNC_LIMIT)
         self.transmit(

@@ -24,6 +24,11 @@ from notifications.scope import UserScope
 from notifications.tables import notifications, unread_counts
 
 
+def read_state(notification_id: int, unread_count: int) -> dict[str, Any]:
+    """The message that says a notification is read, and how many are left unread."""
+    return {"action": "notification_read", "id": notification_id, "unread_count": unread_count}
+
+
 def _owned(scope: UserScope) -> list[sa.ColumnElement[bool]]:
     return [
         notifications.c.product_id == scope.product_id,
@@ -112,6 +117,18 @@ class NotificationService(NotificationPublisher):
 
     async def mark_read(self, scope: UserScope, notification_id: int) -> int:
         """Mark one notification read; the new unread count. 404 if it is not the user's."""
+        count, _ = await self.mark_read_state(scope, notification_id)
+        return count
+
+    async def mark_read_state(self, scope: UserScope, notification_id: int) -> tuple[int, bool]:
+        """`mark_read`, also saying whether this call changed anything: (count, changed).
+
+        Only a change is broadcast; the cable answers a repeat on the asking tab alone, so a
+        client never waits for an answer that would not come.
+
+        Exact under concurrency: only the transaction whose UPDATE changed the row (the row
+        lock makes a racing mark_read or read_all re-check `read_at`) takes 1 off the counter.
+        """
         async with self.db.transaction():
             changed = await self.db.fetch_one(
                 notifications.update()
@@ -131,31 +148,44 @@ class NotificationService(NotificationPublisher):
                 )
                 if exists is None:
                     raise HubError(404, "notification.not_found")
-                return await self.unread_count(scope)
-            count = await self.db.fetch_val(
-                unread_counts.update()
-                .where(*_counted(scope))
-                .values(
-                    count=sa.case((unread_counts.c.count > 0, unread_counts.c.count - 1), else_=0)
-                )
-                .returning(unread_counts.c.count)
-            )
-        count = int(count or 0)
-        await self._publish_state(
-            scope, {"action": "notification_read", "id": notification_id, "unread_count": count}
-        )
-        return count
+                return await self.unread_count(scope), False
+            count = await self._uncount(scope, 1)
+        await self._publish_state(scope, read_state(notification_id, count))
+        return count, True
 
     async def mark_all_read(self, scope: UserScope) -> int:
+        """Mark every unread notification read; the new unread count.
+
+        The counter drops by exactly the rows this UPDATE marked, never to a fixed 0: under
+        READ COMMITTED a send can commit its row and its +1 between our two statements, and
+        that row is still unread. Subtracting re-reads the counter under its row lock (it
+        waits for the send's commit), so the count stays equal to the unread rows. The answer
+        is that count: 0 unless a notification arrived meanwhile.
+        """
         async with self.db.transaction():
-            await self.db.execute(
+            marked = await self.db.fetch_all(
                 notifications.update()
                 .where(*_owned(scope), notifications.c.read_at.is_(None))
                 .values(read_at=utcnow())
+                .returning(notifications.c.id)
             )
-            await self.db.execute(unread_counts.update().where(*_counted(scope)).values(count=0))
-        await self._publish_state(scope, {"action": "all_read", "unread_count": 0})
-        return 0
+            count = await self._uncount(scope, len(marked))
+        await self._publish_state(scope, {"action": "all_read", "unread_count": count})
+        return count
+
+    async def _uncount(self, scope: UserScope, marked: int) -> int:
+        """Take `marked` off the user's unread counter; the new count. The floor at 0 only
+        guards the badge: every path keeps the counter equal to the unread rows."""
+        if marked == 0:
+            return await self.unread_count(scope)
+        c = unread_counts.c
+        count = await self.db.fetch_val(
+            unread_counts.update()
+            .where(*_counted(scope))
+            .values(count=sa.case((c.count > marked, c.count - marked), else_=0))
+            .returning(c.count)
+        )
+        return int(count or 0)
 
     async def _publish_state(self, scope: UserScope, message: dict[str, Any]) -> None:
         # Every tab of the user hears it, so each badge stays right.

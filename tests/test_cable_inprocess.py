@@ -233,6 +233,29 @@ async def test_an_action_over_the_rate_is_dropped_and_answered(cable):
     }
 
 
+async def test_every_subscribe_draws_on_the_action_budget(cable):
+    # A repeated subscribe (and a rejected one) is never dropped but waits for its token like
+    # a new subscription, so answers cannot be had faster than the budget allows.
+    socket, _ = cable.connect(actions=TokenBucket(rate=20, burst=1))
+    await cable.joined(socket)  # the one token of the burst
+    started = time.monotonic()
+    for _ in range(5):
+        socket.push({"command": "subscribe", "identifier": ROOM})
+    closed = json.dumps({"channel": "RoomChannel", "room": "closed"})
+    socket.push({"command": "subscribe", "identifier": closed})
+
+    def answers() -> list[dict]:  # pings aside (every 0.05 s here)
+        return [f for f in socket.frames() if "identifier" in f][1:]
+
+    await until(lambda: len(answers()) == 6)
+    # Six tokens at 20 a second: 0.3 s, less what refilled while the test looked on.
+    assert time.monotonic() - started > 0.2
+    assert answers() == [
+        *[{"identifier": ROOM, "type": "confirm_subscription"}] * 5,
+        {"identifier": closed, "type": "reject_subscription"},
+    ]
+
+
 async def test_malformed_commands_are_ignored_without_touching_other_sockets(cable):
     (bad, bad_connection), (good, _) = cable.connect(user_id=1), cable.connect(user_id=2)
     await cable.joined(bad)

@@ -272,6 +272,74 @@ async def _flood_from_5_sockets(hub, client, product) -> None:
         tab.ws.transport.abort()
 
 
+async def test_duplicate_subscribes_share_the_action_budget(hub, client, product):
+    # An outside test saw 200 duplicate subscribes confirmed within 0.04 s. Each one draws a
+    # token like a new subscription: none is dropped, those over the burst come later.
+    _, token = await api_user(client, product["sk_live"])
+    tab = await cable(hub.url, token)  # its subscribe took one token of the 20
+    started = time.monotonic()
+    for _ in range(40):
+        await tab.send({"command": "subscribe", "identifier": NI})
+    for _ in range(40):
+        confirmed = await tab.expect(lambda f: "type" in f)
+        assert confirmed == {"identifier": NI, "type": "confirm_subscription"}
+    # 19 tokens in the bucket, 10 a second after that: the 40th waits about 2 s.
+    assert time.monotonic() - started > 1.5
+    await tab.close()
+
+
+# -- what actions accept and answer -------------------------------------------------------
+
+
+@pytest.mark.parametrize("since", [[], {}, False, True, "", "abc", "-1", "1e3", 1.5, -1])
+async def test_sync_since_must_be_an_id(hub, client, product, since):
+    _, token = await api_user(client, product["sk_live"])
+    tab = await cable(hub.url, token)
+    await tab.perform("sync", since=since)
+    assert await tab.next_message() == {
+        "action": "error",
+        "for": "sync",
+        "code": "validation.failed",
+    }
+    await tab.close()
+
+
+async def test_sync_since_absent_null_or_digits(hub, client, product):
+    user_id, token = await api_user(client, product["sk_live"])
+    [first, second] = [(await publish(client, product["sk_live"], user_id))[0] for _ in range(2)]
+    tab = await cable(hub.url, token)
+    for data, expected in (
+        ({}, [first, second]),
+        ({"since": None}, [first, second]),
+        ({"since": str(first)}, [second]),  # the JS client may send ids as strings
+        ({"since": second}, []),
+    ):
+        await tab.perform("sync", **data)
+        answer = await tab.next_message()
+        assert answer["action"] == "sync", (data, answer)
+        assert [n["id"] for n in answer["notifications"]] == expected, data
+    await tab.close()
+
+
+async def test_mark_read_of_a_read_notification_is_answered_on_its_tab(hub, client, product):
+    user_id, token = await api_user(client, product["sk_live"])
+    tab, other = await cable(hub.url, token), await cable(hub.url, token)
+    for _ in range(2):
+        [read] = await publish(client, product["sk_live"], user_id)  # the second one is read
+    state = {"action": "notification_read", "id": read, "unread_count": 1}
+    await tab.perform("mark_read", id=read)
+    for listener in (tab, other):
+        assert await listener.next_message("notification_read") == state
+    # Again, as a number or a string of digits: the same state, on the asking tab alone
+    # (the other tabs already know it).
+    for again in (read, str(read)):
+        await tab.perform("mark_read", id=again)
+        assert await tab.next_message("notification_read") == state
+    assert await barrier(other) == []
+    for listener in (tab, other):
+        await listener.close()
+
+
 # -- frames that must not hurt ------------------------------------------------------------
 
 

@@ -8,9 +8,9 @@ Every client's share is bounded (`CableLimits`): subscriptions per socket and id
 (over them: `reject_subscription`, counted like a bad frame), and actions per socket (a token
 bucket: an action over the rate is dropped and answered, at most once a second, with the
 channel's `{"action":"error","for":…,"code":"rate_limited"}`, and the socket's reader pauses
-for one token's time, so a flood is read at about twice the action rate). New subscriptions
-and unsubscribes draw on the same bucket but are never dropped (the JS client needs their
-answer): the reader waits for their token instead.
+for one token's time, so a flood is read at about twice the action rate). Subscribes (new,
+repeated or rejected) and unsubscribes draw on the same bucket but are never dropped (the JS
+client needs their answer): the reader waits for their token instead.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ class CableHost:
             await self.message(command.identifier, command.data)
 
     async def subscribe(self, identifier: str) -> None:
+        # Every subscribe draws on the action budget before it is answered, whatever the
+        # answer: a duplicate's confirmation or a rejection is as cheap to ask for as a new
+        # subscription, and a free answer would be a way around the budget.
+        await self._pace()
         subscriptions = self.connection.subscriptions
         if identifier in subscriptions:
             # The JS client retries subscribe until confirmed: confirm again, change nothing.
@@ -112,7 +116,6 @@ class CableHost:
             self.connection.send(reject_subscription(identifier))
             return
         name, params = parsed
-        await self._pace()
         channel = factory(self, self.connection, identifier, params)
         subscriptions[identifier] = channel
         try:
