@@ -48,25 +48,21 @@ class RateLimiter:
     async def check(self, rule: str, *key: str) -> None:
         """429 when a limit in `rule` for `key` is already spent, without spending any: the
         early refusal of a wide budget that is spent later, after the narrow limits."""
-        for item in _rules(rule):
-            try:
-                if await self._limiter.test(item, *key):
-                    continue
-                stats = await self._limiter.get_window_stats(item, *key)
-            except Exception:
-                logger.warning("rate limit store unavailable; %s not enforced", key[0])
-                return
-            raise _rate_limited(stats.reset_time)
+        await self._enforce(rule, key, spend=False)
 
     async def hit(self, rule: str, *key: str) -> None:
-        """Count one attempt against every limit in `rule` for `key`; 429 when one is spent.
+        """Count one attempt against every limit in `rule` for `key`; 429 when one is spent."""
+        await self._enforce(rule, key, spend=True)
 
-        If the limit store is unreachable the attempt is let through and logged: a Redis
-        outage must not lock every user out of logging in.
-        """
+    async def _enforce(self, rule: str, key: tuple[str, ...], *, spend: bool) -> None:
+        # If the limit store is unreachable the attempt is let through and logged: a Redis
+        # outage must not lock every user out of logging in.
         for item in _rules(rule):
             try:
-                allowed = await self._limiter.hit(item, *key)
+                if spend:
+                    allowed = await self._limiter.hit(item, *key)
+                else:
+                    allowed = await self._limiter.test(item, *key)
                 if allowed:
                     continue
                 stats = await self._limiter.get_window_stats(item, *key)
