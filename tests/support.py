@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
+import random
 import re
 import socket
 import ssl
@@ -29,10 +31,32 @@ from auth.tokens import generate_private_key_pem
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports handed to servers the tests start. The kernel's "any free port" (bind to 0) comes from
+# the ephemeral range that every worker's outgoing connections also draw from, so two pytest-xdist
+# workers could be given the same number and the second server's bind fail while the first one
+# answers its health check. Each worker draws from its own block below that range instead.
+_PORT_BLOCK = 1500
+_PORT_BASE = 20_000
+_port_offsets = itertools.count(random.randrange(_PORT_BLOCK))
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … or unset
+    return int(worker[2:]) + 1 if worker[2:].isdigit() else 0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, from this worker's own block."""
+    start = _PORT_BASE + _worker_index() * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = start + next(_port_offsets) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}..{start + _PORT_BLOCK - 1}")
 
 
 def run_async(coro):
@@ -215,6 +239,7 @@ class HubServer:
 
     def start(self, timeout: float = 30) -> None:
         log = self.log_path.open("ab")
+        log_start = log.tell()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port)],
             cwd=self.workdir,
@@ -226,14 +251,22 @@ class HubServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hub exited early:\n{self.logs()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            # A health answer alone could come from another server on the same port; this
+            # process says it listens only once its bind succeeded.
+            if self._says_listening(log_start):
+                try:
+                    if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"hub did not start in {timeout}s:\n{self.logs()}")
+
+    def _says_listening(self, log_start: int) -> bool:
+        with self.log_path.open("rb") as log:
+            log.seek(log_start)
+            return f"Uvicorn running on {self.url}".encode() in log.read()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

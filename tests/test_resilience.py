@@ -97,6 +97,7 @@ class RedisProcess:
 
     def start(self, timeout: float = 10) -> None:
         log = (self.workdir / "redis.log").open("ab")
+        log_start = log.tell()
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -110,6 +111,10 @@ class RedisProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError((self.workdir / "redis.log").read_text())
+            # A PONG alone could come from another server on the same port.
+            if not self._says_ready(log_start):
+                time.sleep(0.02)
+                continue
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
@@ -120,6 +125,11 @@ class RedisProcess:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("redis-server did not start")
+
+    def _says_ready(self, log_start: int) -> bool:
+        with (self.workdir / "redis.log").open("rb") as log:
+            log.seek(log_start)
+            return b"Ready to accept connections" in log.read()
 
     def stop(self) -> None:
         """SIGKILL: no goodbye to its clients, as in a crash."""
