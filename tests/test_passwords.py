@@ -56,3 +56,29 @@ def test_hashing_leaves_the_event_loop_free():
 
     # Six hashes take well over 50 ms; a blocked loop would not have ticked meanwhile.
     assert asyncio.run(scenario()) >= 5
+
+
+def test_hashing_threads_yield_the_cpu_to_the_event_loop():
+    # Run in a fresh process: os.nice cannot be undone without privileges, and the check must
+    # compare a hashing thread with the loop's own thread, not with an earlier test's pool.
+    script = """
+import asyncio, os
+from auth.passwords import HASH_THREAD_NICENESS, PasswordHasher
+
+async def main():
+    hasher = PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1, threads=2)
+    loop_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    pool_nice = await hasher._run(os.getpriority, os.PRIO_PROCESS, 0)
+    await hasher.hash("still hashes")
+    hasher.close()
+    print(loop_nice, pool_nice, os.getpriority(os.PRIO_PROCESS, 0), HASH_THREAD_NICENESS)
+
+asyncio.run(main())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    loop_before, pool, loop_after, niceness = map(int, result.stdout.split())
+    assert pool == min(19, loop_before + niceness)
+    assert loop_after == loop_before  # only the hashing threads were lowered
