@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -21,6 +22,7 @@ from hub.cable.protocol import DisconnectReason
 from hub.cli_common import settings_or_exit, with_database
 from hub.cli_products import add_operator_commands
 from hub.http_protocol import bounded_head_protocol
+from infra.db import utcnow
 from infra.forwarded import behind_proxies
 from infra.logs import logging_config
 from infra.settings import Settings
@@ -129,6 +131,36 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("database is at the newest schema")
 
 
+def cmd_prune(args: argparse.Namespace) -> None:
+    from notifications.retention import prune
+
+    settings = settings_or_exit()
+    now = utcnow()
+    pruned = with_database(
+        settings,
+        lambda db: prune(
+            db,
+            notifications_before=now - timedelta(days=args.days),
+            idempotency_keys_before=now - timedelta(hours=args.idempotency_hours),
+        ),
+    )
+    print(
+        f"deleted {pruned.notifications} notifications older than {args.days} days"
+        f" and {pruned.idempotency_keys} idempotency keys older than"
+        f" {args.idempotency_hours} hours"
+    )
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notification-hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(run=cmd_migrate)
+
+    prune = commands.add_parser(
+        "prune",
+        help="delete old notifications and idempotency keys (run it from cron or a scheduler)",
+    )
+    prune.add_argument(
+        "--days",
+        type=_at_least_one,
+        required=True,
+        help="delete notifications created more than this many days ago",
+    )
+    prune.add_argument(
+        "--idempotency-hours",
+        type=_at_least_one,
+        default=24,
+        help="delete idempotency keys older than this: a retry after it publishes again"
+        " (default: %(default)s)",
+    )
+    prune.set_defaults(run=cmd_prune)
 
     add_operator_commands(commands)
     return parser
