@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.adapter import BENCH_DIR, HOST, ServerProcess, free_port
 from bench.http_client import HttpPool
+from bench.loop import run
 
 TRIVIAL_DIR = BENCH_DIR / "peers" / "trivial"
 BODY = {"items": [{"user_id": 1, "payload": {"title": "self-check"}}]}
@@ -87,7 +88,7 @@ def publisher_ceiling(workdir: Path, connections: int, seconds: float) -> float:
     """Start the trivial endpoint, measure the publisher against it, stop it; requests/s."""
     server, base = start_trivial_server(workdir)
     try:
-        return asyncio.run(pool_rate(base, connections, seconds))
+        return run(pool_rate(base, connections, seconds))
     finally:
         server.stop()
 
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name, measure in clients:
                 own, served = time.process_time(), server.cpu_seconds()
                 started = time.perf_counter()
-                rate = asyncio.run(measure(base, args.connections, args.seconds))
+                rate = run(measure(base, args.connections, args.seconds))
                 elapsed = time.perf_counter() - started
                 print(
                     f"   {name:46} {rate:8.0f} requests/s; CPU: client "
