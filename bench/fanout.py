@@ -86,6 +86,9 @@ QUICK = {
 }
 USERS_PER_CLIENT_PROC = 5000  # --client-procs 0: one load-client process per this many users
 SELFCHECK_SECONDS = 2.0
+# Descriptors a server needs besides its users' sockets: publisher and provisioning
+# connections, SQL and Redis pools, logs.
+FD_HEADROOM = 512
 PROBE_TIMEOUT = 15.0
 PROBE_STEP = -1  # the step id of the one end-to-end notification before measuring
 STEP_PAUSE = 1.0
@@ -420,7 +423,9 @@ def _report_failure(system: System, exc: Exception, result: SystemResult) -> Non
 def run_system(name: str, options: RunOptions, args: argparse.Namespace) -> SystemResult:
     """Everything for one system; its server and client workers are stopped whatever happens."""
     system = SYSTEMS[name](options)
-    result = SystemResult(name=name, title=system.describe(), users=args.users)
+    result = SystemResult(
+        name=name, title=system.describe(), users=args.users, users_asked=args.users_asked
+    )
     pool: ClientPool | None = None
     print(f"\n-- {name}: {result.title}", flush=True)
     result.warning = _busy_warning()
@@ -467,11 +472,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     # The servers are our children and inherit this limit: each needs a descriptor per user.
-    limit = raise_nofile(args.users + 512, strict=False)
-    if limit < args.users + 512:
+    args.users_asked = args.users
+    limit = raise_nofile(args.users + FD_HEADROOM, strict=False)
+    if limit < args.users + FD_HEADROOM:
+        # A server at its limit cannot even accept the publisher's connections: measure fewer.
+        args.users = limit - FD_HEADROOM
         print(
-            f"warning: the open-file hard limit is {limit}: a server can hold about "
-            f"{limit - 100} sockets, not {args.users} (raise it as root to measure them all)",
+            f"warning: the open-file hard limit is {limit} and cannot be raised here: "
+            f"measuring {args.users} users instead of {args.users_asked} (a server needs "
+            f"{FD_HEADROOM} descriptors besides its sockets; raise the limit as root)",
             flush=True,
         )
     run_id = uuid.uuid4().hex[:8]
