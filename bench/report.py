@@ -1,4 +1,4 @@
-"""Results of a run, their tables, and the issue's targets checked against them."""
+"""Results of a run, their tables, the hub/peer ratios and issue 11's targets, judged."""
 
 from __future__ import annotations
 
