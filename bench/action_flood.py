@@ -27,11 +27,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.adapter import add_server_options
+from bench.http_client import HttpPool
 from bench.hub_adapter import Hub, run_with_hub
 from bench.login_storm import IDENTIFIER, CableProbe, percentile
 
@@ -91,7 +91,7 @@ def _flood_in_own_process(url: str, sockets: int, seconds: float, results: Any) 
 
 
 async def run(args: argparse.Namespace, hub: Hub) -> None:
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with HttpPool(hub.http_base, timeout=60) as http:
         [flooder] = await hub.provision(http, 1)
         stop_probe = asyncio.Event()
         probe = CableProbe(hub, http, args.notify_rate)

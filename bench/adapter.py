@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import httpx
 import psutil
 
+from bench.http_client import HttpPool
 from bench.protocols import Protocol
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -238,14 +239,19 @@ class System(ABC):
         """Prepare and start the server; return once it answers."""
 
     @abstractmethod
-    async def provision(self, http: httpx.AsyncClient, count: int) -> list[Credential]:
+    async def provision(self, http: HttpPool, count: int) -> list[Credential]:
         """Create `count` users, each with its own token."""
 
     @abstractmethod
     async def publish(
-        self, http: httpx.AsyncClient, user_ids: Sequence[int], content: dict[str, Any]
+        self, http: HttpPool, user_ids: Sequence[int], content: dict[str, Any]
     ) -> int:
         """Publish `content` to each user through the server-side path; how many it took."""
+
+    async def collector_pauses(self, http: HttpPool) -> dict[str, float] | None:
+        """The server's longest garbage-collector pause per generation, in seconds, when it
+        exposes them (None when it does not)."""
+        return None
 
     def stop(self) -> None:
         """Stop the server and remove whatever `start` created outside the work directory."""

@@ -32,6 +32,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from bench.loop import run
 from bench.protocols import PROTOCOLS, HandshakeError, Protocol
 
 CONNECT_ATTEMPTS = 3
@@ -39,13 +40,18 @@ HANDSHAKE_TIMEOUT = 30.0
 REPLY_TIMEOUT = 600.0  # the longest a worker may take to answer one request (connecting all)
 
 
-def raise_nofile(needed: int) -> int:
-    """Raise this process's open-file limit to the hard limit; fail clearly if it is too low."""
+def raise_nofile(needed: int, strict: bool = True) -> int:
+    """Raise this process's open-file limit to the hard limit (and the hard limit to `needed`
+    where allowed); fail clearly if it stays too low, unless not `strict`. The new limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        with contextlib.suppress(ValueError, OSError):  # needs CAP_SYS_RESOURCE
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft, hard = needed, needed
     target = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < needed:
+    if target < needed and strict:
         raise SystemExit(
             f"bench: the open-file limit is {target} (hard limit {hard}) but this run needs "
             f"about {needed}; raise it (e.g. `ulimit -n {needed}` as root, or "
@@ -73,6 +79,8 @@ class Worker:
         self.dropped = 0
         self.bad_frames = 0
         self.closing = False
+        self.connect_interval = 0.0  # seconds between handshakes (0: unpaced)
+        self.next_connect = 0.0
 
     def record(self, data: dict[str, Any]) -> None:
         step = data.get("step")
@@ -103,11 +111,22 @@ class Worker:
             if not self.closing:
                 self.dropped += 1
 
+    async def _pace(self) -> None:
+        """Wait for this handshake's turn when connects are paced (`--connect-rate`)."""
+        if not self.connect_interval:
+            return
+        now = time.monotonic()
+        turn = max(now, self.next_connect)
+        self.next_connect = turn + self.connect_interval
+        if turn > now:
+            await asyncio.sleep(turn - now)
+
     async def open_one(self, token: str, gate: asyncio.Semaphore) -> str | None:
         """Connect and subscribe one user (a few attempts); None, or why it failed."""
         error = "not attempted"
         for attempt in range(CONNECT_ATTEMPTS):
             async with gate:
+                await self._pace()
                 try:
                     ws = await connect(
                         self.protocol.url(self.ws_base, token),
@@ -136,8 +155,11 @@ class Worker:
             await asyncio.sleep(0.25 * (attempt + 1))
         return error
 
-    async def connect_all(self, slots: Sequence[tuple[int, str]], concurrency: int) -> dict:
+    async def connect_all(
+        self, slots: Sequence[tuple[int, str]], concurrency: int, rate: float
+    ) -> dict:
         gate = asyncio.Semaphore(concurrency)
+        self.connect_interval = 1.0 / rate if rate > 0 else 0.0
         started = time.perf_counter()
         results = await asyncio.gather(*(self.open_one(token, gate) for _, token in slots))
         elapsed = time.perf_counter() - started
@@ -214,12 +236,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     raise_nofile(needed_fds)
     worker = Worker(conn, PROTOCOLS[protocol], ws_base, deflate)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(worker.serve())
-    else:
-        uvloop.run(worker.serve())
+    run(worker.serve())
 
 
 # -- the parent's side ------------------------------------------------------------------------
@@ -275,14 +292,19 @@ class ClientPool:
             answers.append(conn.recv())
         return answers
 
-    def connect(self, tokens: Sequence[str], concurrency: int) -> ConnectResult:
-        """Connect and subscribe every user, each worker a round-robin slice; wall clock."""
+    def connect(self, tokens: Sequence[str], concurrency: int, rate: float = 0.0) -> ConnectResult:
+        """Connect and subscribe every user, each worker a round-robin slice, at most
+        `concurrency` handshakes at once and (when `rate` > 0) `rate` started per second in
+        all; wall clock."""
         slices: list[list[tuple[int, str]]] = [[] for _ in self.workers]
         for index, token in enumerate(tokens):
             slices[index % self.size].append((index, token))
         per_worker = max(1, concurrency // self.size)
         started = time.perf_counter()
-        answers = self._ask([("connect", s, per_worker) for s in slices], timeout=REPLY_TIMEOUT)
+        per_worker_rate = rate / self.size
+        answers = self._ask(
+            [("connect", s, per_worker, per_worker_rate) for s in slices], timeout=REPLY_TIMEOUT
+        )
         elapsed = time.perf_counter() - started
         for answer in answers:
             if "connected" not in answer:

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from bench.adapter import (
     REPO_DIR,
     Credential,
@@ -44,6 +42,7 @@ from bench.adapter import (
     SystemUnavailable,
     run_command,
 )
+from bench.http_client import HttpPool
 from bench.protocols import ActionCable, Protocol
 
 API = "/api/v1"
@@ -60,6 +59,10 @@ RATE_LIMIT_SETTINGS = (
     "HUB_RATE_SERVER_KEY",
 )
 SECRET_KEY_LINE = re.compile(r"^\s*sk_live\s+(sk_live_\S+)\s*$", re.MULTILINE)
+# /metrics' longest collector pause since start (added for issue 11; absent in older hubs)
+GC_PAUSE_LINE = re.compile(
+    r'^hub_gc_pause_seconds_max\{generation="(\w+)"\}\s+(\S+)\s*$', re.MULTILINE
+)
 
 
 def _database_named(url: str, name: str) -> str:
@@ -142,7 +145,7 @@ class Hub(System):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret_key}"}
 
-    async def _create_user(self, http: httpx.AsyncClient, index: int) -> Credential:
+    async def _create_user(self, http: HttpPool, index: int) -> Credential:
         url = f"{self.http_base}{API}/users"
         body = {"external_id": f"bench-{index}", "name": f"Bench user {index}"}
         response = await http.post(url, json=body, headers=self._auth)
@@ -160,7 +163,7 @@ class Hub(System):
             )
         return Credential(user_id, response.json()["access_token"])
 
-    async def provision(self, http: httpx.AsyncClient, count: int) -> list[Credential]:
+    async def provision(self, http: HttpPool, count: int) -> list[Credential]:
         first = await self._create_user(http, 1)  # also tells whether the API exists
         gate = asyncio.Semaphore(self.options.provision_concurrency)
 
@@ -172,7 +175,7 @@ class Hub(System):
         return [first, *rest]
 
     async def publish(
-        self, http: httpx.AsyncClient, user_ids: Sequence[int], content: dict[str, Any]
+        self, http: HttpPool, user_ids: Sequence[int], content: dict[str, Any]
     ) -> int:
         body = {"recipients": [{"user_id": uid} for uid in user_ids], **content}
         response = await http.post(
@@ -181,6 +184,13 @@ class Hub(System):
         if response.status_code not in (200, 201):
             raise PublishError(f"hub notifications: {response.status_code} {response.text[:200]}")
         return int(response.json().get("count", len(user_ids)))
+
+    async def collector_pauses(self, http: HttpPool) -> dict[str, float] | None:
+        response = await http.get(f"{self.http_base}/metrics")
+        if response.status_code != 200:
+            return None
+        pauses = {gen: float(value) for gen, value in GC_PAUSE_LINE.findall(response.text)}
+        return pauses or None
 
     def stop(self) -> None:
         super().stop()

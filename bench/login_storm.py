@@ -24,11 +24,11 @@ import statistics
 import time
 from collections.abc import Sequence
 
-import httpx
 from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 
 from bench.adapter import add_server_options
+from bench.http_client import HttpPool
 from bench.hub_adapter import Hub, run_with_hub
 
 PASSWORD = "Storm-Password-123"
@@ -56,7 +56,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 class CableProbe:
     """One subscribed socket and a steady publisher; latencies per phase."""
 
-    def __init__(self, hub: Hub, http: httpx.AsyncClient, rate: float) -> None:
+    def __init__(self, hub: Hub, http: HttpPool, rate: float) -> None:
         self.hub, self.http, self.interval = hub, http, 1.0 / rate
         self.phase = "idle"
         self.latencies: dict[str, list[float]] = {"idle": [], "storm": []}
@@ -93,7 +93,7 @@ class CableProbe:
             self.latencies[data["phase"]].append(time.time() - data["sent_at"])
 
 
-async def register_all(hub: Hub, http: httpx.AsyncClient, count: int, concurrency: int) -> float:
+async def register_all(hub: Hub, http: HttpPool, count: int, concurrency: int) -> float:
     """Register `count` users; registrations per second."""
     gate = asyncio.Semaphore(concurrency)
     url = f"{hub.http_base}/api/v1/auth/register"
@@ -119,7 +119,7 @@ async def register_all(hub: Hub, http: httpx.AsyncClient, count: int, concurrenc
 
 
 async def storm(
-    hub: Hub, http: httpx.AsyncClient, users: int, concurrency: int, seconds: float
+    hub: Hub, http: HttpPool, users: int, concurrency: int, seconds: float
 ) -> tuple[int, int, float]:
     """Log users in from `concurrency` clients for `seconds`; (ok, failed, elapsed)."""
     url = f"{hub.http_base}/api/v1/auth/login"
@@ -147,8 +147,7 @@ async def storm(
 
 
 async def run(args: argparse.Namespace, hub: Hub) -> None:
-    limits = httpx.Limits(max_connections=args.concurrency + 8)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    async with HttpPool(hub.http_base, size=args.concurrency + 8, timeout=60) as http:
         print(f"registering {args.users} users …", flush=True)
         registrations = await register_all(hub, http, args.users, args.concurrency)
         print(f"   {registrations:.1f} registrations/s", flush=True)

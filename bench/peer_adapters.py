@@ -1,8 +1,9 @@
-"""The two peers (Django Channels, python-socketio) as bench systems.
+"""The peers (the ceiling, python-socketio, Django Channels) as bench systems.
 
-Both peers are one uvicorn process each, started from the bench's own venv, with tokens the
+Every peer is one uvicorn process, started from the bench's own venv, with tokens the
 bench mints (HMAC, bench.peers.peerkit) and the same publish endpoint
-`POST /publish {"items": [{"user_id": …, "payload": …}]}`; they differ in their server file,
+`POST /publish {"items": [{"user_id": …, "payload": …}]}` (one item when publishing one
+request per notification); they differ in their server file,
 their Redis prefix and their WebSocket dialect, which is all `PeerSystem` is told.
 """
 
@@ -14,9 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import httpx
-
 from bench.adapter import BENCH_DIR, HOST, Credential, PublishError, ServerProcess, System
+from bench.http_client import HttpPool
 from bench.peers import peerkit
 from bench.protocols import PlainJSON, Protocol, SocketIO
 
@@ -48,11 +48,11 @@ class PeerSystem(System):
         self.server.start()
         self.server.wait_ready(f"{self.http_base}/healthz")
 
-    async def provision(self, http: httpx.AsyncClient, count: int) -> list[Credential]:
+    async def provision(self, http: HttpPool, count: int) -> list[Credential]:
         return [Credential(uid, peerkit.mint(self.secret, uid)) for uid in range(1, count + 1)]
 
     async def publish(
-        self, http: httpx.AsyncClient, user_ids: Sequence[int], content: dict[str, Any]
+        self, http: HttpPool, user_ids: Sequence[int], content: dict[str, Any]
     ) -> int:
         items = [{"user_id": uid, "payload": content} for uid in user_ids]
         response = await http.post(f"{self.http_base}/publish", json={"items": items})
@@ -61,6 +61,13 @@ class PeerSystem(System):
                 f"{self.name} /publish: {response.status_code} {response.text[:200]}"
             )
         return int(response.json()["count"])
+
+
+class Ceiling(PeerSystem):
+    name = "ceiling"
+    title = "hand-rolled Starlette + Redis pub/sub (no persistence, channel per user)"
+    directory = "ceiling"
+    protocol: ClassVar[Protocol] = PlainJSON()
 
 
 class DjangoChannels(PeerSystem):

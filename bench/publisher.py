@@ -6,10 +6,18 @@ time as its `sent_at`, whether or not the previous batches have been answered (u
 instead of silently slowing the publisher down. Recipients cycle through the connected users
 in a shuffled order, so every user gets about the same share.
 
-Batches are sized so that one leaves every `batch_interval` seconds (20 ms: 50 requests/s at
-every rate), unless a fixed size is asked for. A server that keeps up then spends at most that
-interval on one batch, so batching adds at most ~20 ms to any notification's latency, and every
-system gets the same number of requests per second.
+Two modes (`PUBLISH_MODES`):
+
+- `bulk`: batches sized so that one leaves every `batch_interval` seconds (20 ms: 50 requests/s
+  at every rate), unless a fixed size is asked for. A server that keeps up then spends at most
+  that interval on one batch, so batching adds at most ~20 ms to any notification's latency,
+  and every system gets the same number of requests per second;
+- `single`: one request per notification, one recipient each (what most product backends do:
+  one event, one call), up to `--publish-connections` requests in flight, each on its own
+  keep-alive connection. A server (or publisher) that cannot keep up shows as requests/s sent
+  below the rate asked, and as latency.
+
+Requests go through `bench.http_client.HttpPool`, not httpx: see that module for why.
 """
 
 from __future__ import annotations
@@ -21,12 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from bench.adapter import PublishError, System
+from bench.http_client import HttpError, HttpPool
 
 REQUEST_TIMEOUT = 30.0
 MAX_BATCH = 1000  # the hub's API takes at most 1000 recipients per request
+PUBLISH_MODES = ("bulk", "single")
 
 
 def batch_size_for(rate: float, batch_interval: float, fixed: int = 0) -> int:
@@ -71,6 +79,8 @@ class StepSend:
 
     requested: int = 0  # notifications (recipients) it tried to publish
     accepted: int = 0  # taken by the server (2xx)
+    requests: int = 0  # requests answered 2xx
+    asked_request_rate: float = 0.0  # requests/s the step's rate asks for
     errors: list[str] = field(default_factory=list)
     started_at: float = 0.0  # wall clock of the first batch's due time
     send_seconds: float = 0.0  # first due time → last answer
@@ -80,7 +90,7 @@ class StepSend:
 
 async def publish_step(
     system: System,
-    http: httpx.AsyncClient,
+    http: HttpPool,
     recipients: Recipients,
     *,
     step: int,
@@ -93,14 +103,17 @@ async def publish_step(
     batches = max(1, round(rate * duration / batch_size))
     interval = batch_size / rate
     gate = asyncio.Semaphore(max_in_flight)
-    result = StepSend(started_at=time.time(), batch_size=batch_size)
+    result = StepSend(
+        started_at=time.time(), batch_size=batch_size, asked_request_rate=rate / batch_size
+    )
     started = time.perf_counter()
 
     async def send(user_ids: list[int], content: dict[str, Any]) -> None:
         try:
             taken = await system.publish(http, user_ids, content)
             result.accepted += taken  # after the await: `+= await` would lose concurrent counts
-        except (httpx.HTTPError, PublishError, ValueError, KeyError) as exc:
+            result.requests += 1
+        except (HttpError, PublishError, ValueError, KeyError) as exc:
             if len(result.errors) < 20:
                 result.errors.append(f"{type(exc).__name__}: {exc}"[:300])
         finally:

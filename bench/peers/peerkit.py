@@ -1,4 +1,4 @@
-"""What both peer servers share: per-user HMAC tokens, their settings, the publish batch format.
+"""What every peer server shares: per-user HMAC tokens, their settings, the publish batch format.
 
 The bench mints one token per user (`mint`) with a secret it generates for the run and hands
 to the peer process in `BENCH_PEER_SECRET`; the peer checks it on connect (`verify`). A token is
