@@ -534,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("== ratios (hub / peer)")
     for line in ratios(results, args.publish):
         print("   " + line)
-    print("\n== targets (issue 11: one hub process publishing through its own HTTP API)")
+    print("\n== targets (one hub process publishing through its own HTTP API)")
     for line in targets(results, ceiling):
         print("   " + line)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -59,7 +59,7 @@ RATE_LIMIT_SETTINGS = (
     "HUB_RATE_SERVER_KEY",
 )
 SECRET_KEY_LINE = re.compile(r"^\s*sk_live\s+(sk_live_\S+)\s*$", re.MULTILINE)
-# /metrics' longest collector pause since start (added for issue 11; absent in older hubs)
+# /metrics' longest collector pause since start (absent in older hubs)
 GC_PAUSE_LINE = re.compile(
     r'^hub_gc_pause_seconds_max\{generation="(\w+)"\}\s+(\S+)\s*$', re.MULTILINE
 )

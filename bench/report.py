@@ -1,4 +1,4 @@
-"""Results of a run, their tables, the hub/peer ratios and issue 11's targets, judged."""
+"""Results of a run, their tables, the hub/peer ratios and the hub's targets, judged."""
 
 from __future__ import annotations
 
@@ -308,7 +308,7 @@ def _rate_target(
 
 
 def targets(results: Sequence[SystemResult], publisher_ceiling: float = 0.0) -> list[str]:
-    """One line per target of issue 11: met (with the margin), missed, or why not judged."""
+    """One line per target: met (with the margin), missed, or why not judged."""
     by_name = {result.name: result for result in results}
     hub = by_name.get("hub")
     if hub is None or not hub.measured:
