@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# Issue 11's targets for one hub process publishing through its own HTTP API.
+# The targets for one hub process publishing through its own HTTP API.
 TARGET_USERS = 5_000
 TARGET_BULK_RATE = 4_000  # notifications/s, p99 ≤ TARGET_P99_MS, nothing lost
 TARGET_SINGLE_RATE = 2_000  # requests/s, one notification each, p99 ≤ TARGET_P99_MS
