@@ -37,7 +37,7 @@ from infra import jsonsafe
 from infra.broker import Broker, stream_message
 from infra.db import bound, dialect_insert, is_unique_violation, json_column, utcnow
 from infra.errors import HubError
-from infra.metrics import NOTIFICATIONS_SENT
+from infra.metrics import NOTIFICATIONS_SENT, PUBLISH_BATCH, PUBLISH_WAITING
 from notifications.model import Notification, new_notification_message
 from notifications.scope import user_stream
 from notifications.tables import idempotency_keys, notifications, unread_counts
@@ -197,6 +197,7 @@ class NotificationPublisher:
         send = _Send(product_id, env, recipients, content)
         if not idempotency_key:
             self._waiting.append(send)
+            PUBLISH_WAITING.set(len(self._waiting))
             if self._committer is None:
                 self._committer = asyncio.create_task(self._commit_waiting(), name="publish")
             created = await send.stored
@@ -226,6 +227,8 @@ class NotificationPublisher:
         try:
             while self._waiting:
                 batch = self._next_batch()
+                PUBLISH_WAITING.set(len(self._waiting))
+                PUBLISH_BATCH.observe(len(batch))
                 try:
                     async with self.db.transaction():
                         created = await self._store(batch)
