@@ -224,6 +224,7 @@ class NotificationPublisher:
         """Store and publish the waiting requests, a batch at a time, until none wait.
 
         Its own task: a request cancelled while it waits leaves its batch intact."""
+        batch: list[_Send] = []
         try:
             while self._waiting:
                 batch = self._next_batch()
@@ -238,12 +239,21 @@ class NotificationPublisher:
                         if not send.stored.done():
                             send.stored.set_exception(not_stored())
                     continue
-                await self._publish(batch, created)
+                try:
+                    await self._publish(batch, created)
+                except Exception:
+                    # Stored all the same: subscribers read it back from SQL (`since`).
+                    logger.exception("publishing a stored batch failed")
                 for send, stored in zip(batch, created, strict=True):
                     if not send.stored.done():
                         send.stored.set_result(stored)
         finally:
             self._committer = None
+            # Only a cancelled task (the process stopping) leaves requests unanswered: whether
+            # their batch committed is unknown, so they are not told it failed.
+            for send in [*batch, *self._waiting]:
+                if not send.stored.done():
+                    send.stored.cancel()
 
     def _next_batch(self) -> list[_Send]:
         batch = [self._waiting.popleft()]

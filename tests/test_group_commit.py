@@ -43,7 +43,11 @@ def hub(tmp_path_factory, database_url, redis_url) -> Iterator[HubServer]:
     if redis_url is None:
         service_missing("Redis (REDIS_URL)")
     server = HubServer(
-        workdir=tmp_path_factory.mktemp("group"), database_url=database_url, redis_url=redis_url
+        workdir=tmp_path_factory.mktemp("group"),
+        database_url=database_url,
+        redis_url=redis_url,
+        # Fixed, so that its CLI commands speak on the hub's channels.
+        extra_env={"HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}"},
     )
     server.start()
 
@@ -100,7 +104,7 @@ async def held_batch(database_url: str, sql: asyncpg.Pool) -> AsyncIterator[None
 
 async def wait_until_blocked(sql: asyncpg.Pool) -> None:
     """Until a session of this database waits on a lock (the held first batch)."""
-    for _ in range(200):
+    for _ in range(500):
         waiting = await sql.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -357,3 +361,13 @@ async def test_a_revoked_key_is_refused_at_once_by_every_process(twin_hubs):
         new_sk = rotated.json()["key"]
         for http in (on_a, on_b):
             assert (await send(http, new_sk, user, "new key")).status_code == 201
+
+
+async def test_a_key_rotated_from_the_cli_is_refused_at_once_by_the_running_hub(hub, client):
+    keys = await asyncio.to_thread(create_product, hub)
+    sk = keys["sk_live"]
+    user, _ = await api_user(client, sk)
+    assert (await send(client, sk, user, "before")).status_code == 201  # the hub cached it
+    rotated = await asyncio.to_thread(hub.cli, "products", "rotate-key", keys["slug"])
+    assert rotated.returncode == 0, rotated.stderr
+    assert (await send(client, sk, user, "after")).status_code == 401
