@@ -16,6 +16,7 @@ one that arrives over plain HTTP is revoked as compromised, as the Docs API says
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -24,6 +25,8 @@ from starlette.requests import HTTPConnection
 
 from auth import alerts, keys
 from auth.alerts import SecurityAlerts
+from auth.credential_secrets import hash_secret
+from auth.key_cache import KeyCache
 from auth.products import Product, get_product
 from auth.tables import product_keys
 from infra.db import utcnow
@@ -31,6 +34,9 @@ from infra.errors import HubError, unauthorized
 from infra.settings import Settings
 
 PUBLISHABLE_KEY_HEADER = "x-publishable-key"
+
+# Tells every hub process (this one included) that a product or one of its keys changed.
+AnnounceProductChanged = Callable[[int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,26 @@ class Credentials:
     """Looks up the product keys a caller presents and refuses them where they do not
     belong; which credential a route takes is `auth/transport.py`'s guards' business."""
 
-    def __init__(self, db: Database, settings: Settings, alerts: SecurityAlerts) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        alerts: SecurityAlerts,
+        announce_product_changed: AnnounceProductChanged | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.alerts = alerts
         self.last_used = keys.LastUsed(db)
+        self.live_keys = KeyCache()
+        self._announce_product_changed = announce_product_changed
+
+    async def product_changed(self, product_id: int) -> None:
+        """A product or one of its keys changed (in SQL, committed): this process forgets
+        what it cached of it now, every other one when the announcement reaches it."""
+        self.live_keys.forget_product(product_id)
+        if self._announce_product_changed is not None:
+            await self._announce_product_changed(product_id)
 
     # -- server API -----------------------------------------------------------------------
 
@@ -102,14 +123,21 @@ class Credentials:
         self, request: HTTPConnection, presented: str
     ) -> tuple[keys.ProductKey, Stored] | None:
         """The live product key with this plaintext (and its product); an unknown key is
-        counted, a revoked one alerted."""
-        key = await keys.find_key(self.db, presented)
+        counted, a revoked one alerted. Live keys come from `live_keys` when it has them."""
+        digest = hash_secret(presented)
+        cached = self.live_keys.get(digest)
+        if cached is not None:
+            key, product = cached
+            return key, Stored(product_keys, key.id, key.prefix, key.env, product)
+        generation = self.live_keys.generation
+        key = await keys.find_key_by_hash(self.db, digest)
         if key is None:
             self.alerts.failed_lookup(client_address(request))
             return None
         product = await get_product(self.db, key.product_id)
         if product is None:
             return None
+        self.live_keys.put(digest, key, product, generation)
         stored = Stored(product_keys, key.id, key.prefix, key.env, product)
         if not key.active:
             self.revoked_used(stored)
@@ -145,6 +173,8 @@ class Credentials:
         await self.db.execute(
             stored.table.update().where(stored.table.c.id == stored.id).values(**values)
         )
+        if stored.table is product_keys:
+            await self.product_changed(stored.product.id)
         self.alerts.fire(alerts.COMPROMISED_KEY, stored.product, stored.env, **stored.names())
         raise HubError(401, "auth.key_compromised")
 

@@ -139,7 +139,12 @@ _BY_HASH = product_keys.select().where(
 
 async def find_key(db: Database, presented: str) -> ProductKey | None:
     """The key with this plaintext, revoked or not (the caller tells the two apart)."""
-    row = await db.fetch_one(bound(_BY_HASH, key_hash=hash_secret(presented)))
+    return await find_key_by_hash(db, hash_secret(presented))
+
+
+async def find_key_by_hash(db: Database, key_hash: str) -> ProductKey | None:
+    """The key whose plaintext has this digest (`hash_secret`), revoked or not."""
+    row = await db.fetch_one(bound(_BY_HASH, key_hash=key_hash))
     return _key(row) if row else None
 
 

@@ -7,6 +7,8 @@ to one product environment: a test key never reaches live data.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from databases import Database
 
 from auth import keys
@@ -20,8 +22,10 @@ _UNCHANGED = object()
 
 
 class ProductAdmin:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, changed: Callable[[int], Awaitable[None]]) -> None:
         self._db = db
+        # Called once a product or one of its keys changed, so no process keeps a stale copy.
+        self._changed = changed
 
     # -- users --------------------------------------------------------------------------
 
@@ -52,10 +56,13 @@ class ProductAdmin:
 
     async def rotate_key(self, key: keys.ProductKey) -> tuple[keys.ProductKey, str]:
         """Raises LookupError if the key was revoked meanwhile."""
-        return await keys.rotate_key(self._db, key)
+        rotated = await keys.rotate_key(self._db, key)
+        await self._changed(key.product_id)
+        return rotated
 
     async def revoke_key(self, key: keys.ProductKey) -> None:
         await keys.revoke_key(self._db, key.id, "revoked")
+        await self._changed(key.product_id)
 
     # -- settings -----------------------------------------------------------------------
 
@@ -85,6 +92,7 @@ class ProductAdmin:
             reset_url_template=reset_url_template,
             https_only=https_only,
         )
+        await self._changed(product.id)
         updated = await get_product(self._db, product.id)
         assert updated is not None
         return updated

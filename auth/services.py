@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 
 from auth.account_flows import AccountFlows
 from auth.alerts import SecurityAlerts
-from auth.credentials import Credentials
+from auth.credentials import AnnounceProductChanged, Credentials
 from auth.mail import Mailer
 from auth.mailed_links import MailedLinks
 from auth.org_callers import OrgCallers
@@ -60,6 +60,7 @@ def build_auth_services(
     limiter: RateLimiter,
     alerts: SecurityAlerts,
     on_sessions_revoked: SessionsRevoked,
+    announce_product_changed: AnnounceProductChanged | None = None,
 ) -> AuthServices:
     """Every auth service, each given its collaborators when it is made (nothing is
     patched in afterwards)."""
@@ -75,7 +76,7 @@ def build_auth_services(
     links = MailedLinks(
         db=db, settings=settings, hasher=hasher, mailer=mailer, limiter=limiter, tokens=tokens
     )
-    credentials = Credentials(db, settings, alerts)
+    credentials = Credentials(db, settings, alerts, announce_product_changed)
     org_credentials = OrgCredentials(db, signer)
     return AuthServices(
         settings=settings,
@@ -92,5 +93,5 @@ def build_auth_services(
         org_callers=OrgCallers(
             db=db, credentials=credentials, org_credentials=org_credentials, signer=signer
         ),
-        product_admin=ProductAdmin(db),
+        product_admin=ProductAdmin(db, credentials.product_changed),
     )

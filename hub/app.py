@@ -117,6 +117,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         CableRegistry(broker),
         revoked_among=functools.partial(sessions.inactive_among, db),
         leases=leases,
+        # `auth` is built below; a control message only arrives once the app runs.
+        on_product_changed=lambda product_id: auth.credentials.live_keys.forget_product(product_id),
     )
 
     alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
         alerts=alerts,
         on_sessions_revoked=cable.announce_revoked,
+        announce_product_changed=cable.announce_product_changed,
     )
     cable_endpoint = CableEndpoint(
         node=cable,

@@ -8,6 +8,8 @@ from typing import Any
 
 from databases import Database
 
+from hub.cable.protocol import ProductChanged, encode_control
+from infra.broker import CONTROL_CHANNEL, Broker
 from infra.db import connect_database
 from infra.settings import Settings, SettingsError
 
@@ -32,3 +34,16 @@ def with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]
             await db.disconnect()
 
     return asyncio.run(run())
+
+
+async def announce_product_changed(settings: Settings, product_id: int) -> None:
+    """Tell the running hub processes (through Redis) to drop what they cached of a product
+    whose keys or settings this command changed. Without Redis, or should Redis be down, they
+    drop it within `auth.key_cache.KEY_CACHE_SECONDS`."""
+    if not settings.redis_url:
+        return
+    broker = Broker(settings.redis_url, settings.redis_prefix)
+    try:
+        await broker.publish(CONTROL_CHANNEL, encode_control(ProductChanged(product_id)))
+    finally:
+        await broker.stop()

@@ -9,7 +9,7 @@ from typing import Any
 
 from databases import Database
 
-from hub.cli_common import settings_or_exit, with_database
+from hub.cli_common import announce_product_changed, settings_or_exit, with_database
 
 
 def cmd_products_create(args: argparse.Namespace) -> None:
@@ -64,10 +64,13 @@ def cmd_products_origins(args: argparse.Namespace) -> None:
         product = await products.get_product_by_slug(db, args.slug)
         if product is None:
             raise SystemExit(f"notification-hub: no product {args.slug!r}")
-        return await products.set_origins(db, product.id, args.origin)
+        origins = await products.set_origins(db, product.id, args.origin)
+        await announce_product_changed(settings, product.id)
+        return origins
 
+    settings = settings_or_exit()
     try:
-        origins = with_database(settings_or_exit(), work)
+        origins = with_database(settings, work)
     except ValueError as exc:
         raise SystemExit(f"notification-hub: {exc}") from None
     print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
@@ -89,6 +92,7 @@ def cmd_products_verification(args: argparse.Namespace) -> None:
             verify_url_template=args.verify_url,
             https_only=settings.production,
         )
+        await announce_product_changed(settings, product.id)
         return await products.get_product(db, product.id)
 
     try:
@@ -113,9 +117,11 @@ def cmd_products_rotate_key(args: argparse.Namespace) -> None:
             _, plaintext = await keys.issue_key(db, product.id, args.env, args.kind)
         else:
             _, plaintext = await keys.rotate_key(db, current)
+            await announce_product_changed(settings, product.id)
         return plaintext
 
-    plaintext = with_database(settings_or_exit(), work)
+    settings = settings_or_exit()
+    plaintext = with_database(settings, work)
     print(f"new {args.kind} key of {args.slug} ({args.env}); the previous one no longer works:")
     print(f"  {plaintext}")
 

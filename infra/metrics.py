@@ -39,6 +39,17 @@ CABLE_SOCKETS_REFUSED = Counter(
 NOTIFICATIONS_SENT = Counter(
     "hub_notifications_sent", "Notifications stored and published.", registry=REGISTRY
 )
+PUBLISH_WAITING = Gauge(
+    "hub_publish_waiting",
+    "Publish requests queued for the next group commit (a batch is being stored).",
+    registry=REGISTRY,
+)
+PUBLISH_BATCH = Histogram(
+    "hub_publish_batch_requests",
+    "Publish requests stored per group commit (one transaction, one broker round trip).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
 PUBLISH_TO_SEND = Histogram(
     "hub_publish_to_send_seconds",
     "From a notification's publish (after its commit) to its frame written to a socket.",

@@ -51,6 +51,7 @@ def _service(request: Request) -> NotificationService:
         409: "idempotency.conflict",
         422: ("validation.failed", "notification.unknown_recipients"),
         429: "rate_limited",
+        503: "notification.not_stored",
     },
 )
 async def send_notifications(

@@ -23,6 +23,7 @@ from hub.cable.protocol import (
     DisconnectReason,
     FrameError,
     PingFrames,
+    ProductChanged,
     RecoverGap,
     SessionsRevoked,
     decode_control,
@@ -62,8 +63,11 @@ class CableNode:
         ping_interval: float = 3.0,
         session_check_interval: float = 10.0,
         leases: SocketLeases | None = None,
+        on_product_changed: Callable[[int], None] | None = None,
     ) -> None:
         self.broker = broker
+        # Not the cable's business: what a process cached of a product (its keys) goes.
+        self._on_product_changed = on_product_changed
         self.registry = registry
         # Sockets per user across processes (Redis); without it, per process only.
         self.leases = leases
@@ -184,12 +188,18 @@ class CableNode:
             self.revoke_sessions(message.session_ids)
         elif isinstance(message, RecoverGap):
             asyncio.get_running_loop().create_task(self.recover_gap(message.since))
+        elif isinstance(message, ProductChanged) and self._on_product_changed is not None:
+            self._on_product_changed(message.product_id)
 
     async def announce_revoked(self, session_ids: list[str]) -> None:
         """Tell every hub process (this one included) to end these sessions' sockets."""
         if session_ids:
             message = encode_control(SessionsRevoked(frozenset(session_ids)))
             await self.broker.publish(CONTROL_CHANNEL, message)
+
+    async def announce_product_changed(self, product_id: int) -> None:
+        """Tell every hub process (this one included) to drop what it cached of a product."""
+        await self.broker.publish(CONTROL_CHANNEL, encode_control(ProductChanged(product_id)))
 
     def revoke_sessions(self, session_ids: set[str] | frozenset[str]) -> None:
         for sid in session_ids:

@@ -211,12 +211,21 @@ class RecoverGap:
     since: float
 
 
-Control = SessionsRevoked | RecoverGap
+@dataclass(frozen=True, slots=True)
+class ProductChanged:
+    """A product or one of its keys changed: every process drops what it cached of it."""
+
+    product_id: int
+
+
+Control = SessionsRevoked | RecoverGap | ProductChanged
 
 
 def encode_control(message: Control) -> str:
     if isinstance(message, SessionsRevoked):
         return encode({"type": "sessions_revoked", "sids": sorted(message.session_ids)})
+    if isinstance(message, ProductChanged):
+        return encode({"type": "product_changed", "product": message.product_id})
     return encode({"type": "recover", "since": message.since})
 
 
@@ -232,6 +241,10 @@ def decode_control(raw: str) -> Control:
         since = message.get("since")
         if isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since):
             return RecoverGap(float(since))
+    elif kind == "product_changed":
+        product = message.get("product")
+        if isinstance(product, int) and not isinstance(product, bool):
+            return ProductChanged(product)
     raise FrameError(f"not a control message: {str(kind)[:40]}")
 
 

@@ -126,6 +126,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Někteří příjemci nejsou uživateli tohoto prostředí produktu; nic nebylo odesláno.",
         "de": "Einige Empfänger sind keine Benutzer dieser Produktumgebung; nichts wurde gesendet.",
     },
+    "notification.not_stored": {
+        "en": "The notification could not be stored; nothing was sent. Send it again.",
+        "cs": "Oznámení se nepodařilo uložit; nic nebylo odesláno. Odešlete ho znovu.",
+        "de": "Die Benachrichtigung konnte nicht gespeichert werden; nichts wurde gesendet. "
+        "Bitte erneut senden.",
+    },
     "idempotency.conflict": {
         "en": "This Idempotency-Key was used with a different request.",
         "cs": "Tento Idempotency-Key byl použit s jiným požadavkem.",
