@@ -200,6 +200,8 @@ class HubServer:
     rate_limits: bool = True  # False keeps the production defaults
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # One per hub (not per env() call), so that `cli()` talks on the running hub's channels.
+    redis_prefix: str = field(default_factory=lambda: f"hubtest-{uuid.uuid4().hex[:8]}")
     private_key_pem: str = field(default_factory=generate_private_key_pem)
     process: subprocess.Popen | None = None
 
@@ -223,7 +225,7 @@ class HubServer:
                 "DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'hub.db'}",
                 "HUB_PUBLIC_URL": self.url,
                 "HUB_JWT_PRIVATE_KEYS": self.private_key_pem,
-                "HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}",
+                "HUB_REDIS_PREFIX": self.redis_prefix,
                 "HUB_LOG_LEVEL": "debug",
                 "PYTHONUNBUFFERED": "1",
             }

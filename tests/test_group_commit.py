@@ -46,8 +46,6 @@ def hub(tmp_path_factory, database_url, redis_url) -> Iterator[HubServer]:
         workdir=tmp_path_factory.mktemp("group"),
         database_url=database_url,
         redis_url=redis_url,
-        # Fixed, so that its CLI commands speak on the hub's channels.
-        extra_env={"HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}"},
     )
     server.start()
 
@@ -307,13 +305,12 @@ async def test_idempotency_keys_inside_and_across_batches(client, sql, database_
 def twin_hubs(tmp_path: Path, database_url: str, redis_url: str | None) -> Iterator[tuple]:
     if redis_url is None:
         service_missing("Redis (REDIS_URL)")
-    prefix = {"HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}"}
-    a = HubServer(tmp_path / "a", database_url, redis_url=redis_url, extra_env=prefix)
+    a = HubServer(tmp_path / "a", database_url, redis_url=redis_url)
     b = HubServer(
         tmp_path / "b",
         database_url,
         redis_url=redis_url,
-        extra_env=prefix,
+        redis_prefix=a.redis_prefix,
         private_key_pem=a.private_key_pem,
     )
     for hub in (a, b):

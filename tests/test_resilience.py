@@ -150,17 +150,20 @@ def new_hub(
     """A hub (not started yet). `twin_of`: another process of the same deployment (same
     database, Redis prefix and signing key)."""
     workdir.mkdir(parents=True)
-    extra_env = {"HUB_REDIS_PREFIX": f"hubtest-{uuid.uuid4().hex[:8]}", **env}
-    key = {}
+    extra_env = dict(env)
+    same_deployment = {}
     if twin_of is not None:
         extra_env = dict(twin_of.extra_env)
-        key = {"private_key_pem": twin_of.private_key_pem}
+        same_deployment = {
+            "redis_prefix": twin_of.redis_prefix,
+            "private_key_pem": twin_of.private_key_pem,
+        }
     hub = HubServer(
         workdir=workdir,
         database_url=database_url,
         redis_url=redis_url,
         extra_env=extra_env,
-        **key,
+        **same_deployment,
     )
     processes.append(hub)
     return hub
@@ -401,7 +404,7 @@ async def test_after_a_redis_outage_the_hub_recovers_the_gap_by_itself(
     back, without waiting for anyone to publish again (the README's "re-reads from SQL what
     was published in the gap"). Failed every run before e9259f0."""
     redis_server, hub, sk = await hub_on_own_redis(tmp_path, database_url, processes)
-    streams = f"{hub.extra_env['HUB_REDIS_PREFIX']}:notifications:*"
+    streams = f"{hub.redis_prefix}:notifications:*"
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
         user_id, token = await api_user(http, sk)
         listener = Listener((await cable(hub.url, token)).ws)
