@@ -113,22 +113,26 @@ class CableEndpoint:
             await _send_last(websocket, DisconnectReason.INVALID_REQUEST)
             return
         host = CableHost(node.registry, connection, self.limits, self.channels)
-        writer = asyncio.create_task(connection.write_loop())
+        # This task reads the socket itself (no reader or writer task per socket): the hub
+        # ending the socket (its disconnect frame went out, or a write failed) cancels it.
+        connection.reader = asyncio.current_task()
         connection.send(WELCOME)
-        reader = asyncio.create_task(_read_loop(websocket, host))
         try:
-            # Ends when the client leaves (reader) or the hub drops the client (writer
-            # finished sending its disconnect frame).
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await _read_loop(websocket, host)
+        except asyncio.CancelledError:
+            # Only the connection's own cancel is absorbed; anyone else's goes on.
+            task = asyncio.current_task()
+            if not connection.reader_stopped or (task is not None and task.uncancel() > 0):
+                raise
         finally:
-            reader.cancel()
+            connection.reader = None  # no cancel may land in the clean-up below
             await node.remove(connection)
             await host.close()
-            if not writer.done():
+            if not connection.closing:  # the client left: say so, if the socket still takes it
                 connection.disconnect(DisconnectReason.REMOTE)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer, timeout=1)
-                writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.wait_closed(), timeout=1)
+            connection.stop_writing()
             await connection.close()
 
 
