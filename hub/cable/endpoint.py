@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from auth.transport import USER_TOKEN
@@ -75,6 +76,14 @@ class CableEndpoint:
         self.node = node
         self.channels = channels
         self.limits = limits
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The route's ASGI app. Starlette would wrap a function endpoint in a session
+        wrapper and a second exception-handling layer (the app's middleware has one already),
+        whose coroutines and closures would live as long as each socket and sit on every
+        frame's way out; this returns `serve`'s coroutine itself, so no frame of its own
+        stays either."""
+        return self.serve(WebSocket(scope, receive=receive, send=send))
 
     async def serve(self, websocket: WebSocket) -> None:
         subprotocol = PROTOCOL if PROTOCOL in _offered_protocols(websocket) else None
@@ -155,4 +164,4 @@ async def _read_loop(websocket: WebSocket, host: CableHost) -> None:
 
 
 def routes(endpoint: CableEndpoint) -> list[WebSocketRoute]:
-    return [WebSocketRoute("/cable", endpoint.serve)]
+    return [WebSocketRoute("/cable", endpoint)]  # an ASGI app: see `CableEndpoint.__call__`
