@@ -13,6 +13,7 @@ import time
 import pytest
 
 from channels.base import Channel
+from hub.cable import eager
 from hub.cable import registry as registry_module
 from hub.cable.bucket import TokenBucket
 from hub.cable.connection import CableConnection
@@ -379,6 +380,56 @@ async def test_a_client_that_leaves_while_a_write_waits_ends_its_session(cable):
     await asyncio.wait_for(cable.sessions[-1], 3)  # gives up on the write after its grace
     await until(lambda: len(asyncio.all_tasks()) == tasks - 1)  # the write and the session
     assert socket.closed and connection not in cable.node.connections
+
+
+async def test_eager_start_runs_inline_and_becomes_a_task_only_when_it_waits():
+    seen: list[object] = []
+
+    async def write(gate: asyncio.Future | None) -> None:
+        seen.append("started")
+        try:
+            if gate is not None:
+                seen.append(await gate)
+            seen.append("done")
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    assert eager.start(write(None)) is None and seen == ["started", "done"]
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    assert task is not None and seen == ["started"]  # ran up to the wait, inline
+    gate.set_result("result")
+    await task
+    assert seen == ["started", "result", "done"]
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    gate.set_exception(OSError("peer gone"))
+    with pytest.raises(OSError):
+        await task
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["started", "cancelled"] and gate.cancelled()
+
+    async def one_turn() -> None:  # a bare yield, not a future
+        await asyncio.sleep(0)
+        seen.append("after a turn")
+
+    seen.clear()
+    task = eager.start(one_turn())
+    assert task is not None and seen == []
+    await task
+    assert seen == ["after a turn"]
 
 
 async def test_one_task_per_socket(cable):
