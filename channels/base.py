@@ -36,6 +36,10 @@ class ChannelHost(Protocol):
 class Channel:
     """One subscription; see the module's docstring."""
 
+    # One per subscribed socket, thousands at once: no per-instance dict unless a subclass
+    # adds one (a subclass with state of its own declares its own `__slots__`).
+    __slots__ = ("connection", "host", "identifier", "params", "rejected", "streams")
+
     name: ClassVar[str] = ""
     actions: ClassVar[frozenset[str]] = frozenset()
     # Send each message as a JSON string inside the frame (what the Kiket seed's client reads)
@@ -49,7 +53,7 @@ class Channel:
         self.connection = connection
         self.identifier = identifier
         self.params = params
-        self.streams: list[str] = []
+        self.streams: tuple[str, ...] = ()  # almost always one: no list per subscription
         self.rejected = False
 
     async def subscribed(self) -> None:
@@ -59,7 +63,7 @@ class Channel:
         """Called when the client unsubscribes or the connection closes."""
 
     async def stream_from(self, stream: str, recover: Any = None) -> None:
-        self.streams.append(stream)
+        self.streams += (stream,)
         await self.host.stream_from(self, stream, recover)
 
     def transmit(self, message: Any) -> None:

@@ -26,6 +26,7 @@ class NotificationsChannel(Channel):
     actions = frozenset({"mark_read", "mark_all_read", "sync"})
     # The seed's client does JSON.parse(data.message): every message is a JSON string.
     message_as_json_string = True
+    __slots__ = ("service",)
 
     def __init__(
         self,
@@ -44,17 +45,17 @@ class NotificationsChannel(Channel):
         return UserScope(c.product_id, c.env, c.user_id)
 
     async def subscribed(self) -> None:
-        scope = self._scope()
-        service, locale = self.service, self.connection.locale
+        # A bound method, not a closure: no function, cells and scope kept per socket.
+        await self.stream_from(self._scope().stream, self.recover)
 
-        async def recover(since: datetime) -> list[tuple[int, str]]:
-            missed = await service.created_since(scope, since, RECOVER_LIMIT)
-            if not missed:
-                return []
-            count = await service.unread_count(scope)
-            return [(n.id, new_notification_message(n, count, locale)) for n in missed]
-
-        await self.stream_from(scope.stream, recover)
+    async def recover(self, since: datetime) -> list[tuple[int, str]]:
+        """What the user's stream may have missed since `since` (after a broker gap)."""
+        scope, locale = self._scope(), self.connection.locale
+        missed = await self.service.created_since(scope, since, RECOVER_LIMIT)
+        if not missed:
+            return []
+        count = await self.service.unread_count(scope)
+        return [(n.id, new_notification_message(n, count, locale)) for n in missed]
 
     async def mark_read(self, data: dict[str, Any]) -> None:
         notification_id = parse_id(data.get("id"), allow_zero=True)

@@ -91,6 +91,11 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         proxy_headers=False,
         http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
+        # No permessage-deflate, which every browser offers: its zlib state, kept for the
+        # socket's life (context takeover), costs ~40 KB per socket, more than the rest of
+        # the socket together, to shrink frames of a few hundred bytes (ActionCable servers
+        # do not compress either).
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=10,
     )
 

@@ -25,6 +25,15 @@ async def product(hub):
     return create_product(hub)
 
 
+async def test_no_compression_even_when_the_client_offers_it(hub, client, product):
+    # Every browser offers permessage-deflate; its zlib state would cost ~40 KB per socket.
+    _, token = await api_user(client, product["sk_live"])
+    tab = await CableClient.connect(hub.url, token, compression="deflate")
+    assert tab.ws.response.headers.get("Sec-WebSocket-Extensions") is None
+    assert await tab.recv() == {"type": "welcome"}
+    await tab.close()
+
+
 async def test_handshake_subscribe_and_receive(hub, client, product):
     user_id, token = await api_user(client, product["sk_live"], name="Jan", locale="cs")
     tab = await CableClient.connect(hub.url, token)

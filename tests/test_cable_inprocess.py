@@ -13,6 +13,7 @@ import time
 import pytest
 
 from channels.base import Channel
+from hub.cable import eager
 from hub.cable import registry as registry_module
 from hub.cable.bucket import TokenBucket
 from hub.cable.connection import CableConnection
@@ -27,18 +28,29 @@ ROOM = json.dumps({"channel": "RoomChannel", "room": "a"})
 
 
 class FakeSocket:
-    """What the cable uses of a Starlette WebSocket: receive, send_text, close."""
+    """What the cable uses of a Starlette WebSocket: receive, send_text, close. Its writes
+    finish at once unless `back_up` made them wait (a client that stopped reading)."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.inbox: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = False
+        self.writable = asyncio.Event()
+        self.writable.set()
 
     async def receive(self) -> dict:
         return await self.inbox.get()
 
     async def send_text(self, text: str) -> None:
+        if not self.writable.is_set():
+            await self.writable.wait()
         self.sent.append(text)
+
+    def back_up(self) -> None:
+        self.writable.clear()
+
+    def drain(self) -> None:
+        self.writable.set()
 
     async def close(self, code: int = 1000) -> None:
         self.closed = True
@@ -317,12 +329,125 @@ async def test_invalid_request_over_the_socket_limit(cable):
 
 
 async def test_too_slow_when_the_send_queue_fills(cable):
-    socket, _ = cable.connect(max_queue=4)
+    socket, connection = cable.connect(max_queue=4)
     await cable.joined(socket)
-    for n in range(10):  # queued synchronously: the writer has no chance to drain
+    before = len(socket.sent)
+    socket.back_up()
+    for n in range(10):  # the first write waits; 4 queue behind it; the 6th is one too many
         cable.registry.broadcast("room:a", json.dumps(n))
+    assert connection.closing and not socket.closed
+    socket.drain()
     await until(lambda: socket.closed)
+    # The waiting write, then the verdict: the backlog is dropped, not sent.
+    assert [json.loads(f["message"]) for f in socket.frames()[before:-1]] == [0]
     assert last(socket) == {"type": "disconnect", "reason": "too_slow", "reconnect": True}
+
+
+async def test_a_socket_that_keeps_up_is_written_inline(cable):
+    socket, _ = cable.connect()
+    await cable.joined(socket)
+    tasks = len(asyncio.all_tasks())
+    cable.registry.broadcast("room:a", json.dumps("hello"))
+    # Written before this coroutine yields, and no task was made for it.
+    assert json.loads(last(socket)["message"]) == "hello"
+    assert len(asyncio.all_tasks()) == tasks
+
+
+async def test_a_backed_up_socket_keeps_its_frames_in_order(cable):
+    socket, connection = cable.connect()
+    await cable.joined(socket)
+    before = len(socket.sent)
+    socket.back_up()
+    for n in range(5):
+        cable.registry.broadcast("room:a", json.dumps(n))
+    socket.drain()
+    await until(lambda: len(socket.sent) == before + 5)
+    assert [json.loads(f["message"]) for f in socket.frames()[before:]] == [0, 1, 2, 3, 4]
+    assert not connection.closing
+    # Caught up: the next frame is written inline again.
+    cable.registry.broadcast("room:a", json.dumps(5))
+    assert json.loads(last(socket)["message"]) == 5
+
+
+async def test_a_client_that_leaves_while_a_write_waits_ends_its_session(cable):
+    socket, connection = cable.connect()
+    await cable.joined(socket)
+    tasks = len(asyncio.all_tasks())
+    socket.back_up()  # and it never drains again
+    cable.registry.broadcast("room:a", json.dumps("stuck"))
+    assert len(asyncio.all_tasks()) == tasks + 1  # the waiting write
+    socket.leave()
+    await asyncio.wait_for(cable.sessions[-1], 3)  # gives up on the write after its grace
+    await until(lambda: len(asyncio.all_tasks()) == tasks - 1)  # the write and the session
+    assert socket.closed and connection not in cable.node.connections
+
+
+async def test_eager_start_runs_inline_and_becomes_a_task_only_when_it_waits():
+    seen: list[object] = []
+
+    async def write(gate: asyncio.Future | None) -> None:
+        seen.append("started")
+        try:
+            if gate is not None:
+                seen.append(await gate)
+            seen.append("done")
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    assert eager.start(write(None)) is None and seen == ["started", "done"]
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    assert task is not None and seen == ["started"]  # ran up to the wait, inline
+    gate.set_result("result")
+    await task
+    assert seen == ["started", "result", "done"]
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    gate.set_exception(OSError("peer gone"))
+    with pytest.raises(OSError):
+        await task
+
+    seen.clear()
+    gate = asyncio.get_running_loop().create_future()
+    task = eager.start(write(gate))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["started", "cancelled"] and gate.cancelled()
+
+    async def one_turn() -> None:  # a bare yield, not a future
+        await asyncio.sleep(0)
+        seen.append("after a turn")
+
+    seen.clear()
+    task = eager.start(one_turn())
+    assert task is not None and seen == []
+    await task
+    assert seen == ["after a turn"]
+
+
+async def test_one_task_per_socket(cable):
+    """The session's own task reads the socket; writing needs none while it keeps up."""
+    tasks = len(asyncio.all_tasks())
+    sockets = [cable.connect(user_id=n)[0] for n in range(10)]
+    for socket in sockets:
+        await cable.joined(socket)
+    assert len(asyncio.all_tasks()) == tasks + 10
+
+
+async def test_the_hub_ending_a_socket_ends_its_session(cable):
+    socket, connection = cable.connect()
+    await cable.joined(socket)
+    connection.disconnect(DisconnectReason.UNAUTHORIZED)
+    await asyncio.wait_for(cable.sessions[-1], 1)  # ended, not cancelled
+    assert not cable.sessions[-1].cancelled() and socket.closed
+    assert connection not in cable.node.connections and len(cable.registry) == 0
 
 
 async def test_server_restart_reaches_every_socket(cable):
@@ -336,6 +461,21 @@ async def test_server_restart_reaches_every_socket(cable):
 async def test_pings(cable):
     socket, _ = cable.connect()
     await until(lambda: any(f["type"] == "ping" for f in socket.frames() if "type" in f))
+
+
+async def test_a_ping_tick_writes_one_frame_object_to_every_socket(cable):
+    sockets = [cable.connect(user_id=n)[0] for n in range(3)]
+
+    def pings(socket: FakeSocket) -> list[str]:
+        return [f for f in socket.sent if f.startswith('{"type":"ping"')]
+
+    await until(lambda: all(len(pings(s)) >= 2 for s in sockets))
+    # Frames of the same second are one str object, encoded once for every socket.
+    by_text: dict[str, set[int]] = {}
+    for socket in sockets:
+        for frame in pings(socket):
+            by_text.setdefault(frame, set()).add(id(frame))
+    assert all(len(ids) == 1 for ids in by_text.values())
 
 
 async def test_leaving_frees_the_stream_and_the_user_slot(cable):

@@ -2,5 +2,6 @@
 
 `protocol` (every frame, command, disconnect reason and control message), `endpoint` (the
 socket's life), `host` (one socket's commands), `registry` (streams ↔ sockets), `node`
-(sessions, control messages, recovery, timers), `connection`, `leases`, `bucket`.
+(sessions, control messages, recovery, timers), `connection` (and `eager`, its inline
+writes), `leases`, `bucket`.
 """

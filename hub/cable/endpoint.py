@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from auth.transport import USER_TOKEN
@@ -76,6 +77,14 @@ class CableEndpoint:
         self.channels = channels
         self.limits = limits
 
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The route's ASGI app. Starlette would wrap a function endpoint in a session
+        wrapper and a second exception-handling layer (the app's middleware has one already),
+        whose coroutines and closures would live as long as each socket and sit on every
+        frame's way out; this returns `serve`'s coroutine itself, so no frame of its own
+        stays either."""
+        return self.serve(WebSocket(scope, receive=receive, send=send))
+
     async def serve(self, websocket: WebSocket) -> None:
         subprotocol = PROTOCOL if PROTOCOL in _offered_protocols(websocket) else None
         try:
@@ -113,22 +122,26 @@ class CableEndpoint:
             await _send_last(websocket, DisconnectReason.INVALID_REQUEST)
             return
         host = CableHost(node.registry, connection, self.limits, self.channels)
-        writer = asyncio.create_task(connection.write_loop())
+        # This task reads the socket itself (no reader or writer task per socket): the hub
+        # ending the socket (its disconnect frame went out, or a write failed) cancels it.
+        connection.reader = asyncio.current_task()
         connection.send(WELCOME)
-        reader = asyncio.create_task(_read_loop(websocket, host))
         try:
-            # Ends when the client leaves (reader) or the hub drops the client (writer
-            # finished sending its disconnect frame).
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await _read_loop(websocket, host)
+        except asyncio.CancelledError:
+            # Only the connection's own cancel is absorbed; anyone else's goes on.
+            task = asyncio.current_task()
+            if not connection.reader_stopped or (task is not None and task.uncancel() > 0):
+                raise
         finally:
-            reader.cancel()
+            connection.reader = None  # no cancel may land in the clean-up below
             await node.remove(connection)
             await host.close()
-            if not writer.done():
+            if not connection.closing:  # the client left: say so, if the socket still takes it
                 connection.disconnect(DisconnectReason.REMOTE)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer, timeout=1)
-                writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.wait_closed(), timeout=1)
+            connection.stop_writing()
             await connection.close()
 
 
@@ -151,4 +164,4 @@ async def _read_loop(websocket: WebSocket, host: CableHost) -> None:
 
 
 def routes(endpoint: CableEndpoint) -> list[WebSocketRoute]:
-    return [WebSocketRoute("/cable", endpoint.serve)]
+    return [WebSocketRoute("/cable", endpoint)]  # an ASGI app: see `CableEndpoint.__call__`

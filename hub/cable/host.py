@@ -49,6 +49,8 @@ RATE_LIMIT_NOTICE_SECONDS = 1.0
 class CableHost:
     """The per-connection side of the protocol: commands in, frames out (a `ChannelHost`)."""
 
+    __slots__ = ("channels", "connection", "limits", "registry")
+
     def __init__(
         self,
         registry: CableRegistry,

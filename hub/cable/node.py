@@ -113,7 +113,7 @@ class CableNode:
         """Tell every socket `reason` and wait (briefly) until the frames have gone out."""
         for connection in list(self.connections):
             connection.disconnect(reason)
-        waits = [c.closed.wait() for c in list(self.connections)]
+        waits = [c.wait_closed() for c in list(self.connections)]
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=3)
 

@@ -41,25 +41,34 @@ class _Stream:
 
     def __init__(self, recover: Recover | None) -> None:
         self.subscribers: dict[str, set[CableConnection]] = {}
-        # offset → when it was delivered (monotonic), oldest first
-        self.recent: OrderedDict[int, float] = OrderedDict()
+        # offset → when it was delivered (monotonic), oldest first; made on the first
+        # delivery (most per-user streams sit idle) and dropped again once it empties.
+        self.recent: OrderedDict[int, float] | None = None
         self.recover = recover
 
     def first_delivery(self, offset: int | None) -> bool:
         if offset is None:
             return True
-        if offset in self.recent:
+        recent = self.recent
+        if recent is None:
+            recent = self.recent = OrderedDict()
+        elif offset in recent:
             return False
         now = time.monotonic()
-        self.recent[offset] = now
+        recent[offset] = now
         self.forget_before(now - RECENT_SECONDS)
-        if len(self.recent) > RECENT_OFFSETS:
-            self.recent.popitem(last=False)
+        if len(recent) > RECENT_OFFSETS:
+            recent.popitem(last=False)
         return True
 
     def forget_before(self, moment: float) -> None:
-        while self.recent and next(iter(self.recent.values())) < moment:
-            self.recent.popitem(last=False)
+        recent = self.recent
+        if recent is None:
+            return
+        while recent and next(iter(recent.values())) < moment:
+            recent.popitem(last=False)
+        if not recent:
+            self.recent = None
 
     def empty(self) -> bool:
         return not self.subscribers
