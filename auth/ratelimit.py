@@ -38,6 +38,8 @@ class RateLimiter:
     def __init__(self, redis_url: str | None = None, key_prefix: str = "hub") -> None:
         storage: Storage
         if redis_url:
+            # `redis+cluster://` becomes limits' cluster storage: each limit is one key, so
+            # it lives on one shard and its script needs no hash tag.
             storage = storage_from_string(
                 f"async+{redis_url}", implementation="redispy", key_prefix=f"{key_prefix}:limits"
             )

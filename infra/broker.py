@@ -3,7 +3,8 @@
 `memory://` (no `REDIS_URL`) is the in-process transport: one process, nothing to run.
 `redis://` is Redis pub/sub, which reconnects with backoff, resubscribes every channel, and
 reports the window in which messages may have been missed, so the cable can recover them from
-SQL (the source of truth). Both transports are in `infra/pubsub.py`; this class adds the
+SQL (the source of truth); `redis+cluster://` is the same on Redis Cluster, with the streams on
+sharded pub/sub. Both transports are in `infra/pubsub.py`; this class adds the
 channel prefix, the recovery request after a failed publish and the gap margin.
 
 Subscription bookkeeping (which stream needs a channel) is the cable registry's job; the broker
@@ -23,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from infra.pubsub import MemoryPubSub, RedisPubSub, Transport
+from infra.pubsub import MemoryPubSub, Transport, redis_transport
 from infra.pubsub import redis_client as redis_client  # the cable's leases share it
 
 logger = logging.getLogger("hub.broker")
@@ -66,7 +67,9 @@ class Broker:
         self._prefix = f"{prefix}:"
         self._backend: Transport
         if url:
-            self._backend = RedisPubSub(url, on_reconnect=self._reconnected)
+            # On a cluster the control channel stays on classic pub/sub (every node hears it).
+            control = [self._name(CONTROL_CHANNEL)]
+            self._backend = redis_transport(url, self._reconnected, broadcast=control)
         else:
             self._backend = MemoryPubSub()
         self._gap_notice = gap_notice
