@@ -111,18 +111,28 @@ def parse_cluster_url(url: str) -> ClusterAddress:
     return ClusterAddress(nodes, unquote(username) or None, unquote(password) or None)
 
 
-# A pooled connection the server closed fails the first command sent on it, so that command is
-# sent once more on a new connection (otherwise the first publish or readiness probe after a
-# restart fails).
-def _retry_once() -> dict[str, Any]:
-    return {"retry": Retry(NoBackoff(), 1), "retry_on_error": [aioredis.ConnectionError]}
+def retry_options(count: int) -> dict[str, Any]:
+    """redis-py client options: a command that failed on a dropped connection is sent `count`
+    more times on a new one, at once."""
+    return {"retry": Retry(NoBackoff(), count), "retry_on_error": [aioredis.ConnectionError]}
 
 
-def redis_client(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
-    """A client whose commands survive a Redis restart: a plain client for `redis://`, a
-    cluster client (keys routed by hash slot) for `redis+cluster://`."""
+# Commands: a pooled connection the server closed fails the first command sent on it, so that
+# command is sent once more on a new connection (otherwise the first publish or readiness
+# probe after a restart fails).
+COMMAND_RETRIES = 1
+# Subscriptions: none. redis-py's pub/sub would reconnect and resubscribe by itself, silently,
+# and what was published meanwhile would be lost without a gap being reported.
+SUBSCRIBER_RETRIES = 0
+
+
+def redis_client(
+    url: str, retries: int = COMMAND_RETRIES, **options: Any
+) -> aioredis.Redis | RedisCluster:
+    """A plain client for `redis://`, a cluster client (keys routed by hash slot) for
+    `redis+cluster://`; a failed command is sent `retries` more times on a new connection."""
     if not is_cluster_url(url):
-        return aioredis.Redis.from_url(url, **_retry_once(), **options)
+        return aioredis.Redis.from_url(url, **retry_options(retries), **options)
     address = parse_cluster_url(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
@@ -130,7 +140,7 @@ def redis_client(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
         password=address.password,
         # A shard that is down must not stop the client from routing to the others.
         require_full_coverage=False,
-        **_retry_once(),
+        **retry_options(retries),
         **options,
     )
 
@@ -236,16 +246,6 @@ class Subscriber:
             with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
                 await (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
 
-    async def ping(self) -> bool:
-        """The server answers and the subscription connection is up."""
-        client = self.client
-        if client is None or not self.connected.is_set():
-            return False
-        try:
-            return bool(await client.ping())
-        except (aioredis.RedisError, OSError):
-            return False
-
     async def _run(self) -> None:
         while True:
             self.client = self._client()
@@ -325,11 +325,15 @@ class RedisPubSub:
     """
 
     def __init__(self, url: str, on_reconnect: OnReconnect | None = None) -> None:
-        self._client = redis_client(
-            url, health_check_interval=5, socket_connect_timeout=3, socket_keepalive=True
-        )
+        options: dict[str, Any] = {
+            "health_check_interval": 5,
+            "socket_connect_timeout": 3,
+            "socket_keepalive": True,
+        }
+        self._client = redis_client(url, **options)
+        listening = redis_client(url, SUBSCRIBER_RETRIES, **options)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._subscriber = Subscriber(lambda: self._client, self._queue, on_reconnect)
+        self._subscriber = Subscriber(lambda: listening, self._queue, on_reconnect)
         self.connected = self._subscriber.connected
 
     async def connect(self) -> None:
@@ -340,6 +344,8 @@ class RedisPubSub:
 
     async def disconnect(self) -> None:
         await self._subscriber.stop()
+        if self._subscriber.client is not None:
+            await self._subscriber.client.aclose()
         await self._client.aclose()
 
     async def subscribe(self, channel: str) -> None:
@@ -359,7 +365,17 @@ class RedisPubSub:
         return await self._queue.get()
 
     async def ping(self) -> bool:
-        return await self._subscriber.ping()
+        """Redis answers and the subscription connection is up."""
+        return await _ping(self._client, self._subscriber)
+
+
+async def _ping(client: aioredis.Redis, subscriber: Subscriber) -> bool:
+    if not subscriber.connected.is_set():
+        return False
+    try:
+        return bool(await client.ping())
+    except (aioredis.RedisError, OSError):
+        return False
 
 
 class ShardedRedisPubSub:
@@ -380,12 +396,13 @@ class ShardedRedisPubSub:
         self._on_reconnect = on_reconnect
         self._broadcast = frozenset(broadcast)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._clients: dict[str, aioredis.Redis] = {}
+        self._clients: dict[tuple[str, int, int], aioredis.Redis] = {}
         self._shards: dict[str, Subscriber] = {}
         self._unplaced: set[str] = set()  # stream channels waiting for the slot map
         self._lost: set[str] = set()  # channels a shard dropped by itself
         self._lost_since: float | None = None
         self._next_node = 0
+        self._control_node = self._address.nodes[0]  # where the control subscriber is
         self._control = Subscriber(self._any_node, self._queue, on_reconnect, name="redis control")
         self.connected = self._control.connected
         self._lock = asyncio.Lock()  # subscribe, unsubscribe and moving channels, one at a time
@@ -471,15 +488,14 @@ class ShardedRedisPubSub:
     async def ping(self) -> bool:
         """The cluster answers (the control connection is up). An outage of one shard is not
         a reason to take the process out of service: the other shards' streams still work."""
-        return await self._control.ping()
+        return await _ping(self._client(*self._control_node), self._control)
 
     # -- nodes and shards ------------------------------------------------------------------
 
-    def _client(self, host: str, port: int) -> aioredis.Redis:
-        name = f"{host}:{port}"
-        client = self._clients.get(name)
+    def _client(self, host: str, port: int, retries: int = COMMAND_RETRIES) -> aioredis.Redis:
+        client = self._clients.get((host, port, retries))
         if client is None:
-            client = self._clients[name] = aioredis.Redis(
+            client = self._clients[host, port, retries] = aioredis.Redis(
                 host=host,
                 port=port,
                 username=self._address.username,
@@ -487,7 +503,7 @@ class ShardedRedisPubSub:
                 health_check_interval=5,
                 socket_connect_timeout=3,
                 socket_keepalive=True,
-                **_retry_once(),
+                **retry_options(retries),
             )
         return client
 
@@ -499,7 +515,8 @@ class ShardedRedisPubSub:
         """The next node in turn (classic pub/sub reaches every node through the bus)."""
         nodes = self._nodes()
         self._next_node = (self._next_node + 1) % len(nodes)
-        return self._client(*nodes[self._next_node])
+        self._control_node = nodes[self._next_node]
+        return self._client(*self._control_node, SUBSCRIBER_RETRIES)
 
     def _owner(self, channel: str) -> ClusterNode | None:
         try:
@@ -510,7 +527,7 @@ class ShardedRedisPubSub:
     def _shard(self, node: ClusterNode) -> Subscriber:
         shard = self._shards.get(node.name)
         if shard is None:
-            client = self._client(node.host, node.port)
+            client = self._client(node.host, node.port, SUBSCRIBER_RETRIES)
             shard = self._shards[node.name] = Subscriber(
                 lambda: client,
                 self._queue,
@@ -530,9 +547,15 @@ class ShardedRedisPubSub:
         await pipe.execute()
 
     async def _publish_anywhere(self, batch: list[tuple[str, str]]) -> None:
+        """Classic publish on the first node that takes it: the control subscriber's own node
+        first (known alive), then the others."""
+        nodes = self._nodes()
+        if self._control.connected.is_set():
+            nodes = [self._control_node, *nodes]
+        clients = [self._client(host, port) for host, port in nodes]
         failure: BaseException | None = None
-        for host, port in self._nodes():
-            pipe = self._client(host, port).pipeline(transaction=False)
+        for client in clients:
+            pipe = client.pipeline(transaction=False)
             for channel, message in batch:
                 pipe.publish(channel, message)
             try:
@@ -580,7 +603,8 @@ class ShardedRedisPubSub:
                     node = self._owner(channel)
                     if node is None or (node.name == name and channel not in lost):
                         continue
-                    await shard.unsubscribe(channel)
+                    # The old shard has dropped it (or is gone): nothing to tell it.
+                    shard.channels.discard(channel)
                     await self._shard(node).subscribe(channel)
                     gap_since = min(shard.healthy_at, gap_since or shard.healthy_at)
                     logger.warning("redis channel %s moved to shard %s", channel, node.name)

@@ -24,10 +24,12 @@ import httpx
 import pytest
 import websockets
 from redis import asyncio as aioredis
+from redis.crc import key_slot
 
-from tests.conftest import service_missing
+from tests.conftest import scratch_postgres, service_missing
 from tests.support import (
     CableClient,
+    HubServer,
     api_user,
     bearer,
     cable,
@@ -40,10 +42,7 @@ from tests.support import (
 from tests.test_resilience import (  # several hubs on one database, a listener, a publisher
     Listener,
     Publisher,
-    database_url,  # noqa: F401
     new_hub,
-    processes,  # noqa: F401
-    start_pair,
     wait_until,
 )
 
@@ -73,6 +72,9 @@ class ClusterNodeProcess:
                 # Longer than the restart below takes: the cluster never declares the node
                 # failed (a quick restart, the common case of a crash under a supervisor).
                 *("--cluster-node-timeout", "5000"),
+                # The README's advice: the other shards keep serving keys (leases, limits)
+                # while one is down.
+                *("--cluster-require-full-coverage", "no"),
                 *("--save", "", "--appendonly", "no"),
             ],
             stdout=log,
@@ -186,6 +188,32 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         cluster.stop()
 
 
+# What the fan-out test spends: two sockets per user, four login attempts per account.
+HUB_ENV = {"HUB_CABLE_MAX_SOCKETS_PER_USER": "2", "HUB_RATE_LOGIN_ACCOUNT": "4/minute"}
+
+
+@pytest.fixture(scope="module")
+def hubs(
+    redis_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HubServer, HubServer, str]]:
+    """Two hub processes of one deployment on the cluster (one SQL database, one prefix) and a
+    product's sk_live key, for every test here: each test makes its own users."""
+    workdir = tmp_path_factory.mktemp("hubs")
+    started: list[HubServer] = []
+    with scratch_postgres() as url:
+        database_url = url or f"sqlite:///{workdir / 'shared.db'}"
+        try:
+            a = new_hub(started, workdir / "a", database_url, redis_cluster.url, **HUB_ENV)
+            b = new_hub(started, workdir / "b", database_url, redis_cluster.url, twin_of=a)
+            a.start()  # first: A migrates the database
+            sk = create_product(a)["sk_live"]
+            b.start()
+            yield a, b, sk
+        finally:
+            for hub in started:
+                hub.stop()
+
+
 def prefix_of(hub) -> str:
     return hub.extra_env["HUB_REDIS_PREFIX"]
 
@@ -210,15 +238,8 @@ async def users_on_every_shard(
     raise AssertionError(f"40 users and still a shard without {per_shard}: {owners}")
 
 
-async def test_streams_are_sharded_across_the_cluster_and_delivered(
-    tmp_path,
-    database_url,  # noqa: F811
-    processes,  # noqa: F811
-    redis_cluster,
-):
-    hub = new_hub(processes, tmp_path / "hub", database_url, redis_cluster.url)
-    await asyncio.to_thread(hub.start)
-    sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
+async def test_streams_are_sharded_across_the_cluster_and_delivered(redis_cluster, hubs):
+    hub, _, sk = hubs
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
         shards = await users_on_every_shard(redis_cluster, hub, http, sk)
         everyone = [pair for shard in shards for pair in shard]
@@ -243,15 +264,9 @@ async def test_streams_are_sharded_across_the_cluster_and_delivered(
 
 
 async def test_two_hubs_on_the_cluster_fan_out_share_leases_limits_and_revocations(
-    tmp_path,
-    database_url,  # noqa: F811
-    processes,  # noqa: F811
-    redis_cluster,
+    redis_cluster, hubs
 ):
-    env = {"HUB_CABLE_MAX_SOCKETS_PER_USER": "2", "HUB_RATE_LOGIN_ACCOUNT": "4/minute"}
-    a = new_hub(processes, tmp_path / "a", database_url, redis_cluster.url, **env)
-    b = new_hub(processes, tmp_path / "b", database_url, redis_cluster.url, twin_of=a)
-    sk = await start_pair(a, b)
+    a, b, sk = hubs
     tabs: list[CableClient] = []
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=30) as http_a,
@@ -306,15 +321,8 @@ async def test_two_hubs_on_the_cluster_fan_out_share_leases_limits_and_revocatio
                     await tab.close()
 
 
-async def test_a_node_restart_mid_stream_loses_nothing(
-    tmp_path,
-    database_url,  # noqa: F811
-    processes,  # noqa: F811
-    redis_cluster,
-):
-    hub = new_hub(processes, tmp_path / "hub", database_url, redis_cluster.url)
-    await asyncio.to_thread(hub.start)
-    sk = (await asyncio.to_thread(create_product, hub))["sk_live"]
+async def test_a_node_restart_mid_stream_loses_nothing(redis_cluster, hubs):
+    hub, _, sk = hubs
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
         shards = await users_on_every_shard(redis_cluster, hub, http, sk)
         # The killed node holds A's stream; B's stream is on another shard.
@@ -331,6 +339,7 @@ async def test_a_node_restart_mid_stream_loses_nothing(
         node = redis_cluster.nodes[doomed]
         try:
             await publisher_a.publish_more(20, within=20)
+            mark = len(hub.logs())
             node.kill()
             killed_at = len(publisher_b.ids)
             # While A's shard is down, B's stream goes on being delivered live.
@@ -352,7 +361,7 @@ async def test_a_node_restart_mid_stream_loses_nothing(
             listener_b.assert_exactly_once(publisher_b.ids)
             for listener in (listener_a, listener_b):
                 assert listener.disconnects == [] and not listener.closed.is_set()
-            assert "redis shard" in hub.logs() and "reconnected" in hub.logs()
+            assert f"redis shard 127.0.0.1:{node.port} reconnected" in hub.logs()[mark:]
         finally:
             await publisher_a.stop()
             await publisher_b.stop()
@@ -361,3 +370,91 @@ async def test_a_node_restart_mid_stream_loses_nothing(
             if node.process is None or node.process.poll() is not None:
                 await asyncio.to_thread(node.start)
             await asyncio.to_thread(redis_cluster.wait_ok)
+
+
+async def move_slot(cluster: LocalCluster, slot: int, source: int, target: int) -> None:
+    """Reshard one (keyless) slot from node `source` to node `target`, as `redis-cli --cluster
+    reshard` does: importing, migrating, then the new owner on both."""
+    src, dst = cluster.nodes[source].client(), cluster.nodes[target].client()
+    try:
+        src_id = (await src.execute_command("CLUSTER", "MYID")).decode()
+        dst_id = (await dst.execute_command("CLUSTER", "MYID")).decode()
+        await dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        await src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        assert await src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+        await dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        await src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    finally:
+        await src.aclose()
+        await dst.aclose()
+
+
+async def test_a_stream_whose_slot_moves_follows_it_to_the_new_shard(redis_cluster, hubs):
+    hub, _, sk = hubs
+    pattern = f"{prefix_of(hub)}:notifications:*"
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
+        user_id, token = await api_user(http, sk)
+        listener = Listener((await cable(hub.url, token)).ws)
+        try:
+            [first] = await publish(http, sk, user_id)
+            await wait_until(lambda: listener.got_all([first]), 5, "the first notification")
+            [source] = [
+                i for i, found in enumerate(await redis_cluster.shard_channels(pattern)) if found
+            ]
+            [channel] = (await redis_cluster.shard_channels(pattern))[source]
+            target = (source + 1) % 3
+            await move_slot(redis_cluster, key_slot(channel.encode()), source, target)
+            # Published right after the move: the hub's slot map is stale, the shard answers
+            # MOVED, and what it could not publish is recovered from SQL.
+            after = [(await publish(http, sk, user_id, title=f"moved {i}"))[0] for i in range(5)]
+
+            async def on_target() -> bool:
+                shards = await redis_cluster.shard_channels(pattern)
+                return shards[target] == {channel} and not shards[source]
+
+            deadline = time.monotonic() + 10
+            while not await on_target():
+                assert time.monotonic() < deadline, "the stream never moved to its new shard"
+                await asyncio.sleep(0.05)
+            [last] = await publish(http, sk, user_id, title="on the new shard")
+            with contextlib.suppress(AssertionError):
+                await wait_until(lambda: listener.got_all([*after, last]), 10, "everything")
+            await asyncio.sleep(0.5)  # late duplicates would arrive now
+            listener.assert_exactly_once([first, *after, last])
+            assert listener.disconnects == [] and not listener.closed.is_set()
+        finally:
+            await listener.stop()
+
+
+async def test_a_dropped_shard_connection_is_a_gap_recovered_from_sql(redis_cluster, hubs):
+    """The shard stays up but drops the hub's subscribing connection (CLIENT KILL, as an idle
+    timeout or a proxy would). redis-py's pub/sub would reconnect and resubscribe by itself,
+    and what was published meanwhile would be lost unseen: the hub must see the drop as a
+    gap and recover it from SQL."""
+    hub, _, sk = hubs
+    pattern = f"{prefix_of(hub)}:notifications:*"
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
+        user_id, token = await api_user(http, sk)
+        listener = Listener((await cable(hub.url, token)).ws)
+        try:
+            [first] = await publish(http, sk, user_id)
+            await wait_until(lambda: listener.got_all([first]), 5, "the first notification")
+            shards = await redis_cluster.shard_channels(pattern)
+            node = redis_cluster.nodes[next(i for i, found in enumerate(shards) if found)]
+            mark = len(hub.logs())
+            client = node.client()
+            try:
+                assert await client.client_kill_filter(_type="pubsub") >= 1
+            finally:
+                await client.aclose()
+            await wait_until(
+                lambda: "streams from SQL after a broker gap" in hub.logs()[mark:],
+                10,
+                "a gap recovery",
+            )
+            assert f"redis shard 127.0.0.1:{node.port} reconnected" in hub.logs()[mark:]
+            [after] = await publish(http, sk, user_id)
+            await wait_until(lambda: listener.got_all([after]), 5, "a notification after")
+            listener.assert_exactly_once([first, after])
+        finally:
+            await listener.stop()
