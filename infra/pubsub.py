@@ -303,7 +303,13 @@ class Subscriber:
             if self._on_reconnect is not None:
                 self._on_reconnect(self.healthy_at)
         while True:
-            message = await pubsub.get_message(timeout=1.0)
+            if pubsub.connection is None:
+                # Nothing subscribed on this connection yet (a shard whose streams all left
+                # before it reconnected): redis-py cannot read it; wait for a first channel.
+                await asyncio.sleep(1.0)
+                message = None
+            else:
+                message = await pubsub.get_message(timeout=1.0)
             self.healthy_at = time.time()
             if message is None:
                 continue

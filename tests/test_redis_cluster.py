@@ -460,8 +460,40 @@ async def test_a_dropped_shard_connection_is_a_gap_recovered_from_sql(redis_clus
             [after] = await publish(http, sk, user_id)
             await wait_until(lambda: listener.got_all([after]), 5, "a notification after")
             listener.assert_exactly_once([first, after])
+
+            # The tab leaves (the shard connection keeps no channel of ours), the connection
+            # drops and comes back empty; the tab returns, and the shard serves it again.
+            await listener.stop()
+            await wait_until_async(
+                lambda: no_channels_on(redis_cluster, pattern), 10, "the stream to leave"
+            )
+            mark = len(hub.logs())
+            client = node.client()
+            try:
+                assert await client.client_kill_filter(_type="normal") >= 1
+            finally:
+                await client.aclose()
+            await wait_until(
+                lambda: f"shard 127.0.0.1:{node.port} reconnected" in hub.logs()[mark:],
+                10,
+                "the empty shard connection to come back",
+            )
+            listener = Listener((await cable(hub.url, token)).ws)
+            [back] = await publish(http, sk, user_id)
+            await wait_until(lambda: listener.got_all([back]), 5, "a notification to the tab")
         finally:
             await listener.stop()
+
+
+async def no_channels_on(cluster: LocalCluster, pattern: str) -> bool:
+    return not any(await cluster.shard_channels(pattern))
+
+
+async def wait_until_async(condition, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(
