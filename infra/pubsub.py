@@ -256,8 +256,11 @@ class Subscriber:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 raise
-            except (aioredis.RedisError, OSError) as exc:
-                if self.connected.is_set():
+            except Exception as exc:
+                if not isinstance(exc, aioredis.RedisError | OSError):
+                    # Not a lost connection: a bug here must not end the subscription.
+                    logger.exception("%s failed; reconnecting", self.name)
+                elif self.connected.is_set():
                     logger.warning("%s connection lost (%s); reconnecting", self.name, exc)
                 self.connected.clear()
                 self._pubsub = None
@@ -588,26 +591,28 @@ class ShardedRedisPubSub:
             self._reread_map.clear()
             try:
                 await self._cluster.nodes_manager.initialize()
-            except (aioredis.RedisError, RedisClusterException, OSError) as exc:
+                await self._place_channels()
+            except Exception as exc:  # no node answers yet, or a bug: try again, never stop
                 logger.warning("redis cluster slot map unavailable (%s)", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 self._reread_map.set()
                 continue
             backoff = INITIAL_BACKOFF
-            await self._place_channels()
 
     async def _place_channels(self) -> None:
         gap_since: float | None = None
         async with self._lock:
-            lost, self._lost = self._lost, set()
+            lost = set(self._lost)  # forgotten only once they are placed (below)
             if lost and self._lost_since is not None:
                 gap_since = self._lost_since
-            self._lost_since = None
             for name, shard in list(self._shards.items()):
                 for channel in list(shard.channels):
                     node = self._owner(channel)
-                    if node is None or (node.name == name and channel not in lost):
+                    if node is None:  # its slot is not covered: kept for the next map
+                        lost.discard(channel)
+                        continue
+                    if node.name == name and channel not in lost:
                         continue
                     # The old shard has dropped it (or is gone): nothing to tell it.
                     shard.channels.discard(channel)
@@ -619,6 +624,9 @@ class ShardedRedisPubSub:
                 if node is not None:
                     self._unplaced.discard(channel)
                     await self._shard(node).subscribe(channel)
+            self._lost -= lost
+            if not self._lost:
+                self._lost_since = None
             for name, shard in list(self._shards.items()):
                 if not shard.channels and name not in self._primaries():
                     await shard.stop()
