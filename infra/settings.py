@@ -94,6 +94,10 @@ class CableLimits:
 class Settings:
     env: str = "development"
     database_url: str = "sqlite:///./hub.db"
+    # REDIS_URL: unset, one process (in-memory broker and limits); `redis://`, `rediss://` or
+    # `unix://`, one Redis shared by every process; `redis+cluster://[user:password@]host:port
+    # [,host:port…]`, Redis Cluster ≥ 7 (any reachable nodes as seeds; the rest are found):
+    # streams on sharded pub/sub, leases and rate limits on the shard of their key.
     redis_url: str | None = None
     redis_prefix: str = "hub"
     smtp_url: str | None = None
@@ -222,8 +226,27 @@ class Settings:
                     f"HUB_WORKERS={self.workers} in production needs Redis: set REDIS_URL so "
                     "that a notification reaches the sockets of every worker"
                 )
+        if self.redis_url:
+            _check_redis_url(self.redis_url)
         for name in RateLimits.__dataclass_fields__:
             _check_rate(f"HUB_RATE_{name.upper()}", getattr(self.rate_limits, name))
+
+
+def _check_redis_url(url: str) -> None:
+    from infra.pubsub import is_cluster_url, parse_cluster_url
+
+    if not is_cluster_url(url):
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                "REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL"
+            )
+        return
+    try:
+        parse_cluster_url(url)
+    except ValueError as exc:
+        raise SettingsError(
+            f"REDIS_URL: {exc}; a cluster is redis+cluster://host:port,host:port,…"
+        ) from None
 
 
 def _check_rate(name: str, value: str) -> None:

@@ -11,6 +11,11 @@ Admitting a socket is one script (drop lapsed leases, count, add), so two proces
 both take a user's last place. If Redis is unreachable the socket is admitted and logged:
 an outage must not lock every user out of their notifications (the per-process limit still
 holds).
+
+On Redis Cluster (`redis+cluster://`) the same works unchanged: every command and script
+touches one key, the user's set, so it runs on the shard that owns that key and needs no hash
+tag. The scripts go as EVAL (the script's text), not EVALSHA: a restarted shard has forgotten
+every loaded script, and a cluster pipeline does not reload them as a plain one does.
 """
 
 from __future__ import annotations
@@ -55,8 +60,6 @@ class SocketLeases:
         self._process = uuid.uuid4().hex[:12]
         self._lease_ms = int(lease_seconds * 1000)
         self.renew_every = lease_seconds / 3
-        self._admit = self._client.register_script(_ADMIT)
-        self._renew = self._client.register_script(_RENEW)
 
     def _key(self, user: UserKey) -> str:
         product_id, env, user_id = user
@@ -68,8 +71,8 @@ class SocketLeases:
     async def admit(self, user: UserKey, socket_id: int, limit: int) -> bool:
         """Take a lease for the socket; False when the user already holds `limit` of them."""
         try:
-            taken = await self._admit(
-                keys=[self._key(user)], args=[limit, self._member(socket_id), self._lease_ms]
+            taken = await self._client.eval(
+                _ADMIT, 1, self._key(user), limit, self._member(socket_id), self._lease_ms
             )
         except (aioredis.RedisError, OSError) as exc:
             logger.warning("socket leases unavailable (%s); admitting without a count", exc)
@@ -88,9 +91,7 @@ class SocketLeases:
             return
         pipe = self._client.pipeline(transaction=False)
         for user, socket_id in sockets:
-            await self._renew(
-                keys=[self._key(user)], args=[self._member(socket_id), self._lease_ms], client=pipe
-            )
+            pipe.eval(_RENEW, 1, self._key(user), self._member(socket_id), self._lease_ms)
         try:
             await pipe.execute()
         except (aioredis.RedisError, OSError) as exc:
