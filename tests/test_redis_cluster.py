@@ -59,6 +59,9 @@ class ClusterNodeProcess:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        # Chosen too: by default the bus is port + 10,000, which may be in the kernel's
+        # ephemeral range and taken by some outgoing connection.
+        self.bus_port = free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> None:
@@ -69,6 +72,7 @@ class ClusterNodeProcess:
                 REDIS_SERVER,
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)),
                 *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                *("--cluster-port", str(self.bus_port)),
                 # Longer than the restart below takes: the cluster never declares the node
                 # failed (a quick restart, the common case of a crash under a supervisor).
                 *("--cluster-node-timeout", "5000"),
@@ -215,7 +219,7 @@ def hubs(
 
 
 def prefix_of(hub) -> str:
-    return hub.extra_env["HUB_REDIS_PREFIX"]
+    return hub.redis_prefix
 
 
 async def users_on_every_shard(
