@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from hub.cable.bucket import TokenBucket
 from hub.cable.protocol import DisconnectReason
@@ -112,5 +112,9 @@ class CableConnection:
             self.closed.set()
 
     async def close(self) -> None:
+        if self.websocket.application_state is WebSocketState.DISCONNECTED:
+            # Already closed, or the peer went away: closing again only raises, and that
+            # exception's traceback would hold this socket's objects in a reference cycle.
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.websocket.close(), timeout=CLOSE_GRACE_SECONDS)
