@@ -42,6 +42,7 @@ from hub.services import Services
 from infra.broker import Broker
 from infra.db import connect_database
 from infra.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
+from infra.gc_policy import CollectorPolicy
 from infra.http import InputCharactersMiddleware
 from infra.metrics import CONNECTIONS, SUBSCRIPTIONS
 from infra.request_ids import RequestIdMiddleware
@@ -143,6 +144,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         limits=settings.cable,
     )
 
+    collector = CollectorPolicy()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.connect()
@@ -151,8 +154,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             if not settings.production:
                 await ensure_demo_product(db, settings)
+            collector.start()  # last: what start-up built is frozen with the process
             yield
         finally:
+            await collector.stop()
             await cable.disconnect_all(protocol.DisconnectReason.SERVER_RESTART)
             await cable.stop()
             await broker.stop()

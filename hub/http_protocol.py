@@ -150,6 +150,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._close_with(refusal)
             return
         super().handle_websocket_upgrade()
+        # The WebSocket protocol owns the connection now. The parser calls back into this
+        # protocol, which holds it: a reference cycle that outlives the socket if the
+        # collector's policy froze it mid-handshake (infra/gc_policy.py).
+        self.parser = None  # type: ignore[assignment]
 
     def send_400_response(self, msg: str) -> None:
         if self._head_refused:

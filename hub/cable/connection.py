@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from hub.cable import eager
 from hub.cable.bucket import TokenBucket
@@ -190,5 +190,9 @@ class CableConnection:
             self._writer.cancel()
 
     async def close(self) -> None:
+        if self.websocket.application_state is WebSocketState.DISCONNECTED:
+            # Already closed, or the peer went away: closing again only raises, and that
+            # exception's traceback would hold this socket's objects in a reference cycle.
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.websocket.close(), timeout=CLOSE_GRACE_SECONDS)
