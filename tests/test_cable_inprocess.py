@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+from starlette.websockets import WebSocketState
 
 from channels.base import Channel
 from hub.cable import eager
@@ -28,10 +29,12 @@ ROOM = json.dumps({"channel": "RoomChannel", "room": "a"})
 
 
 class FakeSocket:
-    """What the cable uses of a Starlette WebSocket: receive, send_text, close. Its writes
-    finish at once unless `back_up` made them wait (a client that stopped reading)."""
+    """What the cable uses of a Starlette WebSocket: receive, send_text, close and
+    application_state. Its writes finish at once unless `back_up` made them wait (a client
+    that stopped reading)."""
 
     def __init__(self) -> None:
+        self.application_state = WebSocketState.CONNECTED
         self.sent: list[str] = []
         self.inbox: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = False
@@ -54,6 +57,7 @@ class FakeSocket:
 
     async def close(self, code: int = 1000) -> None:
         self.closed = True
+        self.application_state = WebSocketState.DISCONNECTED
 
     def push(self, command: dict | str | bytes) -> None:
         if isinstance(command, bytes):
