@@ -12,6 +12,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -21,6 +22,7 @@ from auth.tables import (
     memberships,
     organizations,
     plans,
+    products,
     subscriptions,
     users,
 )
@@ -264,17 +266,35 @@ class Recipient:
     locale: str | None
 
 
-def _member_of_env(product_id: int, env: str, organization_id: int | None = None) -> sa.Select:
-    """User ids with a membership in an organization of the product environment (in
-    `organization_id` only, when given)."""
-    query = (
-        sa.select(memberships.c.user_id)
+def _is_member(
+    user_id: sa.ColumnElement[Any],
+    product_id: int | sa.ColumnElement[Any],
+    env: str | sa.ColumnElement[Any],
+    organization_id: int | sa.ColumnElement[Any] | None = None,
+) -> sa.ColumnElement[bool]:
+    """`user_id` has a membership in an organization of the product environment (in
+    `organization_id` only, when given).
+
+    A scalar subquery with LIMIT 1, so the database checks it per candidate user through the
+    memberships' user_id index: its cost follows the number of recipients. Written as
+    `user_id IN (members of the product)`, PostgreSQL's generic plan for the prepared statement
+    read every membership of the product on each publish (45 ms per request at 5,000 users in
+    one organization, the shape a backend's upserted users take).
+    """
+    m, o = memberships.c, organizations.c
+    conditions = [m.user_id == user_id, o.product_id == product_id, o.env == env]
+    if isinstance(organization_id, sa.ColumnElement):
+        conditions.append(sa.or_(organization_id.is_(None), o.id == organization_id))
+    elif organization_id is not None:
+        conditions.append(o.id == organization_id)
+    first = (
+        sa.select(sa.literal_column("1"))
         .select_from(memberships.join(organizations))
-        .where(organizations.c.product_id == product_id, organizations.c.env == env)
+        .where(*conditions)
+        .limit(1)
+        .scalar_subquery()
     )
-    if organization_id is not None:
-        query = query.where(organizations.c.id == organization_id)
-    return query
+    return first.is_not(None)
 
 
 @functools.cache
@@ -282,18 +302,21 @@ def _users_by_id(dialect: str) -> sa.Select:
     """The publish path's lookup: users in `user_ids` (a bound list) with a membership in the
     product environment, or in `organization_id` when that is not null."""
     wanted = bound_list(dialect, "user_ids", sa.BigInteger)
-    org = sa.bindparam("organization_id", type_=sa.Integer)
-    members = (
-        sa.select(memberships.c.user_id)
-        .select_from(memberships.join(organizations))
-        .where(
-            organizations.c.product_id == sa.bindparam("product_id", type_=sa.Integer),
-            organizations.c.env == sa.bindparam("env", type_=sa.String),
-            sa.or_(sa.cast(org, sa.Integer).is_(None), organizations.c.id == org),
-        )
-    )
+    org = sa.cast(sa.bindparam("organization_id", type_=sa.Integer), sa.Integer)
     return sa.select(users.c.id, users.c.email, users.c.locale).where(
-        users.c.id.in_(sa.select(wanted.c.value)), users.c.id.in_(members)
+        users.c.id.in_(sa.select(wanted.c.value)),
+        _is_member(
+            users.c.id,
+            sa.bindparam("product_id", type_=sa.Integer),
+            sa.bindparam("env", type_=sa.String),
+            org,
+        ),
+    )
+
+
+def _pool_of(product_id: int) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(products.c.identity_pool_id).where(products.c.id == product_id).scalar_subquery()
     )
 
 
@@ -328,8 +351,11 @@ async def resolve_recipients(
     if emails:
         rows = await db.fetch_all(
             sa.select(users.c.id, users.c.email, users.c.locale).where(
+                # The pool and environment first: the (pool_id, env, email) index finds them.
+                users.c.pool_id == _pool_of(product_id),
+                users.c.env == env,
                 users.c.email.in_([normalize_email(e) for e in emails]),
-                users.c.id.in_(_member_of_env(product_id, env, organization_id)),
+                _is_member(users.c.id, product_id, env, organization_id),
             )
         )
         by_email = {r._mapping["email"]: r for r in rows}
@@ -345,7 +371,7 @@ async def resolve_recipients(
                 external_identities.c.product_id == product_id,
                 external_identities.c.env == env,
                 external_identities.c.external_id.in_(external_ids),
-                users.c.id.in_(_member_of_env(product_id, env, organization_id))
+                _is_member(users.c.id, product_id, env, organization_id)
                 if organization_id is not None
                 else sa.true(),
             )
