@@ -16,8 +16,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from auth.accounts import _users_by_id
 from hub.migrate import migrate
-from tests.conftest import scratch_postgres
-from tests.support import service_missing
+from tests.conftest import scratch_postgres, service_missing
 
 USERS = 2000
 
