@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -156,14 +157,20 @@ def cmd_prune(args: argparse.Namespace) -> None:
     )
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
+def _count_up_to(most: int) -> Callable[[str], int]:
+    """An argument type: a whole number from 1 to `most` (beyond any sane retention, and
+    within what a date can be set back by)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {most}, not {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,13 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument(
         "--days",
-        type=_at_least_one,
+        type=_count_up_to(36_500),
         required=True,
         help="delete notifications created more than this many days ago",
     )
     prune.add_argument(
         "--idempotency-hours",
-        type=_at_least_one,
+        type=_count_up_to(876_000),
         default=24,
         help="delete idempotency keys older than this: a retry after it publishes again"
         " (default: %(default)s)",

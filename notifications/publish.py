@@ -202,6 +202,21 @@ class NotificationPublisher:
                 self._committer = asyncio.create_task(self._commit_waiting(), name="publish")
             created = await send.stored
             return _send_answer([n for n, _ in created]), False
+        try:
+            return await self._send_alone(send, idempotency_key, fingerprint)
+        except HubError:
+            raise
+        except Exception:
+            # The database failed under it: the key's row and the notifications are one
+            # transaction, so either both are stored (a retry with the key replays) or
+            # neither (a retry stores them).
+            logger.exception("an idempotent publish request failed")
+            raise not_stored() from None
+
+    async def _send_alone(
+        self, send: _Send, idempotency_key: str, fingerprint: str
+    ) -> tuple[dict[str, Any], bool]:
+        product_id, env = send.product_id, send.env
         stored = await self._idempotent_answer(product_id, env, idempotency_key, fingerprint)
         if stored is not None:
             return stored, True
@@ -217,7 +232,11 @@ class NotificationPublisher:
                 if stored is not None:
                     return stored, True
             raise
-        await self._publish([send], [created])
+        try:
+            await self._publish([send], [created])
+        except Exception:
+            # Stored all the same: subscribers read it back from SQL (`since`).
+            logger.exception("publishing a stored notification failed")
         return _send_answer([n for n, _ in created]), False
 
     async def _commit_waiting(self) -> None:

@@ -7,6 +7,7 @@ state is published to the user's stream, so each open tab's badge stays right.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,11 @@ from infra.broker import stream_message
 from infra.db import utcnow
 from infra.errors import HubError
 from notifications.model import Notification
-from notifications.publish import NotificationPublisher
+from notifications.publish import NotificationPublisher, not_stored
 from notifications.scope import UserScope
 from notifications.tables import notifications, unread_counts
+
+logger = logging.getLogger("hub.publish")
 
 
 def read_state(notification_id: int, unread_count: int) -> dict[str, Any]:
@@ -60,16 +63,24 @@ class NotificationService(NotificationPublisher):
     ) -> dict[tuple[str, object], Recipient]:
         """The users of this product environment (and organization, for an org credential)
         that these names name, by (key, value); anyone else is absent. Here so that routes
-        ask the service and never hold the database handle."""
-        return await resolve_recipients(
-            self.db,
-            product_id,
-            env,
-            user_ids=user_ids,
-            emails=emails,
-            external_ids=external_ids,
-            organization_id=organization_id,
-        )
+        ask the service and never hold the database handle.
+
+        The publish path's first step: if the database fails here, nothing is stored yet, so
+        the answer is 503 `notification.not_stored` (send the same request again), not 500.
+        """
+        try:
+            return await resolve_recipients(
+                self.db,
+                product_id,
+                env,
+                user_ids=user_ids,
+                emails=emails,
+                external_ids=external_ids,
+                organization_id=organization_id,
+            )
+        except Exception:
+            logger.exception("looking up the recipients of a publish request failed")
+            raise not_stored() from None
 
     # -- reading --------------------------------------------------------------------------
 
