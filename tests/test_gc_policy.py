@@ -169,11 +169,6 @@ async def test_sockets_that_come_and_go_leave_nothing_behind(gc_hub, product, to
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: with the policy on, ~40 KB of RSS per churned socket is not reused, though "
-    "no object is left (without the policy RSS stays flat); cause not found yet",
-)
 async def test_memory_of_sockets_that_come_and_go_is_reused(gc_hub, tokens, http):
     await close(await connect(gc_hub, tokens, CHURN_SOCKETS), http)
     first_round_rss = rss_kib(gc_hub)
