@@ -23,6 +23,7 @@ from hub.cable.protocol import DisconnectReason
 from hub.cli_common import settings_or_exit, with_database
 from hub.cli_products import add_operator_commands
 from hub.http_protocol import bounded_head_protocol
+from hub.ws_protocol import CycleFreeWebSocketProtocol
 from infra.db import utcnow
 from infra.forwarded import behind_proxies
 from infra.logs import logging_config
@@ -91,6 +92,8 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         # as uvicorn's proxy_headers would, reading X-Forwarded-Proto case-insensitively.
         proxy_headers=False,
         http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
+        # uvicorn's own WebSocket protocol, minus a reference cycle per socket (see the module).
+        ws=CycleFreeWebSocketProtocol,
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
         # No permessage-deflate, which every browser offers: its zlib state, kept for the
         # socket's life (context takeover), costs ~40 KB per socket, more than the rest of

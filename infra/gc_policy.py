@@ -30,11 +30,13 @@ what is not frozen.
 The cost, and what it asks of the code. Frozen objects are still freed by reference counting
 (a closed socket's objects leave the frozen set as they die), but a reference cycle among
 objects that were alive at a freeze is never collected: it leaks. So sockets and requests must
-die without cycles (two did not: the cable closing an already closed socket, whose exception
-held the socket's ~100 objects in a cycle, and the HTTP parser of a connection upgraded to a
-WebSocket, which held its protocol). `tests/test_gc_policy.py` connects and closes thousands
-of sockets and checks that the tracked and frozen counts return to their baseline; a leak
-shows in `hub_gc_frozen_objects` growing while `hub_cable_connections` does not.
+die without cycles (three did not: the cable closing an already closed socket, whose exception
+held the socket's ~100 objects in a cycle, the HTTP parser of a connection upgraded to a
+WebSocket, which held its protocol, and websockets' `ServerProtocol`, whose parser generator
+holds it: hub/ws_protocol.py ends that parser when the connection is lost).
+`tests/test_gc_policy.py` connects and closes thousands of sockets and checks that the tracked
+and frozen counts return to their baseline; a leak shows in `hub_gc_frozen_objects` growing
+while `hub_cable_connections` does not.
 
 Pauses are measured by `infra.metrics.GC_PAUSES` (`hub_gc_pause_seconds…`), installed here
 once start-up is done, so that a serving hub always reports them.
