@@ -13,7 +13,9 @@ A lone request goes at once: nothing waits for a timer. Each request is answered
 the batch holding it committed; a batch that fails fails every request in it, and nothing of
 it is published. Requests with an Idempotency-Key are settled on their own (their own
 transaction, as before): a key already taken is a unique violation, which inside a batch
-would fail every other request with it.
+would fail every other request with it. So are bulk requests (over GROUPED_MAX_RECIPIENTS):
+they share a commit among their own notifications already, and run beside the batches
+instead of holding small requests behind them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ MAX_RECIPIENTS = 1000
 # (one bulk request of MAX_RECIPIENTS still goes alone), so no transaction grows unbounded.
 MAX_BATCH_REQUESTS = 256
 MAX_BATCH_NOTIFICATIONS = 2000
+# Requests naming more recipients than this are stored in a transaction of their own: a bulk
+# request already shares one commit among its notifications, and queued in a batch it would
+# hold every small request behind it (one tenant's bulk flood delaying another's single
+# notifications), where alone it runs beside them.
+GROUPED_MAX_RECIPIENTS = 100
 
 # The statements of the publish path, built once per SQL dialect (see `infra.db.bound`).
 # Each takes its rows as one list parameter per column (`_rows_value`), so its SQL text is the
@@ -195,7 +202,7 @@ class NotificationPublisher:
         stores nothing; the same key with a different request is a 409.
         """
         send = _Send(product_id, env, recipients, content)
-        if not idempotency_key:
+        if not idempotency_key and len(recipients) <= GROUPED_MAX_RECIPIENTS:
             self._waiting.append(send)
             PUBLISH_WAITING.set(len(self._waiting))
             if self._committer is None:
@@ -207,24 +214,27 @@ class NotificationPublisher:
         except HubError:
             raise
         except Exception:
-            # The database failed under it: the key's row and the notifications are one
-            # transaction, so either both are stored (a retry with the key replays) or
-            # neither (a retry stores them).
-            logger.exception("an idempotent publish request failed")
+            # The database failed under it. Its notifications (and its key's row) are one
+            # transaction: either all are stored (a retry with the key replays) or none.
+            logger.exception("a publish request stored alone failed")
             raise not_stored() from None
 
     async def _send_alone(
-        self, send: _Send, idempotency_key: str, fingerprint: str
+        self, send: _Send, idempotency_key: str | None, fingerprint: str
     ) -> tuple[dict[str, Any], bool]:
+        """A bulk or idempotent request, in a transaction of its own."""
         product_id, env = send.product_id, send.env
-        stored = await self._idempotent_answer(product_id, env, idempotency_key, fingerprint)
-        if stored is not None:
-            return stored, True
+        if idempotency_key:
+            stored = await self._idempotent_answer(product_id, env, idempotency_key, fingerprint)
+            if stored is not None:
+                return stored, True
         try:
             async with self.db.transaction():
-                [created] = await self._store([send], (idempotency_key, fingerprint))
+                [created] = await self._store(
+                    [send], (idempotency_key, fingerprint) if idempotency_key else None
+                )
         except Exception as exc:
-            if is_unique_violation(exc):
+            if idempotency_key and is_unique_violation(exc):
                 # A concurrent request with the same key committed first.
                 stored = await self._idempotent_answer(
                     product_id, env, idempotency_key, fingerprint

@@ -199,6 +199,34 @@ async def test_concurrent_requests_share_one_transaction_and_answer_after_its_co
         await tab.close()
 
 
+async def test_a_bulk_request_runs_beside_the_batches_not_behind_them(
+    client, sql, database_url, product
+):
+    """A bulk request never queues for a batch: queued, it would hold every small request
+    of every tenant behind it. It takes a transaction of its own."""
+    sk = product["sk_live"]
+    users = [u for u, _ in await asyncio.gather(*(api_user(client, sk) for _ in range(101)))]
+    bulk = {"title": "bulk", "recipients": [{"user_id": u} for u in users]}
+    async with held_batch(database_url, sql):
+        small = asyncio.ensure_future(send(client, sk, users[0], "small"))
+        await wait_until_blocked(sql)
+        large = asyncio.ensure_future(client.post(SEND, headers=bearer(sk), json=bulk))
+        for _ in range(500):  # until the bulk request waits on the lock itself
+            waiting = await sql.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting >= 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the bulk request did not get a transaction of its own")
+        assert "hub_publish_waiting 0.0" in (await client.get("/metrics")).text
+    small_answer, large_answer = await small, await large
+    assert small_answer.status_code == large_answer.status_code == 201, large_answer.text
+    assert large_answer.json()["count"] == len(users)
+
+
 async def test_a_failed_batch_fails_every_request_in_it_and_publishes_nothing(
     client, sql, database_url, product
 ):
