@@ -45,6 +45,13 @@ def _worker_index() -> int:
     return int(worker[2:]) + 1 if worker[2:].isdigit() else 0
 
 
+def log_since(path: Path, start: int) -> bytes:
+    """What a server wrote to its log file from byte `start` on (since this start of it)."""
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read()
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on, from this worker's own block."""
     start = _PORT_BASE + _worker_index() * _PORT_BLOCK
@@ -255,7 +262,7 @@ class HubServer:
                 raise RuntimeError(f"hub exited early:\n{self.logs()}")
             # A health answer alone could come from another server on the same port; this
             # process says it listens only once its bind succeeded.
-            if self._says_listening(log_start):
+            if f"Uvicorn running on {self.url}".encode() in log_since(self.log_path, log_start):
                 try:
                     if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                         return
@@ -264,11 +271,6 @@ class HubServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"hub did not start in {timeout}s:\n{self.logs()}")
-
-    def _says_listening(self, log_start: int) -> bool:
-        with self.log_path.open("rb") as log:
-            log.seek(log_start)
-            return f"Uvicorn running on {self.url}".encode() in log.read()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

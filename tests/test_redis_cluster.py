@@ -35,6 +35,7 @@ from tests.support import (
     cable,
     create_product,
     free_port,
+    log_since,
     login,
     publish,
     register,
@@ -85,16 +86,15 @@ class ClusterNodeProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        while b"Ready to accept connections" not in self._log_since(log_start):
+        while b"Ready to accept connections" not in log_since(
+            self.workdir / "redis.log", log_start
+        ):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(self._log_since(log_start).decode(errors="replace"))
+                raise RuntimeError(
+                    log_since(self.workdir / "redis.log", log_start).decode(errors="replace")
+                )
             time.sleep(0.02)
-
-    def _log_since(self, start: int) -> bytes:
-        with (self.workdir / "redis.log").open("rb") as log:
-            log.seek(start)
-            return log.read()
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to its clients, as in a crash."""

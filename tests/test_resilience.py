@@ -35,6 +35,7 @@ from tests.support import (
     cable,
     create_product,
     free_port,
+    log_since,
     publish,
     register,
 )
@@ -112,7 +113,9 @@ class RedisProcess:
             if self.process.poll() is not None:
                 raise RuntimeError((self.workdir / "redis.log").read_text())
             # A PONG alone could come from another server on the same port.
-            if not self._says_ready(log_start):
+            if b"Ready to accept connections" not in log_since(
+                self.workdir / "redis.log", log_start
+            ):
                 time.sleep(0.02)
                 continue
             with (
@@ -125,11 +128,6 @@ class RedisProcess:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("redis-server did not start")
-
-    def _says_ready(self, log_start: int) -> bool:
-        with (self.workdir / "redis.log").open("rb") as log:
-            log.seek(log_start)
-            return b"Ready to accept connections" in log.read()
 
     def stop(self) -> None:
         """SIGKILL: no goodbye to its clients, as in a crash."""
