@@ -114,7 +114,13 @@ async def until(condition, within: float = 1.0) -> None:
 class Cable:
     """One in-process cable: a memory broker, a registry, a node and an endpoint."""
 
-    def __init__(self, limits: CableLimits, revoked: set[str]) -> None:
+    def __init__(
+        self,
+        limits: CableLimits,
+        revoked: set[str],
+        ping_interval: float = 0.05,
+        leases: object = None,
+    ) -> None:
         self.limits = limits
         self.service = RoomService()
         self.broker = Broker(gap_notice=recover_notice)
@@ -127,8 +133,9 @@ class Cable:
             self.broker,
             self.registry,
             revoked_among=revoked_among,
-            ping_interval=0.05,
+            ping_interval=ping_interval,
             session_check_interval=0.05,
+            leases=leases,  # type: ignore[arg-type]
         )
         channels = {"RoomChannel": functools.partial(RoomChannel, service=self.service)}
         self.endpoint = CableEndpoint(node=self.node, channels=channels, limits=limits)
@@ -480,6 +487,49 @@ async def test_a_ping_tick_writes_one_frame_object_to_every_socket(cable):
         for frame in pings(socket):
             by_text.setdefault(frame, set()).add(id(frame))
     assert all(len(ids) == 1 for ids in by_text.values())
+
+
+class RecordingLeases:
+    """Socket leases that admit everyone and record each renewal batch (Redis's side is
+    tested in test_cable_limits; this checks how the node schedules renewals)."""
+
+    renew_every = 0.6
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple]] = []
+
+    async def admit(self, user: tuple, socket_id: int, limit: int) -> bool:
+        return True
+
+    async def release(self, user: tuple, socket_id: int) -> None:
+        pass
+
+    async def renew(self, sockets: list[tuple]) -> None:
+        self.batches.append(sockets)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_lease_renewal_is_spread_over_its_interval_in_small_batches():
+    # One pipeline renewing every socket's lease at once held every delivery behind it.
+    leases = RecordingLeases()
+    cable = Cable(CableLimits(max_sockets_per_user=2), set(), ping_interval=3.0, leases=leases)
+    await cable.broker.start()
+    await cable.node.start()
+    try:
+        connections = [cable.connect(user_id=n)[1] for n in range(240)]
+        await until(lambda: len(cable.node.connections) == 240)
+        leases.batches.clear()
+        await asyncio.sleep(leases.renew_every * 1.5)
+        renewed = {socket_id for batch in leases.batches for _, socket_id in batch}
+        assert renewed >= {id(c) for c in connections}  # everyone within one interval
+        assert max(len(batch) for batch in leases.batches) <= 240 // 60 + 1
+    finally:
+        await cable.node.disconnect_all(DisconnectReason.SERVER_RESTART)
+        await asyncio.wait_for(asyncio.gather(*cable.sessions, return_exceptions=True), 2)
+        await cable.node.stop()
+        await cable.broker.stop()
 
 
 async def test_leaving_frees_the_stream_and_the_user_slot(cable):
