@@ -35,6 +35,7 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.application_state = WebSocketState.CONNECTED
+        self.scope: dict = {"type": "websocket", "extensions": {}}  # no direct write offered
         self.sent: list[str] = []
         self.inbox: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = False

@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from hub.cable import eager
 from hub.cable.bucket import TokenBucket
 from hub.cable.protocol import DisconnectReason
+from hub.ws_protocol import WRITE_NOW, WriteNow, text_frame
 from infra.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class CableConnection:
         "_ended",
         "_max_queue",
         "_queue",
+        "_write_now",
         "_writer",
         "actions",
         "env",
@@ -92,6 +94,8 @@ class CableConnection:
         self._queue: deque[tuple[str, float | None]] | None = None
         # The task finishing a write that had to wait, and draining the queue after it.
         self._writer: asyncio.Task[None] | None = None
+        # The server's direct write (hub.ws_protocol), where it offers one.
+        self._write_now: WriteNow | None = websocket.scope.get("extensions", {}).get(WRITE_NOW)
         self._closing: DisconnectReason | None = None
         # True once the last frame went out (or a write failed): nothing more is written.
         self._ended = False
@@ -142,6 +146,14 @@ class CableConnection:
         return self._closing is not None
 
     def _write(self, frame: str, published_at: float | None) -> None:
+        write_now = self._write_now
+        if write_now is not None and write_now(text_frame(frame)):
+            FRAMES_SENT.inc()
+            if published_at is not None:
+                PUBLISH_TO_SEND.observe(time.time() - published_at)
+            if self._closing is not None:
+                self._end()
+            return
         self._writer = eager.start(self._write_all(frame, published_at))
 
     async def _write_all(self, frame: str, published_at: float | None) -> None:
