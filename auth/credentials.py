@@ -89,13 +89,15 @@ class Credentials:
         db: Database,
         settings: Settings,
         alerts: SecurityAlerts,
+        live_keys: KeyCache,
         announce_product_changed: AnnounceProductChanged | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.alerts = alerts
         self.last_used = keys.LastUsed(db)
-        self.live_keys = KeyCache()
+        # Shared with the product directory: one change forgets the keys and the product.
+        self.live_keys = live_keys
         self._announce_product_changed = announce_product_changed
 
     async def product_changed(self, product_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -13,6 +14,9 @@ from auth.keys import KEY_PREFIXES, issue_key
 from auth.tables import ENVIRONMENTS, identity_pools, plans, products
 from auth.webhook_targets import check_host_and_port, check_literal
 from infra.db import bound, json_column, utcnow
+
+if TYPE_CHECKING:
+    from auth.key_cache import KeyCache
 from infra.errors import HubError, unauthorized
 from infra.i18n import SUPPORTED_LOCALES
 
@@ -289,8 +293,10 @@ class ProductDirectory:
     token or a mailed link that is gone means the credential no longer works, a 401.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: KeyCache) -> None:
         self._db = db
+        # Products named by tokens (every access-token request, every cable connect).
+        self._cache = cache
 
     async def for_slug(self, slug: str | None) -> Product:
         if not slug:
@@ -308,7 +314,13 @@ class ProductDirectory:
 
     async def of_claims(self, claims: dict[str, object]) -> Product:
         """The product a verified token names (by slug)."""
-        product = await get_product_by_slug(self._db, str(claims.get("product", "")))
+        slug = str(claims.get("product", ""))
+        product = self._cache.product(slug)
+        if product is not None:
+            return product
+        generation = self._cache.generation
+        product = await get_product_by_slug(self._db, slug)
         if product is None:
             raise unauthorized()
+        self._cache.put_product(slug, product, generation)
         return product

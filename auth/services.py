@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from auth.account_flows import AccountFlows
 from auth.alerts import SecurityAlerts
 from auth.credentials import AnnounceProductChanged, Credentials
+from auth.key_cache import KeyCache
 from auth.mail import Mailer
 from auth.mailed_links import MailedLinks
 from auth.org_callers import OrgCallers
@@ -64,7 +65,8 @@ def build_auth_services(
 ) -> AuthServices:
     """Every auth service, each given its collaborators when it is made (nothing is
     patched in afterwards)."""
-    products = ProductDirectory(db)
+    live_keys = KeyCache()
+    products = ProductDirectory(db, live_keys)
     tokens = SessionTokens(
         db=db,
         settings=settings,
@@ -76,7 +78,7 @@ def build_auth_services(
     links = MailedLinks(
         db=db, settings=settings, hasher=hasher, mailer=mailer, limiter=limiter, tokens=tokens
     )
-    credentials = Credentials(db, settings, alerts, announce_product_changed)
+    credentials = Credentials(db, settings, alerts, live_keys, announce_product_changed)
     org_credentials = OrgCredentials(db, signer)
     return AuthServices(
         settings=settings,

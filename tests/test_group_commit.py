@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import scratch_postgres, service_missing
 from tests.support import HubServer, api_user, bearer, cable, create_product
@@ -396,3 +398,37 @@ async def test_a_key_rotated_from_the_cli_is_refused_at_once_by_the_running_hub(
     rotated = await asyncio.to_thread(hub.cli, "products", "rotate-key", keys["slug"])
     assert rotated.returncode == 0, rotated.stderr
     assert (await send(client, sk, user, "after")).status_code == 401
+
+
+async def test_a_products_new_origins_apply_at_once_in_every_process(twin_hubs):
+    # The product a token names is cached per process like its keys: a change made through
+    # one process must reach the other's cable at once, not when the cache entry runs out.
+    a, b = twin_hubs
+    keys = await asyncio.to_thread(create_product, a)
+    sk = keys["sk_live"]
+    app = "https://app.example.com"
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+        httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+    ):
+        allowed = await on_a.patch("/api/v1/product", headers=bearer(sk), json={"origins": [app]})
+        assert allowed.status_code == 200, allowed.text
+        _, token = await api_user(on_a, sk)
+        url = a.url.replace("http://", "ws://") + f"/cable?token={token}"
+        for _ in range(2):  # A has looked the product up (and kept it)
+            async with websockets.connect(url, origin=app) as tab:
+                assert json.loads(await tab.recv()) == {"type": "welcome"}
+        moved = await on_b.patch(
+            "/api/v1/product", headers=bearer(sk), json={"origins": ["https://new.example.com"]}
+        )
+        assert moved.status_code == 200, moved.text
+        deadline = asyncio.get_running_loop().time() + 2  # the control message's trip
+        while True:
+            try:
+                async with websockets.connect(url, origin=app) as tab:
+                    await tab.recv()
+            except websockets.InvalidStatus as refused:
+                assert refused.response.status_code == 403
+                break
+            assert asyncio.get_running_loop().time() < deadline, "A kept the old origins"
+            await asyncio.sleep(0.05)
