@@ -116,8 +116,12 @@ async def get_user_by_email(db: Database, pool_id: int, env: str, email: str) ->
     return _user(row) if row else None
 
 
+# Built once: every authenticated request and every cable connect reads a user by id.
+_USER_BY_ID = users.select().where(users.c.id == sa.bindparam("user_id", type_=sa.Integer))
+
+
 async def get_user(db: Database, user_id: int) -> User | None:
-    row = await db.fetch_one(users.select().where(users.c.id == user_id))
+    row = await db.fetch_one(bound(_USER_BY_ID, user_id=user_id))
     return _user(row) if row else None
 
 

@@ -74,10 +74,13 @@ def _product(row: object) -> Product:
     )
 
 
+_BY_SLUG = products.select().where(products.c.slug == sa.bindparam("slug", type_=sa.Text))
+
+
 async def get_product_by_slug(db: Database, slug: str) -> Product | None:
     if not SLUG.match(slug or ""):
         return None
-    row = await db.fetch_one(products.select().where(products.c.slug == slug))
+    row = await db.fetch_one(bound(_BY_SLUG, slug=slug))
     return _product(row) if row else None
 
 

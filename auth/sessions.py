@@ -85,8 +85,14 @@ async def create_session(
     return session
 
 
+# Built once: every access token's session is read by id (each request, each cable connect).
+_SESSION_BY_ID = auth_sessions.select().where(
+    auth_sessions.c.id == sa.bindparam("sid", type_=auth_sessions.c.id.type)
+)
+
+
 async def get_session(db: Database, sid: str) -> Session | None:
-    row = await db.fetch_one(auth_sessions.select().where(auth_sessions.c.id == sid))
+    row = await db.fetch_one(bound(_SESSION_BY_ID, sid=sid))
     return _session(row) if row else None
 
 
