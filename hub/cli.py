@@ -91,6 +91,9 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         # Client address and scheme from trusted proxies: `behind_proxies` wraps the app
         # as uvicorn's proxy_headers would, reading X-Forwarded-Proto case-insensitively.
         proxy_headers=False,
+        # The app's outer layers are plain functions returning the inner coroutine (so they
+        # keep no frame per socket); uvicorn would take such an app for ASGI 2.
+        interface="asgi3",
         http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
         # uvicorn's own WebSocket protocol, minus a reference cycle per socket (see the module).
         ws=CycleFreeWebSocketProtocol,

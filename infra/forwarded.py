@@ -11,6 +11,8 @@ peer is in `HUB_TRUSTED_PROXIES`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -22,26 +24,45 @@ def canonical_proto(value: bytes) -> bytes:
     return value.split(b",", 1)[0].strip().lower()
 
 
-class CanonicalForwardedProto:
-    """Rewrites `X-Forwarded-Proto` to its canonical form; everything else passes through."""
+async def _nothing(scope: Scope, receive: Receive, send: Send) -> None:
+    return None
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class TrustedProxies:
+    """Client address and scheme from trusted proxies, as uvicorn's `proxy_headers=True`
+    would set them, with the scheme header made canonical first.
+
+    uvicorn's `ProxyHeadersMiddleware` decides the trust (kept: it is security code). It
+    rewrites the scope in place and then awaits the app, so here it runs around an app that
+    does nothing, which finishes at its first step; the hub's app is then returned, not
+    awaited. This layer therefore keeps no coroutine of its own alive for the request's
+    length (a cable socket's is hours)."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: str) -> None:
         self.app = app
+        self._resolve = ProxyHeadersMiddleware(_nothing, trusted_hosts=trusted_proxies)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and any(
-            name == HEADER for name, _ in scope["headers"]
-        ):
-            headers = [
-                (name, canonical_proto(value) if name == HEADER else value)
-                for name, value in scope["headers"]
-            ]
-            scope = {**scope, "headers": headers}
-        await self.app(scope, receive, send)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] in ("http", "websocket"):
+            if any(name == HEADER for name, _ in scope["headers"]):
+                headers = [
+                    (name, canonical_proto(value) if name == HEADER else value)
+                    for name, value in scope["headers"]
+                ]
+                scope = {**scope, "headers": headers}
+            step = self._resolve(scope, receive, send)
+            try:
+                step.send(None)
+            except StopIteration:
+                pass
+            else:  # uvicorn's middleware awaits only the app it was given
+                step.close()
+                raise RuntimeError("ProxyHeadersMiddleware waited on something")
+        return self.app(scope, receive, send)
 
 
 def behind_proxies(app: ASGIApp, trusted_proxies: str) -> ASGIApp:
     """`app` as uvicorn's `proxy_headers=True` would wrap it (client address and scheme
     from trusted proxies), with the scheme header made canonical first. Serve the result
     with `proxy_headers=False`, so it is not wrapped twice."""
-    return CanonicalForwardedProto(ProxyHeadersMiddleware(app, trusted_hosts=trusted_proxies))
+    return TrustedProxies(app, trusted_proxies)

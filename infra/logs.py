@@ -73,21 +73,25 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 class JsonFormatter(RedactingFormatter):
     """One JSON object per line (production): time, level, logger, message, request_id, and
-    the traceback if any — redacted like every other line."""
+    the traceback if any — redacted like every other line.
+
+    The message and the traceback are redacted before they are encoded: masking the encoded
+    line could eat a JSON escape (`token=…\\"` in a cable connect's access line lost its
+    backslash), and the line was no longer JSON."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         current = request_id.get()
         if current is not None:
             entry["request_id"] = current
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, ensure_ascii=False))
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def logging_config(level: str = "info", *, development: bool = True) -> dict[str, Any]:

@@ -18,6 +18,12 @@ HEADER = "X-Request-Id"
 _ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+def request_id_of(scope: Scope) -> str:
+    """The caller's `X-Request-Id` if it is a plain token, else a fresh one."""
+    offered = Headers(scope=scope).get(HEADER, "")
+    return offered if _ACCEPTED.fullmatch(offered) else uuid.uuid4().hex
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -26,8 +32,7 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        offered = Headers(scope=scope).get(HEADER, "")
-        current = offered if _ACCEPTED.fullmatch(offered) else uuid.uuid4().hex
+        current = request_id_of(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -70,11 +70,22 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
 
     import httpx
 
-    from tests.support import create_product, production_hub
+    from tests.support import CableClient, api_user, create_product, production_hub
 
     with production_hub(tmp_path) as server:
         product = create_product(server)
         async with httpx.AsyncClient(base_url=server.url) as client:
+            # A cable socket skips the HTTP middleware, and still logs under its request id.
+            # (over HTTPS, as a trusted proxy reports it: a key seen over plain HTTP is revoked)
+            async with httpx.AsyncClient(
+                base_url=server.url, headers={"X-Forwarded-Proto": "https"}
+            ) as https:
+                _, token = await api_user(https, product["sk_live"])
+            tab = await CableClient.connect(
+                server.url, token, additional_headers={"X-Request-Id": "ws-42"}
+            )
+            assert await tab.recv() == {"type": "welcome"}
+            await tab.close()
             chosen = await client.get(
                 "/api/v1/keys",
                 headers={**bearer(product["sk_live"]), "X-Request-Id": "lb-1234.abc"},
@@ -87,4 +98,7 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
     assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
     access = [e for e in lines if e["logger"] == "uvicorn.access"]
     assert any(e.get("request_id") == "lb-1234.abc" for e in access)
+    cable = [e for e in lines if e.get("request_id") == "ws-42"]
+    assert any("/cable" in e["message"] and "accepted" in e["message"] for e in cable), cable
     assert product["sk_live"] not in server.logs()
+    assert token not in server.logs() and token[:40] not in server.logs()

@@ -35,6 +35,7 @@ from infra.settings import CableLimits
 logger = logging.getLogger("hub.cable")
 
 SEND_QUEUE_FRAMES = 256
+CABLE_PATH = "/cable"
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:
@@ -164,4 +165,4 @@ async def _read_loop(websocket: WebSocket, host: CableHost) -> None:
 
 
 def routes(endpoint: CableEndpoint) -> list[WebSocketRoute]:
-    return [WebSocketRoute("/cable", endpoint)]  # an ASGI app: see `CableEndpoint.__call__`
+    return [WebSocketRoute(CABLE_PATH, endpoint)]  # an ASGI app: see `CableEndpoint.__call__`
