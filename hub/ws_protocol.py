@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -56,6 +57,13 @@ class CycleFreeWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             # A bound method in the scope is a reference cycle; `connection_lost` breaks it.
             scope["extensions"][WRITE_NOW] = self.write_now
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if self.handshake_complete:
+            # uvicorn keeps the handshake's request and response (their headers: 2 KB a socket)
+            # for the socket's life, and never reads them again once the handshake is done.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def write_now(self, frame: bytes) -> bool:
         """Write an already framed text frame (`text_frame`) if the socket is open, its
