@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from auth.tables import (
+    auth_sessions,
     external_identities,
     memberships,
     organizations,
@@ -132,6 +133,30 @@ async def get_pool_user(db: Database, pool_id: int, env: str, user_id: int) -> U
     if user is None or not user.belongs_to(pool_id, env):
         return None
     return user
+
+
+# Built once: an access token's user, read with its session in one round trip (every
+# authenticated request and every cable connect asks both).
+_USER_OF_LIVE_SESSION = users.select().where(
+    users.c.id == sa.bindparam("user_id", type_=sa.Integer),
+    sa.exists().where(
+        auth_sessions.c.id == sa.bindparam("sid", type_=auth_sessions.c.id.type),
+        auth_sessions.c.revoked_at.is_(None),
+        auth_sessions.c.expires_at > sa.bindparam("now", type_=auth_sessions.c.expires_at.type),
+    ),
+)
+
+
+async def get_session_user(
+    db: Database, pool_id: int, env: str, user_id: int, sid: str
+) -> User | None:
+    """The user of an access token: an identity of the pool and `env`, while the token's
+    session `sid` is live (neither revoked nor expired); None otherwise."""
+    row = await db.fetch_one(bound(_USER_OF_LIVE_SESSION, user_id=user_id, sid=sid, now=utcnow()))
+    if row is None:
+        return None
+    user = _user(row)
+    return user if user.belongs_to(pool_id, env) else None
 
 
 async def create_user(

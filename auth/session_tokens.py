@@ -241,11 +241,12 @@ class SessionTokens:
     async def access_context(self, claims: dict[str, Any], product: Product) -> AccessContext:
         """The user behind verified access claims: its session live, its identity still
         of the product's pool and environment."""
-        if not await sessions.is_session_active(self._db, str(claims.get("sid", ""))):
-            raise unauthorized()
         user_id, org_id = token_ids(claims)
         env = str(claims.get("env"))
-        user = await accounts.get_pool_user(self._db, product.identity_pool_id, env, user_id)
+        sid = str(claims.get("sid", ""))
+        user = await accounts.get_session_user(
+            self._db, product.identity_pool_id, env, user_id, sid
+        )
         if user is None:
             raise unauthorized()
         return AccessContext(claims, user, product, env, org_id)

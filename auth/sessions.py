@@ -85,7 +85,7 @@ async def create_session(
     return session
 
 
-# Built once: every access token's session is read by id (each request, each cable connect).
+# Built once: a session read by id (every refresh reads one).
 _SESSION_BY_ID = auth_sessions.select().where(
     auth_sessions.c.id == sa.bindparam("sid", type_=auth_sessions.c.id.type)
 )
@@ -94,11 +94,6 @@ _SESSION_BY_ID = auth_sessions.select().where(
 async def get_session(db: Database, sid: str) -> Session | None:
     row = await db.fetch_one(bound(_SESSION_BY_ID, sid=sid))
     return _session(row) if row else None
-
-
-async def is_session_active(db: Database, sid: str) -> bool:
-    session = await get_session(db, sid)
-    return session is not None and session.active(utcnow())
 
 
 async def rotate_session(
