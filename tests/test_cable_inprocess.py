@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import time
 
@@ -496,8 +497,10 @@ class RecordingLeases:
 
     renew_every = 0.6
 
-    def __init__(self) -> None:
+    def __init__(self, round_trip: float = 0.0) -> None:
         self.batches: list[list[tuple]] = []
+        self.renewed_at: dict[int, list[float]] = {}
+        self.round_trip = round_trip
 
     async def admit(self, user: tuple, socket_id: int, limit: int) -> bool:
         return True
@@ -507,6 +510,10 @@ class RecordingLeases:
 
     async def renew(self, sockets: list[tuple]) -> None:
         self.batches.append(sockets)
+        for _, socket_id in sockets:
+            self.renewed_at.setdefault(socket_id, []).append(time.monotonic())
+        if self.round_trip:
+            await asyncio.sleep(self.round_trip)
 
     async def close(self) -> None:
         pass
@@ -526,6 +533,31 @@ async def test_lease_renewal_is_spread_over_its_interval_in_small_batches():
         renewed = {socket_id for batch in leases.batches for _, socket_id in batch}
         assert renewed >= {id(c) for c in connections}  # everyone within one interval
         assert max(len(batch) for batch in leases.batches) <= 240 // 60 + 1
+    finally:
+        await cable.node.disconnect_all(DisconnectReason.SERVER_RESTART)
+        await asyncio.wait_for(asyncio.gather(*cable.sessions, return_exceptions=True), 2)
+        await cable.node.stop()
+        await cable.broker.stop()
+
+
+async def test_lease_renewal_keeps_its_schedule_when_each_round_trip_takes_time():
+    # Ticks that each started a round trip late used to add up: 60 ticks a cycle, each a few
+    # milliseconds late, stretched a socket's renewals past its lease.
+    leases = RecordingLeases(round_trip=0.004)
+    cable = Cable(CableLimits(max_sockets_per_user=2), set(), ping_interval=3.0, leases=leases)
+    await cable.broker.start()
+    await cable.node.start()
+    try:
+        for n in range(120):
+            cable.connect(user_id=n)
+        await until(lambda: len(cable.node.connections) == 120)
+        await asyncio.sleep(leases.renew_every * 4)
+        gaps = [
+            later - earlier
+            for times in leases.renewed_at.values()
+            for earlier, later in itertools.pairwise(times)
+        ]
+        assert gaps and max(gaps) < leases.renew_every * 1.25, max(gaps)
     finally:
         await cable.node.disconnect_all(DisconnectReason.SERVER_RESTART)
         await asyncio.wait_for(asyncio.gather(*cable.sessions, return_exceptions=True), 2)

@@ -239,8 +239,22 @@ class CableNode:
     # -- timers ---------------------------------------------------------------------------
 
     async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` every `interval` on a schedule, not `interval` after each run ends:
+        the sliced timers tick 60 times a cycle, and the few milliseconds each tick starts
+        late (or its Redis round trip takes) would add up to seconds a cycle, past a lease's
+        life or a client's ping timeout. Late ticks catch up (yielding between them); a timer
+        more than a whole cycle behind starts over rather than bursting."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(interval)
+            due += interval
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                if -delay > interval * len(self._slices):
+                    due = loop.time()
+                await asyncio.sleep(0)
             try:
                 await action()
             except Exception:
