@@ -101,7 +101,11 @@ class HubApp(Starlette):
     connect time. None of them does anything for `/cable`: the error and CORS layers pass
     WebSockets through, the input check reads only HTTP, and the endpoint answers its own
     errors (`hub.cable.endpoint`). What the socket still needs from them, its request id for
-    the log and the app in its scope, is set here. Every other request takes the stack."""
+    the log and the app in its scope, is set here. Every other request takes the stack.
+
+    `__call__` returns the coroutine it hands on instead of awaiting it (so no frame of its
+    own stays), which servers that guess the interface read as ASGI 2: serve it with
+    `interface="asgi3"`, as `notification-hub serve` does."""
 
     def __init__(self, *, cable: ASGIApp, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

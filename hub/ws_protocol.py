@@ -78,7 +78,10 @@ class CycleFreeWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.conn.extensions
         ):
             return False
-        self.transport.write(frame)
+        try:
+            self.transport.write(frame)
+        except Exception:  # the ordinary path answers it as ASGI says
+            return False
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -12,16 +12,20 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.logs import request_id
+from infra.logs import redact, request_id
 
 HEADER = "X-Request-Id"
 _ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def request_id_of(scope: Scope) -> str:
-    """The caller's `X-Request-Id` if it is a plain token, else a fresh one."""
+    """The caller's `X-Request-Id` if it is a plain token, else a fresh one. An id shaped
+    like a credential (an integration that sends its key there) is replaced too: the id goes
+    into every log line of the request, and a cable socket's for its whole life."""
     offered = Headers(scope=scope).get(HEADER, "")
-    return offered if _ACCEPTED.fullmatch(offered) else uuid.uuid4().hex
+    if _ACCEPTED.fullmatch(offered) and redact(offered) == offered:
+        return offered
+    return uuid.uuid4().hex
 
 
 class RequestIdMiddleware:

@@ -93,6 +93,10 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
             assert chosen.headers["x-request-id"] == "lb-1234.abc"
             hostile = await client.get("/healthz", headers={"X-Request-Id": "a b<script>"})
             assert len(hostile.headers["x-request-id"]) == 32  # replaced by a fresh id
+            # A key sent as the request id would sit in every log line of the request.
+            keyish = "sk_live_" + "A1b2C3d4" * 5
+            leaked = await client.get("/healthz", headers={"X-Request-Id": keyish})
+            assert leaked.headers["x-request-id"] != keyish
             await client.get(f"/api/v1/auth/me?token={product['sk_live']}")
     lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
@@ -101,4 +105,5 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
     cable = [e for e in lines if e.get("request_id") == "ws-42"]
     assert any("/cable" in e["message"] and "accepted" in e["message"] for e in cable), cable
     assert product["sk_live"] not in server.logs()
+    assert "A1b2C3d4" not in server.logs()
     assert token not in server.logs() and token[:40] not in server.logs()
