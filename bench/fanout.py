@@ -74,7 +74,8 @@ SYSTEMS: dict[str, type[System]] = {
     "socketio": PythonSocketIO,
     "django": DjangoChannels,
 }
-DEFAULT_RATES = "200,500,1000,2000,5000,10000,15000,20000"
+# 4,000/s is the hub's bulk target, so it is a step of its own.
+DEFAULT_RATES = "200,500,1000,2000,3000,4000,5000,10000,15000,20000"
 DEFAULT_SINGLE_RATES = "500,1000,2000,3000,4000"
 QUICK = {
     "users": 500,
