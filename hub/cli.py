@@ -98,6 +98,12 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         # uvicorn's own WebSocket protocol, minus a reference cycle per socket (see the module).
         ws=CycleFreeWebSocketProtocol,
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid
+        # WebSocket pings find clients that vanished without closing (the cable's own pings
+        # get no answer): 60 s, not uvicorn's 20. Each keepalive round makes new objects for
+        # every socket (a timer, a parser generator), which the collector then walks: at
+        # 5,000 sockets and 3,000 notifications/s the longest pause fell from 43-53 ms to
+        # 10-30 ms. A vanished client is let go within 80 s (60 s + the 20 s pong wait).
+        ws_ping_interval=60.0,
         # No permessage-deflate, which every browser offers: its zlib state, kept for the
         # socket's life (context takeover), costs ~40 KB per socket, more than the rest of
         # the socket together, to shrink frames of a few hundred bytes (ActionCable servers
