@@ -19,13 +19,13 @@ the one it sends itself (a publish gap) is encoded by the `gap_notice` it is bui
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from infra.pubsub import MemoryPubSub, Transport, redis_transport
 from infra.pubsub import redis_client as redis_client  # the cable's leases share it
+from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")
 
@@ -102,10 +102,7 @@ class Broker:
         self._listener = asyncio.create_task(self._listen(), name="broker-listener")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         await self._backend.disconnect()
 
     async def subscribe(self, channel: str) -> None:

@@ -45,11 +45,11 @@ once start-up is done, so that a serving hub always reports them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 
 from infra.metrics import GC_PAUSES
+from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.gc")
 
@@ -85,11 +85,8 @@ class CollectorPolicy:
         self._task = asyncio.create_task(self._freeze_periodically(), name="gc-freeze")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _freeze_periodically(self) -> None:
         while True:

@@ -50,6 +50,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from infra.metrics import BROKER_RECONNECTS
+from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")
 
@@ -225,11 +226,8 @@ class Subscriber:
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
@@ -433,10 +431,7 @@ class ShardedRedisPubSub:
             await asyncio.wait_for(self.connected.wait(), timeout=5)
 
     async def disconnect(self) -> None:
-        if self._router is not None:
-            self._router.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._router
+        await cancel_and_wait(self._router)
         for subscriber in [self._control, *self._shards.values()]:
             await subscriber.stop()
         for client in self._clients.values():

@@ -11,7 +11,6 @@ lifecycle is the app's (the node only listens on it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from hub.cable.protocol import (
 )
 from hub.cable.registry import CableRegistry, Recover
 from infra.broker import CONTROL_CHANNEL, Broker, parse_stream_message
+from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.cable")
 
@@ -107,10 +107,7 @@ class CableNode:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
 
     async def disconnect_all(self, reason: DisconnectReason) -> None:
