@@ -16,7 +16,8 @@ and alerted as before.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from auth.keys import ProductKey
 from auth.products import Product
@@ -25,66 +26,64 @@ KEY_CACHE_SECONDS = 10.0
 # More live keys than this in one process is a key per request, not a hot key: start over.
 MAX_CACHED_KEYS = 10_000
 
-
-class CachedKey(NamedTuple):
-    key: ProductKey
-    product: Product
-    expires_at: float
+V = TypeVar("V")
 
 
-class CachedProduct(NamedTuple):
-    product: Product
-    expires_at: float
+class _Expiring(Generic[V]):
+    """Values that lapse `ttl` seconds after they were stored, at most `MAX_CACHED_KEYS`."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[V, float]] = {}
+
+    def get(self, name: str) -> V | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        value, expires_at = entry
+        if expires_at <= time.monotonic():
+            del self._entries[name]
+            return None
+        return value
+
+    def put(self, name: str, value: V) -> None:
+        if len(self._entries) >= MAX_CACHED_KEYS:
+            self._entries.clear()
+        self._entries[name] = (value, time.monotonic() + self._ttl)
+
+    def drop(self, which: Callable[[V], bool]) -> None:
+        for name in [n for n, (value, _) in self._entries.items() if which(value)]:
+            del self._entries[name]
 
 
 class KeyCache:
-    """Live keys by digest. A lookup that began before a change must not store what it read
-    before that change: `generation` (read before the lookup) says whether one happened."""
+    """Live keys by digest, products by slug. A lookup that began before a change must not
+    store what it read before that change: `generation` (read before the lookup) says whether
+    one happened."""
 
     def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
-        self._ttl = ttl
-        self._entries: dict[str, CachedKey] = {}
-        self._products: dict[str, CachedProduct] = {}
+        self._keys: _Expiring[tuple[ProductKey, Product]] = _Expiring(ttl)
+        self._products: _Expiring[Product] = _Expiring(ttl)
         self.generation = 0
 
     def get(self, digest: str) -> tuple[ProductKey, Product] | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry.expires_at <= time.monotonic():
-            del self._entries[digest]
-            return None
-        return entry.key, entry.product
+        return self._keys.get(digest)
 
     def put(self, digest: str, key: ProductKey, product: Product, generation: int) -> None:
         """Keep a live key read while `generation` was current (ignored if it no longer is)."""
-        if generation != self.generation or not key.active:
-            return
-        if len(self._entries) >= MAX_CACHED_KEYS:
-            self._entries.clear()
-        self._entries[digest] = CachedKey(key, product, time.monotonic() + self._ttl)
+        if generation == self.generation and key.active:
+            self._keys.put(digest, (key, product))
 
     def product(self, slug: str) -> Product | None:
-        entry = self._products.get(slug)
-        if entry is None:
-            return None
-        if entry.expires_at <= time.monotonic():
-            del self._products[slug]
-            return None
-        return entry.product
+        return self._products.get(slug)
 
     def put_product(self, slug: str, product: Product, generation: int) -> None:
         """Keep a product read by `slug` while `generation` was current."""
-        if generation != self.generation:
-            return
-        if len(self._products) >= MAX_CACHED_KEYS:
-            self._products.clear()
-        self._products[slug] = CachedProduct(product, time.monotonic() + self._ttl)
+        if generation == self.generation:
+            self._products.put(slug, product)
 
     def forget_product(self, product_id: int) -> None:
         """Drop the product and every key of it (and what lookups under way would store)."""
         self.generation += 1
-        for digest in [d for d, e in self._entries.items() if e.key.product_id == product_id]:
-            del self._entries[digest]
-        for slug in [s for s, e in self._products.items() if e.product.id == product_id]:
-            del self._products[slug]
+        self._keys.drop(lambda found: found[0].product_id == product_id)
+        self._products.drop(lambda product: product.id == product_id)
