@@ -4,6 +4,7 @@ with their values, and the re-render entry point reading a JSON the bench's own 
 
 from __future__ import annotations
 
+import runpy
 import xml.etree.ElementTree as ET
 
 from bench.chart import main, render
@@ -110,3 +111,11 @@ def test_a_saved_run_is_drawn_again_from_its_json(tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
     main([str(saved)])  # default: next to the JSON
     assert saved.with_suffix(".svg").read_text() == out.read_text()
+
+
+def test_bench_run_chart_dispatches_to_the_redraw(tmp_path, monkeypatch):
+    saved = tmp_path / "fanout-20261130-062512.json"
+    save(run(), {"p99_ms": 80.0}, saved)
+    monkeypatch.setattr("sys.argv", ["bench", "chart", str(saved)])
+    runpy.run_module("bench", run_name="__main__")
+    assert "p99 limit 80 ms" in saved.with_suffix(".svg").read_text()
