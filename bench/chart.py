@@ -26,7 +26,7 @@ from bench.report import TARGET_KB_PER_CONNECTION, SystemResult, load
 
 WIDTH = 800
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 600, 62, 372  # the latency plot's area
-BARS_TOP, ROW, BAR_LABEL, BAR_MAX = 424, 22, 74, 230  # the bar panels below it
+BARS_TOP, ROW, BAR_LABEL, BAR_MAX = 440, 22, 70, 180  # the bar panels below it
 COLOURS = {"hub": "#d62728", "ceiling": "#2ca02c", "socketio": "#1f77b4", "django": "#9467bd"}
 DASHES = {"bulk": "", "single": "7 4"}
 
@@ -153,6 +153,14 @@ def _bars(
     out = [f'<text x="{left}" y="{BARS_TOP}" font-weight="bold">{heading}</text>']
     measured = [result for result in results if result.measured]
     top = max([value(result) for result in measured] + [mark[0] if mark else 0]) or 1.0
+    if mark:  # drawn first, in grey, so the bars and their values lie over it
+        mark_x = left + BAR_LABEL + BAR_MAX * mark[0] / top
+        bottom = BARS_TOP + 10 + len(results) * ROW
+        out.append(
+            f'<line x1="{mark_x:.1f}" x2="{mark_x:.1f}" y1="{BARS_TOP + 8}" y2="{bottom}" '
+            f'stroke="#888" stroke-dasharray="3 3"/><text x="{mark_x:.1f}" y="{bottom + 12}" '
+            f'text-anchor="middle" fill="#555">{mark[1]}</text>'
+        )
     for i, result in enumerate(results):
         row_y = BARS_TOP + 14 + i * ROW
         out.append(
@@ -171,14 +179,6 @@ def _bars(
             f'fill="{COLOURS.get(result.name, "#555")}"/>'
             f'<text class="value {kind}" data-system="{escape(result.name)}" '
             f'x="{left + BAR_LABEL + length + 5:.1f}" y="{row_y + 12}">{label(result)}</text>'
-        )
-    if mark:
-        mark_x = left + BAR_LABEL + BAR_MAX * mark[0] / top
-        bottom = BARS_TOP + 14 + len(results) * ROW
-        out.append(
-            f'<line x1="{mark_x:.1f}" x2="{mark_x:.1f}" y1="{BARS_TOP + 8}" y2="{bottom}" '
-            f'stroke="black" stroke-dasharray="2 3"/><text x="{mark_x:.1f}" y="{bottom + 12}" '
-            f'text-anchor="middle" fill="#555">{mark[1]}</text>'
         )
     return out
 
@@ -199,7 +199,7 @@ def render(results: Sequence[SystemResult], p99_limit_ms: float, date: str = "")
     out += _latency(results, p99_limit_ms)
     out += _bars(
         results,
-        0,
+        12,
         "server RSS per idle socket (KB)",
         lambda r: r.kb_per_connection,
         lambda r: f"{r.kb_per_connection:.1f} KB",
@@ -208,12 +208,12 @@ def render(results: Sequence[SystemResult], p99_limit_ms: float, date: str = "")
     )
     out += _bars(
         results,
-        WIDTH / 2,
+        WIDTH / 2 + 12,
         f"time to connect and subscribe {users:,} users (s)",
         lambda r: r.connect_seconds,
         lambda r: (
             f"{r.connect_seconds:.2f} s"
-            + (f" ({r.connected:,} connected)" if r.connected < r.users else "")
+            + (f" ({r.connected:,}/{r.users:,})" if r.connected < r.users else "")
         ),
         "connect",
     )
