@@ -543,4 +543,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         save(results, {"run_id": run_id, "publisher_ceiling": ceiling, **settings}, results_path)
         chart_path = results_path.with_suffix(".svg")
         save_chart(results, args.p99_ms, chart_path)
-        print(f"\nresults saved to {results_path}, chart (p99 by rate) to {chart_path}")
+        print(f"\nresults saved to {results_path}, chart to {chart_path}")

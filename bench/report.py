@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # The targets for one hub process publishing through its own HTTP API.
@@ -408,3 +408,20 @@ def save(results: Sequence[SystemResult], settings: dict, path: Path) -> None:
         "targets": targets(results, settings.get("publisher_ceiling", 0.0)),
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _known(cls: type, data: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+def load(path: Path) -> tuple[list[SystemResult], dict]:
+    """A run saved by `save`, read back: its SystemResults and its settings (keys a file has
+    that the dataclasses do not, such as the derived `best_rate`, are skipped)."""
+    payload = json.loads(path.read_text())
+    results = []
+    for entry in payload["systems"]:
+        result = SystemResult(**_known(SystemResult, entry))
+        result.steps = [StepResult(**_known(StepResult, step)) for step in entry.get("steps", [])]
+        results.append(result)
+    return results, payload.get("settings", {})
