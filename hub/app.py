@@ -55,7 +55,8 @@ from notifications.service import NotificationService
 
 logger = logging.getLogger("hub.app")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# Package data (pyproject.toml), next to this module however the hub is installed.
+STATIC_DIR = Path(__file__).resolve().with_name("static")
 DEMO_SLUG = "demo"
 
 
