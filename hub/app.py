@@ -6,20 +6,13 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from databases import Database
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth import products, sessions
+from auth import sessions
 from auth.alerts import SecurityAlerts
 from auth.mail import make_mailer
 from auth.org_routes import routes as org_routes
@@ -37,6 +30,8 @@ from hub.cable.endpoint import routes as cable_routes
 from hub.cable.leases import SocketLeases
 from hub.cable.node import CableNode
 from hub.cable.registry import CableRegistry
+from hub.demo import check_demo_product, ensure_demo_product
+from hub.demo import routes as demo_routes
 from hub.openapi import routes as openapi_routes
 from hub.operations import routes as operation_routes
 from hub.services import Services
@@ -55,41 +50,12 @@ from notifications.service import NotificationService
 
 logger = logging.getLogger("hub.app")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-DEMO_SLUG = "demo"
-
 
 def build_signer(settings: Settings) -> TokenSigner:
     pem = settings.jwt_private_keys_pem
     if pem is None:
         pem = load_or_create_dev_key(settings.dev_key_file)
     return TokenSigner(load_signing_keys(pem), settings.jwt_issuer)
-
-
-def _loopback_aliases(url: str) -> list[str]:
-    """The hub's own origin, plus its other loopback spelling (localhost ↔ 127.0.0.1)."""
-    parts = urlsplit(url)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    aliases = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}
-    if parts.hostname in aliases:
-        port = f":{parts.port}" if parts.port else ""
-        return [origin, f"{parts.scheme}://{aliases[parts.hostname]}{port}"]
-    return [origin]
-
-
-async def ensure_demo_product(db: Database, settings: Settings) -> None:
-    """Development only: a `demo` product whose allowed origin is the hub itself."""
-    own_origins = _loopback_aliases(settings.public_url)
-    demo = await products.get_product_by_slug(db, DEMO_SLUG)
-    if demo is None:
-        await products.create_product(db, slug=DEMO_SLUG, name="Demo", origins=own_origins)
-        logger.info("created the development product %r for %s", DEMO_SLUG, own_origins[0])
-    elif not set(own_origins) <= set(demo.origins):
-        await products.set_origins(db, demo.id, [*demo.origins, *own_origins])
-
-
-async def demo_redirect(request: Request) -> Response:
-    return RedirectResponse("/demo/")
 
 
 class HubApp(Starlette):
@@ -184,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             if not settings.production:
                 await ensure_demo_product(db, settings)
+            await check_demo_product(db, settings)
             collector.start()  # last: what start-up built is frozen with the process
             yield
         finally:
@@ -206,8 +173,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *([] if settings.production else development_routes),
         *operation_routes,
         *openapi_routes,
-        Route("/demo", demo_redirect, methods=["GET"]),
-        Mount("/demo", StaticFiles(directory=STATIC_DIR / "demo", html=True), name="demo"),
+        *demo_routes(settings),
     ]
     app = HubApp(
         cable=cable_endpoint,

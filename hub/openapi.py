@@ -39,7 +39,7 @@ JSON = "application/json"
 
 # Paths that are deliberately not operations of the document, and why.
 EXCLUDED: dict[str, str] = {
-    "/demo": "the demo page (a redirect and static files), not part of the API",
+    "/demo": "the demo page (hub/demo.py: a redirect, its config script, static files), not API",
     "/cable": "the ActionCable WebSocket, described in `info.description` and the README",
 }
 

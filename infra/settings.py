@@ -7,6 +7,7 @@ table documents each variable; keep the two in step.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -133,6 +134,9 @@ class Settings:
     db_statement_timeout: int = 30
     # Production: let alert webhooks be http:// or inside our network (self-hosted receivers).
     webhooks_allow_internal: bool = False
+    # The product the demo page at /demo/ is for. Production serves the page only when this
+    # names one; development serves it for this product, or for its own `demo` product.
+    demo_product: str | None = None
 
     @property
     def production(self) -> bool:
@@ -200,6 +204,7 @@ class Settings:
             db_statement_timeout=_int(env, "HUB_DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
             webhooks_allow_internal=env.get("HUB_WEBHOOKS_ALLOW_INTERNAL", "") in ("1", "true"),
             workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
+            demo_product=env.get("HUB_DEMO_PRODUCT") or None,
         )
         settings.validate()
         return settings
@@ -228,6 +233,13 @@ class Settings:
                 )
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        # The slug rule of auth.products (which this floor cannot import).
+        slug = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
+        if self.demo_product is not None and not re.fullmatch(slug, self.demo_product):
+            raise SettingsError(
+                "HUB_DEMO_PRODUCT must be a product slug (lowercase letters, digits and dashes), "
+                f"got {self.demo_product!r}"
+            )
         for name in RateLimits.__dataclass_fields__:
             _check_rate(f"HUB_RATE_{name.upper()}", getattr(self.rate_limits, name))
 

@@ -2,7 +2,12 @@
 // ActionCable socket (/cable, protocol actioncable-v1-json), as a product frontend would.
 "use strict";
 
-const product = new URLSearchParams(location.search).get("product") || "demo";
+// The hub's /demo/config.js names the page's product and says whether it runs in development,
+// where `?product=` may pick another product and development's hints and controls show.
+const config = window.HUB_DEMO || { product: "demo", development: false };
+const product =
+  (config.development && new URLSearchParams(location.search).get("product")) || config.product;
+const PAGE_SIZE = 50;
 const storageKey = `notification-hub-demo:${product}`;
 const identifier = JSON.stringify({ channel: "NotificationsChannel" });
 const $ = (id) => document.getElementById(id);
@@ -14,6 +19,7 @@ let reconnectDelay = 500;
 let reconnectTimer = null;
 const notifications = new Map(); // id → notification, newest first when rendered
 let lastSeenId = 0;
+let nextCursor = null; // of the oldest page loaded; null once the list is complete
 
 // -- HTTP ---------------------------------------------------------------------------------
 
@@ -33,6 +39,7 @@ async function api(method, path, body, { auth = false, retried = false } = {}) {
   if (!response.ok) {
     const error = new Error(data.error ? data.error.message : `HTTP ${response.status}`);
     error.code = data.error && data.error.code;
+    error.details = data.error && data.error.details; // field → {code, message} on a 422
     error.status = response.status;
     throw error;
   }
@@ -63,19 +70,76 @@ function flash(message, isError = false) {
   box.hidden = !message;
 }
 
+// A message the user came for (the outcome of a mailed link): in view and focused, so that
+// neither the eye nor a screen reader has to look for it.
+function announce(message, isError = false) {
+  flash(message, isError);
+  $("flash").scrollIntoView({ block: "center" });
+  $("flash").focus();
+}
+
 // -- signing in and out -------------------------------------------------------------------
 
 function formData(form) {
   return Object.fromEntries(new FormData(form).entries());
 }
 
+// Each invalid field gets its message right below it (a 422's `details`, or the client's own
+// check); a field the form does not have (the link's token, say) is named in the flash.
+function clearFieldErrors(form) {
+  for (const note of form.querySelectorAll(".field-error")) note.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+}
+
+function showFieldErrors(form, details) {
+  const elsewhere = [];
+  let first = null;
+  for (const [name, detail] of Object.entries(details)) {
+    const input = form.elements.namedItem(name);
+    if (!(input instanceof HTMLInputElement)) {
+      elsewhere.push(detail.message);
+      continue;
+    }
+    const note = document.createElement("p");
+    note.className = "field-error";
+    note.id = `${form.id}-${name}-error`;
+    note.dataset.field = name;
+    note.textContent = detail.message;
+    (input.closest("label") || input).after(note);
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", note.id);
+    first = first || input;
+  }
+  if (first) first.focus();
+  return elsewhere;
+}
+
+function fieldError(name, message) {
+  const error = new Error(message);
+  error.details = { [name]: { code: "client", message } };
+  return error;
+}
+
+// Checked here, so a mismatched pair is never sent.
+function checkConfirmation(fields) {
+  if (fields.password !== fields.password_confirmation) {
+    throw fieldError("password_confirmation", "The two passwords differ: type the same one twice.");
+  }
+}
+
 function onSubmit(id, handler) {
   $(id).addEventListener("submit", async (event) => {
     event.preventDefault();
+    const form = event.target;
+    clearFieldErrors(form);
     try {
-      await handler(formData(event.target), event.target);
+      await handler(formData(form), form);
     } catch (error) {
-      flash(error.message, true);
+      const elsewhere = error.details ? showFieldErrors(form, error.details) : [];
+      flash([error.message, ...elsewhere].join(" "), true);
     }
   });
 }
@@ -118,23 +182,22 @@ async function chooseOrganization(organizationId) {
   }
 }
 
-function signedOut(message = "") {
+function signedOut(message = "", isError = Boolean(message)) {
   localStorage.removeItem(storageKey);
   session = null;
   closeSocket();
   notifications.clear();
   lastSeenId = 0;
+  nextCursor = null;
   $("signed-in").hidden = true;
   $("signed-out").hidden = false;
   setConnection("offline");
-  flash(message, Boolean(message));
+  flash(message, isError);
 }
 
 onSubmit("register-form", async (fields) => {
-  signedIn(await api("POST", "/api/v1/auth/register", {
-    ...fields,
-    password_confirmation: fields.password,
-  }));
+  checkConfirmation(fields);
+  signedIn(await api("POST", "/api/v1/auth/register", fields));
 });
 
 onSubmit("login-form", async (fields) => {
@@ -144,20 +207,23 @@ onSubmit("login-form", async (fields) => {
 onSubmit("forgot-form", async (fields, form) => {
   const answer = await api("POST", "/api/v1/auth/forgot_password", fields);
   form.reset();
-  flash(`${answer.message || "If the address is registered, a reset link is on its way."} `
-    + "(Development: the link is in the hub's log.)");
+  const sent = answer.message || "If the address is registered, a reset link is on its way.";
+  flash(config.development ? `${sent} (Without SMTP_URL the link is in the hub's log.)` : sent);
 });
 
-onSubmit("reset-form", async (fields) => {
-  const token = new URLSearchParams(location.hash.slice(1)).get("reset_token");
+onSubmit("reset-form", async (fields, form) => {
+  checkConfirmation(fields);
   const answer = await api("PUT", "/api/v1/auth/reset_password", {
-    token,
-    password: fields.password,
-    password_confirmation: fields.password,
+    token: linkParams().get("reset_token"),
+    ...fields,
   });
-  history.replaceState(null, "", location.pathname + location.search);
-  $("reset-form").hidden = true;
-  flash(answer.message || "Password changed: log in with the new one.");
+  forgetLink();
+  form.reset();
+  form.hidden = true;
+  const message = answer.message || "Your password has been changed. Log in with the new password.";
+  // The reset ended every session of the account, this page's too.
+  if (session) signedOut(message, false);
+  announce(message);
 });
 
 $("logout").addEventListener("click", async () => {
@@ -209,15 +275,35 @@ function render() {
     list.append(li);
   }
   $("empty").hidden = items.length > 0;
+  $("load-more").hidden = nextCursor === null;
 }
 
 async function loadNotifications() {
-  const page = await api("GET", "/api/v1/notifications?limit=50", undefined, { auth: true });
+  const page = await api("GET", `/api/v1/notifications?limit=${PAGE_SIZE}`, undefined, { auth: true });
   notifications.clear();
   remember(page.notifications);
+  nextCursor = page.next_cursor;
   setBadge(page.unread_count);
   render();
 }
+
+// The next (older) page, from the cursor of the last one.
+$("load-more").addEventListener("click", async () => {
+  const button = $("load-more");
+  button.disabled = true;
+  try {
+    const query = `limit=${PAGE_SIZE}&cursor=${encodeURIComponent(nextCursor)}`;
+    const page = await api("GET", `/api/v1/notifications?${query}`, undefined, { auth: true });
+    remember(page.notifications);
+    nextCursor = page.next_cursor;
+    setBadge(page.unread_count);
+    render();
+  } catch (error) {
+    flash(error.message, true);
+  } finally {
+    button.disabled = false;
+  }
+});
 
 function onChannelMessage(message) {
   switch (message.action) {
@@ -345,23 +431,47 @@ async function showSignedIn() {
   connect();
 }
 
+// -- mailed links -------------------------------------------------------------------------
+
+// A reset or verification link (`#reset_token=…`, `#verify_token=…`, as the hub mails them
+// when the product has no link template of its own) works signed in or out.
+function linkParams() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+function forgetLink() {
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function followLink() {
+  const params = linkParams();
+  if (params.get("reset_token")) {
+    const form = $("reset-form");
+    form.hidden = false;
+    flash("Choose a new password for your account.");
+    form.scrollIntoView({ block: "center" });
+    form.elements.namedItem("password").focus();
+  }
+  const verifyToken = params.get("verify_token");
+  if (verifyToken) {
+    forgetLink(); // one use: a reload must not send it again
+    flash("Confirming your email address…");
+    api("POST", "/api/v1/auth/verify_email", { token: verifyToken })
+      .then((answer) => announce(answer.message || "Your email address is confirmed."))
+      .catch((error) => announce(error.message, true));
+  }
+}
+
 // -- start --------------------------------------------------------------------------------
 
 $("product-slug").textContent = product;
-if (new URLSearchParams(location.hash.slice(1)).get("reset_token")) {
-  $("reset-form").hidden = false;
-  flash("Choose a new password for your account.");
+if (config.development) {
+  for (const element of document.querySelectorAll(".dev-only")) element.hidden = false;
 }
 if (session) {
   showSignedIn();
 } else {
   signedOut();
 }
-// The verification link of the register mail (development: printed in the hub's log).
-const verifyToken = new URLSearchParams(location.hash.slice(1)).get("verify_token");
-if (verifyToken) {
-  history.replaceState(null, "", location.pathname + location.search);
-  api("POST", "/api/v1/auth/verify_email", { token: verifyToken })
-    .then((answer) => flash(answer.message || "Your email address is confirmed."))
-    .catch((error) => flash(error.message, true));
-}
+followLink(); // after the above, which clear the flash
+window.addEventListener("hashchange", followLink); // a link opened in this tab
