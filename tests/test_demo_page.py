@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,15 +44,16 @@ NEW_PASSWORD = "BrandNewPass456!"
 
 
 def chromium_path() -> str:
-    """Debian's Chromium, installed with apt-get on first use when we are root."""
+    """Debian's Chromium, installed with apt-get on first use when we are root (the package
+    alone, without its recommends, after refreshing the package lists), saying so first."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            capture_output=True,
-            timeout=900,
-            check=False,
-        )
+        sys.stderr.write("\ninstalling Debian's chromium for the demo page's browser test\n")
+        for command in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+        ):
+            subprocess.run(command, capture_output=True, timeout=900, check=False)
         found = shutil.which("chromium")
     if found is None:
         service_missing("Chromium (Debian's `chromium` package)")
