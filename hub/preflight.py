@@ -265,6 +265,11 @@ def check_secrets(settings: Settings) -> None:
     if "HUB_JWT_PRIVATE_KEYS_FILE" in os.environ:
         setting = f"HUB_JWT_PRIVATE_KEYS_FILE ({os.environ['HUB_JWT_PRIVATE_KEYS_FILE']})"
     dev_key = Path(settings.dev_key_file)
+    if pem is None and not dev_key.parent.is_dir():
+        refuse(
+            f"HUB_DEV_KEY_FILE: the directory of {dev_key.resolve()} does not exist (in"
+            " production, set HUB_JWT_PRIVATE_KEYS instead)"
+        )
     if pem is None and dev_key.is_file():
         pem = dev_key.read_text(encoding="ascii", errors="replace")
         setting = f"the development key file {dev_key.resolve()} (HUB_DEV_KEY_FILE)"

@@ -222,6 +222,16 @@ class Settings:
             raise SettingsError(
                 "DATABASE_URL has a malformed port: postgresql://user:password@host:5432/name"
             ) from None
+        public = urlsplit(self.public_url)
+        try:
+            public.port  # noqa: B018 (it raises on a malformed port)
+        except ValueError:
+            public = public._replace(netloc="")
+        if public.scheme not in ("http", "https") or not public.hostname:
+            raise SettingsError(
+                "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
+                f" https://hub.example.com, got {self.public_url!r}"
+            )
         if self.port > 65535:
             raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
         levels = ("debug", "info", "warning", "error", "critical")

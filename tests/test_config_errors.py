@@ -201,6 +201,9 @@ def test_a_malformed_redis_url_is_one_line(tmp_path, url):
         ({"HUB_WORKERS": "0"}, "HUB_WORKERS must be at least 1"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be a sqlite:// or postgresql://"),
         ({"DATABASE_URL": "sqlite:////no/such/dir/hub.db"}, "the directory of the SQLite file"),
+        ({"HUB_PUBLIC_URL": "hub.example.com"}, "HUB_PUBLIC_URL must be the hub's address"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com:443x"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_DEV_KEY_FILE": "/no/such/dir/key.pem"}, "HUB_DEV_KEY_FILE: the directory of"),
         (
             {"DATABASE_URL": f"postgresql://u:{PASSWORD}@db:5432x/hub"},
             "DATABASE_URL has a malformed port",
