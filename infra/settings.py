@@ -279,25 +279,24 @@ def _check_redis_url(url: str) -> None:
 
 def _check_plain_redis_url(url: str) -> None:
     # The URL is never quoted back: it may carry a password.
-    expected = (
-        "; use redis://[:password@]host:6379/0, rediss://…, unix:///path/to/redis.sock"
-        " or redis+cluster://host:port,host:port"
-    )
+    form = "such as redis://[:password@]host:6379/0 or unix:///path/to/redis.sock"
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError("REDIS_URL is not a Redis URL" + expected)
+        raise SettingsError(
+            f"REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL, {form}"
+        )
     if parts.scheme == "unix":
         if not parts.path:
-            raise SettingsError("REDIS_URL: a unix:// URL needs the socket's path" + expected)
+            raise SettingsError(f"REDIS_URL: a unix:// URL needs the socket's path, {form}")
         return
     try:
         port = parts.port
     except ValueError:  # not a number, or out of range
         port = 0
     if not parts.hostname or port == 0:
-        raise SettingsError("REDIS_URL needs a host, and a valid port if it names one" + expected)
+        raise SettingsError(f"REDIS_URL needs a host, and a port from 1 to 65535 if any, {form}")
     if parts.path not in ("", "/") and not parts.path[1:].isdigit():
-        raise SettingsError("REDIS_URL: the database (the path) must be a number" + expected)
+        raise SettingsError(f"REDIS_URL: the database (the path) must be a number, {form}")
 
 
 def _check_rate(name: str, value: str) -> None:

@@ -142,6 +142,21 @@ def test_migrate_names_a_database_that_does_not_exist(tmp_path, postgres_url):
     )
 
 
+def test_no_password_reaches_the_terminal(tmp_path):
+    """A database or Redis URL with a password, in commands refused for it: the password
+    never shows (`refusal` checks each output for it)."""
+    database = f"postgresql://hub:{PASSWORD}@127.0.0.1:1/hub"
+    redis = f"redis://hub:{PASSWORD}@127.0.0.1:1/0"
+    for args, settings in [
+        (serve_args(), production(DATABASE_URL=database, REDIS_URL=redis)),
+        (["migrate"], {"DATABASE_URL": database}),
+        (["products", "list"], {"DATABASE_URL": database, "REDIS_URL": redis}),
+        (serve_args(), {"REDIS_URL": f"redis://hub:{PASSWORD}@127.0.0.1:1/x"}),
+        (["migrate"], {"DATABASE_URL": f"postgresql://hub:{PASSWORD}@127.0.0.1:1x/hub"}),
+    ]:
+        refusal(hub_command(tmp_path, *args, **settings), lines=2)
+
+
 OPERATOR_COMMANDS = [
     ["products", "list"],
     ["products", "create", "--slug", "acme", "--name", "Acme"],
