@@ -185,8 +185,8 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def _count_up_to(most: int) -> Callable[[str], int]:
-    """An argument type: a whole number from 1 to `most` (beyond any sane retention, and
-    within what a date can be set back by)."""
+    """An argument type: a whole number from 1 to `most` (a port, a process count; for the
+    retention options, beyond any sane retention and within what a date can be set back by)."""
 
     def parse(text: str) -> int:
         try:
