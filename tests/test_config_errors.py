@@ -18,6 +18,7 @@ import pytest
 
 from auth.tokens import generate_private_key_pem
 from hub.migrate import head_revision, migrate, revision_name
+from tests.conftest import scratch_postgres
 from tests.support import free_port, run_async
 
 # The installed console script, beside this interpreter (as an operator runs it).
@@ -94,22 +95,25 @@ def test_production_refuses_a_database_without_the_newest_schema(tmp_path):
 
 
 @pytest.mark.postgres
-def test_production_refuses_a_postgres_database_behind_the_newest_schema(tmp_path, postgres_url):
-    migrate(postgres_url, "0003")
-    parts = urlsplit(postgres_url)
-    with_password = parts._replace(
-        netloc=f"{parts.username or 'postgres'}:{PASSWORD}@{parts.hostname}:{parts.port or 5432}"
-    ).geturl()
-    line = refusal(hub_command(tmp_path, *serve_args(), **production(DATABASE_URL=with_password)))
-    head = revision_name(head_revision())
-    assert f"is at schema 0003_keys_and_credentials, this hub needs {head}" in line
-    assert line.endswith("run `notification-hub migrate`")
-    assert "[REDACTED]" in line  # the URL is named, its password masked
-    migrated = hub_command(tmp_path, "migrate", DATABASE_URL=postgres_url)
-    assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.strip() == (
-        f"applied 0004_identity_pools, {head}; the database is at {head}"
-    )
+def test_production_refuses_a_postgres_database_behind_the_newest_schema(tmp_path):
+    with scratch_postgres() as url:  # its own: the session's database is at the newest
+        if url is None:
+            pytest.skip("PostgreSQL (DATABASE_URL) is not configured")
+        migrate(url, "0003")
+        parts = urlsplit(url)
+        user, host, port = parts.username or "postgres", parts.hostname, parts.port or 5432
+        with_password = parts._replace(netloc=f"{user}:{PASSWORD}@{host}:{port}").geturl()
+        result = hub_command(tmp_path, *serve_args(), **production(DATABASE_URL=with_password))
+        line = refusal(result)
+        head = revision_name(head_revision())
+        assert f"is at schema 0003_keys_and_credentials, this hub needs {head}" in line
+        assert line.endswith("run `notification-hub migrate`")
+        assert f"{user}:[REDACTED]@" in line  # the URL is named, its password masked
+        migrated = hub_command(tmp_path, "migrate", DATABASE_URL=url)
+        assert migrated.returncode == 0, migrated.stderr
+        assert migrated.stdout.strip() == (
+            f"applied 0004_identity_pools, {head}; the database is at {head}"
+        )
 
 
 def test_an_unreachable_database_is_waited_for_then_refused_in_one_line(tmp_path):
