@@ -1,4 +1,5 @@
-"""What every `notification-hub` command shares: its settings, and a database for its work."""
+"""What every `notification-hub` command shares: its settings, its help format, and a database
+for its work (checked first: hub/preflight.py)."""
 
 from __future__ import annotations
 
