@@ -43,6 +43,9 @@ class RateLimiter:
             # it lives on one shard and its script needs no hash tag. The hub's retry policy,
             # not redis-py's default: a request whose limit lives on a shard that is down
             # waited ~1.1 s for the cluster client's retries (0.1 s with this), then passed.
+            # limits names a Redis socket `redis+unix://` (redis-py's `unix://`).
+            if redis_url.startswith("unix://"):
+                redis_url = "redis+" + redis_url
             storage = storage_from_string(
                 f"async+{redis_url}",
                 implementation="redispy",

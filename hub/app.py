@@ -32,6 +32,7 @@ from hub.cable.node import CableNode
 from hub.cable.registry import CableRegistry
 from hub.demo import check_demo_product, ensure_demo_product
 from hub.demo import routes as demo_routes
+from hub.migrate import head_revision
 from hub.openapi import routes as openapi_routes
 from hub.operations import routes as operation_routes
 from hub.services import Services
@@ -89,6 +90,7 @@ class HubApp(Starlette):
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     signer = build_signer(settings)
+    head_revision()  # read the migration files now, not in the event loop at the first /readyz
     db = connect_database(
         settings.database_url,
         idle_in_transaction_timeout=settings.db_idle_in_transaction_timeout,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging.config
 import multiprocessing
 import multiprocessing.connection
@@ -20,14 +21,17 @@ import uvicorn
 from starlette.applications import Starlette
 
 from hub.cable.protocol import DisconnectReason
-from hub.cli_common import settings_or_exit, with_database
+from hub.cli_common import HelpFormatter, add_command, settings_or_exit, with_database
 from hub.cli_products import add_operator_commands
 from hub.http_protocol import bounded_head_protocol
+from hub.preflight import check_database, check_secrets, migrate_database
 from hub.ws_protocol import CycleFreeWebSocketProtocol
 from infra.db import utcnow
 from infra.forwarded import behind_proxies
 from infra.logs import logging_config
 from infra.settings import Settings
+
+logger = logging.getLogger("hub.startup")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -42,10 +46,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.workers:
         os.environ["HUB_WORKERS"] = str(args.workers)
     settings = settings_or_exit()  # again: validated with the workers and address chosen here
-    if not settings.production:
-        from hub.migrate import migrate
-
-        migrate(settings.database_url)
+    check_secrets(settings)
+    if settings.production:
+        check_database(settings)  # production never migrates by itself: the release step does
+    else:
+        applied = migrate_database(settings.database_url)
+        if applied:
+            logger.info("migrated the database: %s", migration_report(applied))
     if settings.workers == 1:
         _run_server(host, port)
         return
@@ -142,11 +149,19 @@ class CableAwareServer(uvicorn.Server):
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from hub.migrate import migrate
-
     settings = settings_or_exit()
-    migrate(settings.database_url)
-    print("database is at the newest schema")
+    applied = migrate_database(settings.database_url)
+    print(migration_report(applied))
+
+
+def migration_report(applied: list[str]) -> str:
+    """What a migration did, in one line."""
+    from hub.migrate import head_revision, revision_name
+
+    head = revision_name(head_revision())
+    if not applied:
+        return f"nothing to do: the database is already at {head}"
+    return f"applied {', '.join(applied)}; the database is at {head}"
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
@@ -170,8 +185,8 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def _count_up_to(most: int) -> Callable[[str], int]:
-    """An argument type: a whole number from 1 to `most` (beyond any sane retention, and
-    within what a date can be set back by)."""
+    """An argument type: a whole number from 1 to `most` (a port, a process count; for the
+    retention options, beyond any sane retention and within what a date can be set back by)."""
 
     def parse(text: str) -> int:
         try:
@@ -185,24 +200,48 @@ def _count_up_to(most: int) -> Callable[[str], int]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="notification-hub", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    try:
+        return importlib.metadata.version("notification-hub")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown (not installed)"
 
-    serve = commands.add_parser("serve", help="run the hub (development: migrates first)")
-    serve.add_argument("--host", help="default: $HOST or 127.0.0.1")
-    serve.add_argument("--port", type=int, help="default: $PORT or 8000")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notification-hub", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = add_command(
+        commands,
+        "serve",
+        help="run the hub (development: migrates first; production: refuses a database that"
+        " is not at the newest schema)",
+    )
+    serve.add_argument("--host", help="address to listen on (default: $HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_count_up_to(65535), help="port to listen on (default: $PORT or 8000)"
+    )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_count_up_to(1024),
         help="server processes (default: $HUB_WORKERS, $WEB_CONCURRENCY or 1)",
     )
     serve.set_defaults(run=cmd_serve)
 
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate = add_command(
+        commands,
+        "migrate",
+        help="bring the database schema up to date (creates a SQLite file if need be)",
+    )
     migrate.set_defaults(run=cmd_migrate)
 
-    prune = commands.add_parser(
+    prune = add_command(
+        commands,
         "prune",
         help="delete old notifications and idempotency keys (run it from cron or a scheduler)",
     )
@@ -216,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--idempotency-hours",
         type=_count_up_to(876_000),
         default=24,
-        help="delete idempotency keys older than this: a retry after it publishes again"
-        " (default: %(default)s)",
+        help="delete idempotency keys older than this: a retry after it publishes again",
     )
     prune.set_defaults(run=cmd_prune)
 
@@ -227,10 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    settings = settings_or_exit()
-    logging.config.dictConfig(
-        logging_config(settings.log_level, development=not settings.production)
-    )
+    if args.needs_settings:
+        settings = settings_or_exit()
+        logging.config.dictConfig(
+            logging_config(settings.log_level, development=not settings.production)
+        )
     args.run(args)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from databases import Database
 
-from hub.cli_common import announce_product_changed, settings_or_exit, with_database
+from auth.products import DEFAULT_FEATURES
+from hub.cli_common import add_command, announce_product_changed, settings_or_exit, with_database
 
 
 def cmd_products_create(args: argparse.Namespace) -> None:
@@ -53,8 +54,18 @@ def cmd_products_create(args: argparse.Namespace) -> None:
 def cmd_products_list(args: argparse.Namespace) -> None:
     from auth import products
 
-    for product in with_database(settings_or_exit(), products.list_products):
-        print(f"{product.slug:24} {product.name:24} {' '.join(product.origins)}")
+    rows = [
+        (p.slug, p.name, " ".join(p.origins) or "(none)")
+        for p in with_database(settings_or_exit(), products.list_products)
+    ]
+    if not rows:
+        print("no products yet: create one with `notification-hub products create`")
+        return
+    header = ("SLUG", "NAME", "ALLOWED ORIGINS")
+    slug_width = max(len(row[0]) for row in [header, *rows])
+    name_width = max(len(row[1]) for row in [header, *rows])
+    for slug, name, origins in [header, *rows]:
+        print(f"{slug:{slug_width}}  {name:{name_width}}  {origins}".rstrip())
 
 
 def cmd_products_origins(args: argparse.Namespace) -> None:
@@ -150,17 +161,38 @@ def cmd_generate_jwt_key(args: argparse.Namespace) -> None:
 def add_operator_commands(commands: Any) -> None:
     """Add `products`, `subscriptions` and `keys` to the `notification-hub` subcommands
     (`commands`: what `ArgumentParser.add_subparsers` returned; its class is private)."""
-    products = commands.add_parser("products", help="manage products (tenants)")
-    product_commands = products.add_subparsers(dest="action", required=True)
-    create = product_commands.add_parser("create", help="create a product and print its keys")
-    create.add_argument("--slug", required=True)
-    create.add_argument("--name", required=True)
-    create.add_argument("--origin", action="append", help="allowed browser origin (repeatable)")
-    create.add_argument("--default-locale", default="en", choices=("en", "cs", "de"))
-    create.add_argument("--mail-from-name")
-    create.add_argument("--mail-from-address")
-    create.add_argument("--reset-url", help="password reset link template containing {token}")
-    create.add_argument("--verify-url", help="email verification link template with {token}")
+    products = add_command(commands, "products", help="manage products (tenants)")
+    product_commands = products.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = add_command(
+        product_commands, "create", help="create a product and print its keys (once)"
+    )
+    create.add_argument("--slug", required=True, help="the product's short name in URLs/headers")
+    create.add_argument("--name", required=True, help="the product's display name (in mails)")
+    create.add_argument(
+        "--origin",
+        action="append",
+        help="allowed browser origin, e.g. https://app.example.com (repeatable; default: none)",
+    )
+    create.add_argument(
+        "--default-locale",
+        default="en",
+        choices=("en", "cs", "de"),
+        help="language of answers and mails when a request names none",
+    )
+    create.add_argument(
+        "--mail-from-name", help="sender name of its mails (default: the product's name)"
+    )
+    create.add_argument(
+        "--mail-from-address", help="sender address of its mails (default: $HUB_MAIL_FROM)"
+    )
+    create.add_argument(
+        "--reset-url",
+        help="password reset link template containing {token} (default: the demo page)",
+    )
+    create.add_argument(
+        "--verify-url",
+        help="email verification link template containing {token} (default: the demo page)",
+    )
     create.add_argument(
         "--require-verified-email",
         action="store_true",
@@ -172,46 +204,77 @@ def add_operator_commands(commands: Any) -> None:
         help="share user identities (log-ins) with the other products of this named pool,"
         " created on first use (default: a pool of the product's own)",
     )
-    create.add_argument("--feature", action="append", help="plan feature → JWT scope (repeatable)")
-    create.set_defaults(run=cmd_products_create)
-    listing = product_commands.add_parser("list", help="list products")
-    listing.set_defaults(run=cmd_products_list)
-    origins = product_commands.add_parser("set-origins", help="replace a product's origins")
-    origins.add_argument("slug")
-    origins.add_argument("origin", nargs="*")
-    origins.set_defaults(run=cmd_products_origins)
-    verification = product_commands.add_parser(
-        "set-verification", help="change a product's email verification settings"
+    create.add_argument(
+        "--feature",
+        action="append",
+        metavar="FEATURE",
+        help="plan feature, granted as a JWT scope (repeatable; default:"
+        f" {' '.join(DEFAULT_FEATURES)})",
     )
-    verification.add_argument("slug")
+    create.set_defaults(run=cmd_products_create)
+    listing = add_command(product_commands, "list", help="list products")
+    listing.set_defaults(run=cmd_products_list)
+    origins = add_command(
+        product_commands, "set-origins", help="replace a product's allowed browser origins"
+    )
+    origins.add_argument("slug", help="the product")
+    origins.add_argument(
+        "origin",
+        nargs="*",
+        help="allowed browser origins, e.g. https://app.example.com (none: no browser access)",
+    )
+    origins.set_defaults(run=cmd_products_origins)
+    verification = add_command(
+        product_commands, "set-verification", help="change a product's email verification"
+    )
+    verification.add_argument("slug", help="the product")
     verification.add_argument(
         "--require-verified-email",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="refuse logins (403 auth.email_unverified) until the email is proven",
+        help="refuse logins (403 auth.email_unverified) until the email is proven"
+        " (default: unchanged)",
     )
     verification.add_argument(
-        "--verify-url", help='link template containing {token} ("" for the default)'
+        "--verify-url",
+        help='link template containing {token} ("" for the demo page; default: unchanged)',
     )
     verification.set_defaults(run=cmd_products_verification)
-    rotate = product_commands.add_parser(
-        "rotate-key", help="replace a product's publishable or secret key (old one stops now)"
+    rotate = add_command(
+        product_commands,
+        "rotate-key",
+        help="replace a product's publishable or secret key (the old one stops at once)",
     )
-    rotate.add_argument("slug")
-    rotate.add_argument("--env", choices=("live", "test"), default="live")
-    rotate.add_argument("--kind", choices=("secret", "publishable"), default="secret")
+    rotate.add_argument("slug", help="the product")
+    rotate.add_argument(
+        "--env", choices=("live", "test"), default="live", help="the key's environment"
+    )
+    rotate.add_argument(
+        "--kind", choices=("secret", "publishable"), default="secret", help="which key"
+    )
     rotate.set_defaults(run=cmd_products_rotate_key)
 
-    subscriptions = commands.add_parser("subscriptions", help="manage organization plans")
-    subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
-    set_status = subscription_commands.add_parser("set", help="set a subscription's status")
-    set_status.add_argument("org_id", type=int)
-    set_status.add_argument("status", choices=("active", "trialing", "past_due", "canceled"))
+    subscriptions = add_command(commands, "subscriptions", help="manage organization plans")
+    subscription_commands = subscriptions.add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    set_status = add_command(
+        subscription_commands, "set", help="set an organization's subscription status"
+    )
+    set_status.add_argument("org_id", type=int, help="the organization's id")
+    set_status.add_argument(
+        "status",
+        choices=("active", "trialing", "past_due", "canceled"),
+        help="the new status (only active and trialing grant the plan's features)",
+    )
     set_status.set_defaults(run=cmd_subscriptions_set)
 
-    keys = commands.add_parser("keys", help="signing keys")
-    key_commands = keys.add_subparsers(dest="action", required=True)
-    generate = key_commands.add_parser(
-        "generate-jwt", help="print a new ES256 private key (PEM) for HUB_JWT_PRIVATE_KEYS"
+    keys = add_command(commands, "keys", help="signing keys", needs_settings=False)
+    key_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    generate = add_command(
+        key_commands,
+        "generate-jwt",
+        help="print a new ES256 private key (PEM) for HUB_JWT_PRIVATE_KEYS",
+        needs_settings=False,  # it makes the key a production configuration lacks
     )
     generate.set_defaults(run=cmd_generate_jwt_key)

@@ -1,12 +1,20 @@
-"""Schema migrations (Alembic), driven from code so no alembic.ini is needed."""
+"""Schema migrations (Alembic), driven from code so no alembic.ini is needed; and the schema
+version a database is at, for the start-up check and `/readyz`.
+
+Revisions are named here by their file's name (`0005_refresh_grace`), which says what each is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from databases import Database
 
 from infra.db import is_sqlite, normalize_url
 
@@ -21,11 +29,69 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
-    """Bring the database to `revision`. Blocking: call it before the event loop starts."""
-    command.upgrade(alembic_config(database_url), revision)
+def migrate(database_url: str, revision: str = "head") -> list[str]:
+    """Bring the database to `revision`; the names of the revisions applied, oldest first.
+    Blocking: call it before the event loop starts."""
+    config = alembic_config(database_url)
+    applied: list[str] = []
+
+    def record(*, step: Any, **_: Any) -> None:
+        if step.is_upgrade:
+            applied.append(revision_name(step.up_revision_id))
+
+    config.attributes["on_version_apply"] = record  # read by migrations/env.py
+    command.upgrade(config, revision)
     if is_sqlite(database_url):
         asyncio.run(_enable_wal(database_url))
+    return applied
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision this hub knows (read from the files once; the first call reads
+    every migration script, so make it before the event loop serves)."""
+    head = _scripts().get_current_head()
+    assert head is not None, "no migrations"
+    return head
+
+
+@functools.cache
+def revision_name(revision: str) -> str:
+    """`0005_refresh_grace` for `0005`; the revision itself if this hub does not know it."""
+    try:
+        script = _scripts().get_revision(revision)
+    except Exception:  # alembic's CommandError (an unknown revision), or a malformed id
+        return revision
+    return Path(script.path).stem if script is not None else revision
+
+
+def knows_revision(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except Exception:  # an unknown revision: alembic's CommandError
+        return False
+
+
+async def schema_revision(db: Database) -> str | None:
+    """The revision the database is at; None if it has no hub schema (never migrated, or
+    migrated all the way down). One small query when the schema is there."""
+    try:
+        return await db.fetch_val("SELECT version_num FROM alembic_version")
+    except Exception:
+        # The table is missing, or the database does not answer: ask which (an error from
+        # the second question is the database's own, and propagates).
+        if db.url.dialect == "sqlite":
+            query = "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'alembic_version'"
+        else:
+            query = "SELECT to_regclass('alembic_version') IS NOT NULL"
+        if await db.fetch_val(query):
+            raise
+        return None
 
 
 async def _enable_wal(database_url: str) -> None:

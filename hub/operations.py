@@ -10,8 +10,10 @@ from starlette.responses import JSONResponse, Response
 
 from auth.answers import STRING, STRINGS, obj
 from auth.transport import METRICS_TOKEN, PUBLIC
+from hub.migrate import head_revision, schema_revision
 from hub.services import services
-from infra.api import Answer, Endpoints
+from infra.api import ERROR, Answer, Endpoints
+from infra.errors import error_body, request_locale
 from infra.metrics import exposition
 
 logger = logging.getLogger("hub.operations")
@@ -29,25 +31,43 @@ async def healthz(request: Request, caller: None) -> Response:
 @api.route(
     "GET",
     "/readyz",
-    summary="SQL and the broker answer",
+    summary="SQL answers at the newest schema, and the broker answers",
     guard=PUBLIC,
     answers={
         200: STATUS,
-        503: Answer("A part is unreachable", obj(["status", "failing"], failing=STRINGS)),
+        503: Answer(
+            "A part is unreachable (`sql`, `broker`), or the database is not at the schema"
+            " this hub needs (`schema`: run `notification-hub migrate`); with the `Error`"
+            " shape's `error` (code `server.unavailable`) beside",
+            obj(
+                ["status", "failing", "error"],
+                failing=STRINGS,
+                error=ERROR.schema["properties"]["error"],
+            ),
+        ),
     },
 )
 async def readyz(request: Request, caller: None) -> Response:
     hub = services(request)
     failing = []
     try:
-        await hub.db.fetch_val("SELECT 1")
+        # One small query: the database answers, and says which schema it has.
+        revision = await schema_revision(hub.db)
     except Exception:
         failing.append("sql")
+    else:
+        if revision != head_revision():  # read from the migration files once
+            failing.append("schema")
     if not await hub.broker.ping():
         failing.append("broker")
     if failing:
-        logger.warning("readiness: %s unreachable", ", ".join(failing))
-        return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
+        logger.warning("readiness: %s failing", ", ".join(failing))
+        body = {
+            "status": "unavailable",
+            "failing": failing,
+            **error_body("server.unavailable", request_locale(request)),
+        }
+        return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

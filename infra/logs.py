@@ -1,9 +1,10 @@
 """Logging that cannot leak credentials.
 
 Every handler formats through `RedactingFormatter`, which masks anything shaped like a JWT, an
-API key, a password hash, a bearer header or a secret-named field in the final text, tracebacks
-and uvicorn's access lines (which carry `/cable?token=…`) included. Redaction works on shapes,
-so a credential is caught wherever it ends up, not only where someone remembered to mask it.
+API key, a password hash, a bearer header, a secret-named field or the password in a URL
+(`postgresql://user:…@host`) in the final text, tracebacks and uvicorn's access lines (which
+carry `/cable?token=…`) included. Redaction works on shapes, so a credential is caught
+wherever it ends up, not only where someone remembered to mask it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ _SECRET_NAMES = "|".join(
         "key",
     )
 )
+# scheme://user:password@host (a database, Redis or SMTP URL); the user stays readable. Up to
+# the last @: a password with a stray @ in it is still masked whole.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):\S+@")
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
@@ -42,7 +46,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),
     (re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*)[\"'][^\"']*[\"']"), rf'\1"{REDACTED}"'),
+    (_URL_PASSWORD, rf"\1:{REDACTED}@"),
 ]
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password it may carry masked, for a message that names the URL.
+    (`redact` would mask it too; this states the intent where a URL is printed on purpose.)"""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", url)
 
 
 def redact(text: str) -> str:

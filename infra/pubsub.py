@@ -49,12 +49,16 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
+from infra.logs import redact_url
 from infra.metrics import BROKER_RECONNECTS
 from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")
 
 INITIAL_BACKOFF = 0.05  # seconds before the first reconnect attempt; doubles up to 2 s
+# Start-up waits this long for Redis to answer (logging that it waits after the first part).
+START_WAIT_SECONDS = 5.0
+FIRST_ANSWER_SECONDS = 0.5
 MAX_BACKOFF = 2.0
 
 CLUSTER_SCHEME = "redis+cluster"
@@ -220,6 +224,7 @@ class Subscriber:
         self._backoff = INITIAL_BACKOFF
         self.connected = asyncio.Event()
         self.client: aioredis.Redis | None = None  # the one connected (or trying)
+        self.last_error: str | None = None  # why the last attempt failed, for the log
 
     def start(self) -> None:
         if self._task is None:
@@ -255,6 +260,7 @@ class Subscriber:
                     await pubsub.aclose()
                 raise
             except Exception as exc:
+                self.last_error = str(exc) or type(exc).__name__
                 if not isinstance(exc, aioredis.RedisError | OSError):
                     # Not a lost connection: a bug here must not end the subscription.
                     logger.exception("%s failed; reconnecting", self.name)
@@ -325,6 +331,36 @@ class Subscriber:
                     self._on_trouble({channel}, self.healthy_at)
 
 
+async def wait_at_start(subscriber: Subscriber, url: str) -> None:
+    """Wait up to START_WAIT_SECONDS for `subscriber`'s first connection, so that a wrong URL
+    shows at start-up, saying in the log that we wait and, if Redis never answers, that the
+    hub starts without it. Its loop keeps trying regardless: not ready (/readyz) until then,
+    as after any outage. (Failing the start instead would turn a Redis outage into restart
+    loops of every hub process, whose API works on SQL meanwhile.)"""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(subscriber.connected.wait(), timeout=FIRST_ANSWER_SECONDS)
+        return
+    where = redact_url(url)
+    logger.info(
+        "waiting up to %g s for Redis at %s (%s)",
+        START_WAIT_SECONDS,
+        where,
+        subscriber.last_error or "no answer yet",
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            subscriber.connected.wait(), timeout=START_WAIT_SECONDS - FIRST_ANSWER_SECONDS
+        )
+        logger.info("Redis at %s answers", where)
+        return
+    logger.warning(
+        "Redis at %s does not answer (%s); starting without it: the hub keeps reconnecting,"
+        " and /readyz answers 503 until it does",
+        where,
+        subscriber.last_error or "no answer",
+    )
+
+
 class RedisPubSub:
     """Redis pub/sub that survives Redis restarts: reconnect, resubscribe, report the gap.
 
@@ -337,6 +373,7 @@ class RedisPubSub:
             "socket_connect_timeout": 3,
             "socket_keepalive": True,
         }
+        self._url = url
         self._client = redis_client(url, **options)
         listening = redis_client(url, SUBSCRIBER_RETRIES, **options)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -345,9 +382,7 @@ class RedisPubSub:
 
     async def connect(self) -> None:
         self._subscriber.start()
-        # Wait briefly so a wrong URL shows at start-up; the loop keeps trying regardless.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connected.wait(), timeout=5)
+        await wait_at_start(self._subscriber, self._url)
 
     async def disconnect(self) -> None:
         await self._subscriber.stop()
@@ -397,6 +432,7 @@ class ShardedRedisPubSub:
     def __init__(
         self, url: str, on_reconnect: OnReconnect | None = None, broadcast: Iterable[str] = ()
     ) -> None:
+        self._url = url
         self._address = parse_cluster_url(url)
         # The slot map (which node owns which channel); commands go on per-node clients.
         self._cluster = redis_client(url, socket_connect_timeout=3)
@@ -426,9 +462,7 @@ class ShardedRedisPubSub:
             shard.start()
         self._reread_map.set()
         self._router = asyncio.create_task(self._route(), name="redis-cluster-router")
-        # Wait briefly so a wrong URL shows at start-up; the loops keep trying regardless.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connected.wait(), timeout=5)
+        await wait_at_start(self._control, self._url)
 
     async def disconnect(self) -> None:
         await cancel_and_wait(self._router)

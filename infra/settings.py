@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -206,6 +207,13 @@ class Settings:
             workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
             demo_product=env.get("HUB_DEMO_PRODUCT") or None,
         )
+        if settings.production and not env.get("DATABASE_URL"):
+            # Not the ./hub.db of whatever directory the process starts in: an empty file
+            # there answered /readyz and failed every API call.
+            raise SettingsError(
+                "HUB_ENV=production needs DATABASE_URL: set it to your PostgreSQL database"
+                " (postgresql://user:password@host:5432/name)"
+            )
         settings.validate()
         return settings
 
@@ -213,6 +221,29 @@ class Settings:
         """Refuse configurations that would be unsafe or cannot work."""
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        try:
+            urlsplit(self.database_url).port  # noqa: B018 (it raises on a malformed port)
+        except ValueError:
+            raise SettingsError(
+                "DATABASE_URL has a malformed port: postgresql://user:password@host:5432/name"
+            ) from None
+        public = urlsplit(self.public_url)
+        try:
+            public.port  # noqa: B018 (it raises on a malformed port)
+        except ValueError:
+            public = public._replace(netloc="")
+        if public.scheme not in ("http", "https") or not public.hostname:
+            raise SettingsError(
+                "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
+                f" https://hub.example.com, got {self.public_url!r}"
+            )
+        if self.port > 65535:
+            raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
+        levels = ("debug", "info", "warning", "error", "critical")
+        if self.log_level not in levels:
+            raise SettingsError(
+                f"HUB_LOG_LEVEL must be one of {', '.join(levels)}, got {self.log_level!r}"
+            )
         if self.production and not self.jwt_private_keys_pem:
             raise SettingsError(
                 "HUB_ENV=production needs a signing key: set HUB_JWT_PRIVATE_KEYS (PEM) or "
@@ -248,10 +279,7 @@ def _check_redis_url(url: str) -> None:
     from infra.pubsub import is_cluster_url, parse_cluster_url
 
     if not is_cluster_url(url):
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(
-                "REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL"
-            )
+        _check_plain_redis_url(url)
         return
     try:
         parse_cluster_url(url)
@@ -259,6 +287,28 @@ def _check_redis_url(url: str) -> None:
         raise SettingsError(
             f"REDIS_URL: {exc}; a cluster is redis+cluster://host:port,host:port,…"
         ) from None
+
+
+def _check_plain_redis_url(url: str) -> None:
+    # The URL is never quoted back: it may carry a password.
+    form = "such as redis://[:password@]host:6379/0 or unix:///path/to/redis.sock"
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(
+            f"REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL, {form}"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise SettingsError(f"REDIS_URL: a unix:// URL needs the socket's path, {form}")
+        return
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if not parts.hostname or port == 0:
+        raise SettingsError(f"REDIS_URL needs a host, and a port from 1 to 65535 if any, {form}")
+    if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        raise SettingsError(f"REDIS_URL: the database (the path) must be a number, {form}")
 
 
 def _check_rate(name: str, value: str) -> None:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.metadata
 import re
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from auth.credential_secrets import hash_secret
+from hub.cli import build_parser
+from hub.migrate import head_revision, migrate, revision_name
 from tests.support import (
     KEY_LINE,
     ROOT,
@@ -204,6 +210,70 @@ def test_development_generates_a_persistent_private_key_file(tmp_path):
         )
     finally:
         server.stop()
+
+
+def test_version_comes_from_the_package_metadata(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("notification-hub")), "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"notification-hub {importlib.metadata.version('notification-hub')}\n"
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _parsers(child)
+
+
+def test_every_option_and_argument_has_help_and_shows_its_default():
+    for parser in _parsers(build_parser()):
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help, (parser.prog, action.dest)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                shown = " ".join(text.split())  # the help wraps lines
+                assert f"(default: {action.default})" in shown, (parser.prog, action.dest)
+    rotate = HubServer(workdir=Path(".")).cli("products", "rotate-key", "--help").stdout
+    assert "the key's environment (default: live)" in rotate
+    assert "which key (default: secret)" in rotate
+
+
+def test_products_list_prints_aligned_columns_under_a_header(tmp_path):
+    server = HubServer(workdir=tmp_path)
+    assert server.cli("migrate").returncode == 0
+    assert "no products yet" in server.cli("products", "list").stdout
+    for slug, name in (("acme", "Acme Corporation"), ("a-much-longer-slug", "B")):
+        assert server.cli("products", "create", "--slug", slug, "--name", name).returncode == 0
+    server.cli("products", "set-origins", "acme", "https://app.acme.com", "https://acme.com")
+    lines = server.cli("products", "list").stdout.splitlines()
+    assert lines[0].split() == ["SLUG", "NAME", "ALLOWED", "ORIGINS"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"acme", "a-much-longer-slug"}
+    name_column = lines[0].index("NAME")
+    origins_column = lines[0].index("ALLOWED ORIGINS")
+    assert rows["acme"].index("Acme Corporation") == name_column
+    assert rows["acme"][origins_column:] == "https://acme.com https://app.acme.com"  # sorted
+    assert rows["a-much-longer-slug"][origins_column:] == "(none)"
+
+
+def test_migrate_says_which_revisions_it_applied(tmp_path):
+    server = HubServer(workdir=tmp_path)
+    head = revision_name(head_revision())
+    migrate(server.env()["DATABASE_URL"], "0003")
+    first = server.cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"applied 0004_identity_pools, {head}; the database is at {head}\n"
+    again = server.cli("migrate")
+    assert again.stdout == f"nothing to do: the database is already at {head}\n"
 
 
 def test_local_state_is_git_ignored():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from infra.logs import RedactingFormatter, redact
+from infra.logs import RedactingFormatter, redact, redact_url
 from tests.support import bearer, product_headers, register
 
 
@@ -31,6 +31,22 @@ def test_redact_masks_credential_shapes():
     ):
         assert secret not in masked, secret
     assert "GET /cable?token=[REDACTED]" in masked
+
+
+def test_redact_masks_the_password_of_a_url():
+    for url, shown in [
+        ("postgresql://hub:s3cr@t-pw@db:5432/hub", "postgresql://hub:[REDACTED]@db:5432/hub"),
+        ("redis://:hunter2@127.0.0.1:6379/0", "redis://:[REDACTED]@127.0.0.1:6379/0"),
+        ("redis+cluster://u:pw@a:7000,b:7001", "redis+cluster://u:[REDACTED]@a:7000,b:7001"),
+        (
+            "smtp://mailer:p%40ss@smtp:587?starttls=1",
+            "smtp://mailer:[REDACTED]@smtp:587?starttls=1",
+        ),
+        ("postgresql://hub@db/hub", "postgresql://hub@db/hub"),
+        ("http://127.0.0.1:8000/path", "http://127.0.0.1:8000/path"),
+    ]:
+        assert redact_url(url) == shown
+        assert redact(f"connecting to {url} failed") == f"connecting to {shown} failed"
 
 
 def test_formatter_honours_the_development_exception_only_when_allowed():

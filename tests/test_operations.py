@@ -1,14 +1,24 @@
 """Operations: /metrics in Prometheus' format, counting what happened; /readyz naming the
-failing part."""
+failing part (SQL, the schema version, the broker)."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import httpx
 import pytest
 
-from tests.support import HubServer, api_user, bearer, cable, create_product, publish
+from infra.i18n import translate
+from tests.support import (
+    HubServer,
+    api_user,
+    bearer,
+    cable,
+    create_product,
+    production_hub,
+    publish,
+)
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
@@ -62,8 +72,9 @@ async def test_metrics_token_guards_the_endpoint(tmp_path):
 
 @pytest.mark.redis
 async def test_readyz_names_the_failing_part(tmp_path):
-    # A Redis URL nobody listens on: SQL is fine, the broker is not.
-    server = HubServer(workdir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    # A Redis URL nobody listens on: SQL is fine, the broker is not. The start-up says it
+    # waits for Redis, then starts without it (the broker keeps reconnecting).
+    server = HubServer(workdir=tmp_path, redis_url="redis://:Canary-Redis-Pass@127.0.0.1:1/0")
     server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as client:
@@ -71,5 +82,36 @@ async def test_readyz_names_the_failing_part(tmp_path):
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["failing"] == ["broker"]
+            assert ready.json()["error"]["code"] == "server.unavailable"
+        logs = server.logs()
+        where = "Redis at redis://:[REDACTED]@127.0.0.1:1/0"
+        assert f"waiting up to 5 s for {where} (" in logs
+        assert f"{where} does not answer (" in logs and "starting without it" in logs
+        assert "Canary-Redis-Pass" not in logs
     finally:
         server.stop()
+
+
+async def test_readyz_reports_a_database_not_at_the_newest_schema(tmp_path):
+    """Production never migrates by itself: a database behind (or without) the schema this
+    hub needs is not ready, whatever else answers."""
+    with production_hub(tmp_path) as server:
+        db = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/readyz")).json() == {"status": "ok"}
+            head = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+            db.execute("UPDATE alembic_version SET version_num = '0004'")  # downgraded
+            behind = await client.get("/readyz", headers={"Accept-Language": "de"})
+            assert behind.status_code == 503
+            assert behind.json()["failing"] == ["schema"]
+            assert behind.json()["error"] == {
+                "code": "server.unavailable",
+                "message": translate("server.unavailable", "de"),
+            }
+            db.execute("DROP TABLE alembic_version")  # no schema version at all
+            missing = await client.get("/readyz")
+            assert (missing.status_code, missing.json()["failing"]) == (503, ["schema"])
+            db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+            db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
+            assert (await client.get("/readyz")).status_code == 200
+        db.close()

@@ -18,6 +18,8 @@ def _run(connection):
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # `hub.migrate.migrate` records what it applied, to say so.
+        on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -207,6 +207,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Na naší straně se něco pokazilo.",
         "de": "Auf unserer Seite ist ein Fehler aufgetreten.",
     },
+    "server.unavailable": {
+        "en": "The service is not ready; try again shortly.",
+        "cs": "Služba není připravena; zkuste to za chvíli znovu.",
+        "de": "Der Dienst ist nicht bereit; versuchen Sie es gleich noch einmal.",
+    },
     "password_reset.requested": {
         "en": "If an account exists for that email, a reset link is on its way.",
         "cs": "Pokud k tomuto e-mailu existuje účet, odkaz pro obnovení hesla je na cestě.",
