@@ -32,6 +32,12 @@ INVALID_LINK = {
 }
 
 
+def demo_page_serves(settings: Settings, product_slug: str) -> bool:
+    """Whether the hub's demo page completes a mailed link of this product: in development
+    it serves any product; in production only the one `HUB_DEMO_PRODUCT` names."""
+    return not settings.production or settings.demo_product == product_slug
+
+
 class MailedLinks:
     def __init__(
         self,
@@ -158,9 +164,12 @@ class MailedLinks:
             raise HubError(400, INVALID_LINK[purpose])
         return grant
 
-    def _link_template(self, product: Product, stored: str | None, demo_fragment: str) -> str:
-        """The product's link template, or the demo page's link. A template stored before
-        templates were checked (a `javascript:` link, say) is never mailed."""
+    def _link_template(
+        self, product: Product, stored: str | None, demo_fragment: str
+    ) -> str | None:
+        """The product's link template, else the demo page's link where the demo page serves
+        this product, else None. A template stored before templates were checked (a
+        `javascript:` link, say) is never mailed."""
         if stored:
             try:
                 return normalize_url_template(stored, https_only=self._settings.production)
@@ -170,6 +179,8 @@ class MailedLinks:
                     product.slug,
                     demo_fragment,
                 )
+        if not demo_page_serves(self._settings, product.slug):
+            return None
         # Without a product template, the link opens the demo page, which completes the flow.
         return f"{self._settings.public_url}/demo/#{demo_fragment}={{token}}"
 
@@ -184,6 +195,20 @@ class MailedLinks:
         else:
             purpose, ttl = one_time.VERIFY_EMAIL, settings.verify_token_ttl
             template = self._link_template(product, product.verify_url_template, "verify_token")
+        if template is None:
+            # A link to a page that answers 404 would only confuse the user; the operator
+            # hears why instead (the API's answer stays the same either way).
+            setting = "reset_url_template" if kind == PASSWORD_RESET else "verify_url_template"
+            logger.warning(
+                "product %s has no %s and the demo page does not serve it here: no %s mail "
+                "sent; set the product's %s (PATCH /api/v1/product, or --%s-url when creating it)",
+                product.slug,
+                setting,
+                kind,
+                setting,
+                "reset" if kind == PASSWORD_RESET else "verify",
+            )
+            return
         token = await one_time.issue_token(
             self._db, purpose, user_id=user.id, product_id=product.id, env=env, ttl=ttl
         )
