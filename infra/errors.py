@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -100,7 +101,32 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     return error_response(request, HubError(status, code, headers=exc.headers))
 
 
+# Refused or dropped connections, a server still starting or out of connection slots.
+_DATABASE_UNREACHABLE = (
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_database_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection: an outage, not a bug."""
+    return isinstance(exc, _DATABASE_UNREACHABLE)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unreachable(exc):
+        # An outage, not a bug: 503 tells clients to retry once the database is back.
+        logger.warning(
+            "%s %s: the database is unreachable (%s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return error_response(
+            request, HubError(503, "server.unavailable", headers={"Retry-After": "5"})
+        )
     # The traceback goes to the log (which redacts credentials); the client gets no internals.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, HubError(500, "server.error"))
