@@ -472,7 +472,9 @@ async def test_sockets_per_user_count_across_processes_and_a_crashed_process_fre
         again = await CableClient.connect(b.url, token)
         if await again.recv() == {"type": "welcome"}:
             break
-        assert time.monotonic() - crashed < 10, "a crashed process's sockets kept counting"
+        # The leases last 3 s; the rest is slack for a loaded machine (two suites at once
+        # took over 10 s here), not for sockets that never stop counting.
+        assert time.monotonic() - crashed < 20, "a crashed process's sockets kept counting"
         await asyncio.sleep(0.2)
     on_b.append(again)
     for _ in range(2):
