@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from infra.logs import redact_url
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message says which and why."""
@@ -235,7 +237,7 @@ class Settings:
         if public.scheme not in ("http", "https") or not public.hostname:
             raise SettingsError(
                 "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
-                f" https://hub.example.com, got {self.public_url!r}"
+                f" https://hub.example.com, got {redact_url(self.public_url)!r}"
             )
         if self.port > 65535:
             raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")

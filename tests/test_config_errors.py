@@ -157,6 +157,17 @@ def test_no_password_reaches_the_terminal(tmp_path):
         (["products", "list"], {"DATABASE_URL": database, "REDIS_URL": redis}),
         (serve_args(), {"REDIS_URL": f"redis://hub:{PASSWORD}@127.0.0.1:1/x"}),
         (["migrate"], {"DATABASE_URL": f"postgresql://hub:{PASSWORD}@127.0.0.1:1x/hub"}),
+        # In the query string, and with a space in it.
+        (
+            ["products", "list"],
+            {"DATABASE_URL": f"postgresql://hub@127.0.0.1:1/x?password={PASSWORD}"},
+        ),
+        (
+            serve_args(),
+            production(DATABASE_URL=f"postgresql://hub@127.0.0.1:1/x?password={PASSWORD}"),
+        ),
+        (["migrate"], {"DATABASE_URL": f"postgresql://hub:a {PASSWORD}@127.0.0.1:1/hub"}),
+        (serve_args(), {"HUB_PUBLIC_URL": f"ftp://u:{PASSWORD}@x"}),
     ]:
         refusal(hub_command(tmp_path, *args, **settings), lines=2)
 
