@@ -298,6 +298,14 @@ def test_the_rate_limiter_takes_a_unix_socket_redis_url(tmp_path):
         stdout=subprocess.DEVNULL,
     )
 
+    async def pubsub_round_trip() -> None:
+        # Its keepalive option (TCP only) failed every connection: /readyz stayed 503.
+        from infra.pubsub import RedisPubSub
+
+        pubsub = RedisPubSub(f"unix://{socket_path}")
+        assert await pubsub._client.ping()
+        await pubsub._client.aclose()
+
     async def three_hits() -> None:
         limiter = RateLimiter(f"unix://{socket_path}", "unixtest")
         await limiter.hit("2/minute", "k")
@@ -313,6 +321,7 @@ def test_the_rate_limiter_takes_a_unix_socket_redis_url(tmp_path):
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
         run_async(three_hits())
+        run_async(pubsub_round_trip())
     finally:
         redis.terminate()
         redis.wait(10)
