@@ -238,11 +238,50 @@ def test_a_malformed_redis_url_is_one_line(tmp_path, url):
             {"DATABASE_URL": f"postgresql://u:{PASSWORD}@db:5432x/hub"},
             "DATABASE_URL has a malformed port",
         ),
+        # Red-team review: each of these was a traceback, or accepted and broken later.
+        ({"DATABASE_URL": "sqlite://"}, "an in-memory SQLite database cannot be used"),
+        ({"DATABASE_URL": "sqlite:///:memory:"}, "an in-memory SQLite database cannot be used"),
+        (
+            {"DATABASE_URL": f"postgresql://postgres@{'a' * 64}.example.com/x"},
+            "DATABASE_URL: the host name is malformed",
+        ),
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/"}, "the name of the hub's"),
+        ({"DATABASE_URL": f"postgresql://u:{PASSWORD}@[::1/x"}, "DATABASE_URL has a malformed"),
+        ({"REDIS_URL": f"redis://:{PASSWORD}@[::1"}, "REDIS_URL is malformed"),
+        ({"HUB_PUBLIC_URL": "http://[::1"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": f"https://u:{PASSWORD}@hub.example.com"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "http://hüb.example.com"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com/app"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com/?x=1"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com#x"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com:0"}, "HUB_PUBLIC_URL must be"),
+        (
+            {"HUB_DB_STATEMENT_TIMEOUT": "99999999999"},
+            "HUB_DB_STATEMENT_TIMEOUT must be at most 86400",
+        ),
+        (
+            {"HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT": "99999999999"},
+            "HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT must be at most 86400",
+        ),
+        ({"HUB_ARGON2_MEMORY_KIB": "99999999999"}, "HUB_ARGON2_MEMORY_KIB must be at most"),
+        ({"HUB_ARGON2_TIME_COST": "1000"}, "HUB_ARGON2_TIME_COST must be at most 64"),
+        ({"HUB_ARGON2_PARALLELISM": "1000"}, "HUB_ARGON2_PARALLELISM must be at most 64"),
+        ({"HUB_WORKERS": "2"}, "HUB_WORKERS=2 needs Redis: set REDIS_URL"),
+        ({"HUB_WORKERS": "100000"}, "HUB_WORKERS must be at most 1024"),
+        ({"HUB_WEBHOOKS_ALLOW_INTERNAL": "sure"}, "HUB_WEBHOOKS_ALLOW_INTERNAL must be 1 or 0"),
+        ({"HUB_RATE_LOGIN_IP": "0/minute"}, "HUB_RATE_LOGIN_IP: a rate of 0"),
+        ({"HUB_ACCESS_TOKEN_TTL": "\uff15"}, "HUB_ACCESS_TOKEN_TTL must be a whole number"),
     ],
 )
 def test_other_configuration_mistakes_are_one_line(tmp_path, settings, expected):
     line = refusal(hub_command(tmp_path, "serve", **settings))
     assert expected in line
+
+
+def test_serve_workers_without_redis_is_refused_in_development(tmp_path):
+    line = refusal(hub_command(tmp_path, *serve_args(), "--workers", "2"))
+    assert "HUB_WORKERS=2 needs Redis" in line
+    assert not (tmp_path / "hub.db").exists()
 
 
 def test_a_broken_key_file_names_its_setting(tmp_path):
