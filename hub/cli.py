@@ -178,9 +178,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
         ),
     )
     print(
-        f"deleted {pruned.notifications} notifications older than {args.days} days"
-        f" and {pruned.idempotency_keys} idempotency keys older than"
-        f" {args.idempotency_hours} hours"
+        f"deleted {pruned.notifications} notifications older than {args.days}"
+        f" day{'' if args.days == 1 else 's'} and {pruned.idempotency_keys} idempotency keys"
+        f" older than {args.idempotency_hours} hour{'' if args.idempotency_hours == 1 else 's'}"
     )
 
 

@@ -270,6 +270,11 @@ def check_secrets(settings: Settings) -> None:
             f"HUB_DEV_KEY_FILE: the directory of {dev_key.resolve()} does not exist (in"
             " production, set HUB_JWT_PRIVATE_KEYS instead)"
         )
+    if pem is None and dev_key.exists() and not dev_key.is_file():
+        refuse(
+            f"HUB_DEV_KEY_FILE: {dev_key.resolve()} is not a file (a directory?): name the"
+            " file the development key is kept in"
+        )
     if pem is None and dev_key.is_file():
         pem = dev_key.read_text(encoding="ascii", errors="replace")
         setting = f"the development key file {dev_key.resolve()} (HUB_DEV_KEY_FILE)"

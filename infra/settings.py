@@ -188,6 +188,11 @@ class Settings:
                 raise SettingsError(
                     f"HUB_JWT_PRIVATE_KEYS_FILE: cannot read {keys_file}: {exc}"
                 ) from None
+            except UnicodeDecodeError:
+                raise SettingsError(
+                    f"HUB_JWT_PRIVATE_KEYS_FILE: {keys_file} is not a PEM file (it is not text);"
+                    " generate a key with `notification-hub keys generate-jwt`"
+                ) from None
         defaults = RateLimits()
         rate_limits = RateLimits(
             **{

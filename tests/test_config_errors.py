@@ -284,6 +284,25 @@ def test_serve_workers_without_redis_is_refused_in_development(tmp_path):
     assert not (tmp_path / "hub.db").exists()
 
 
+def test_unreadable_key_files_are_one_line(tmp_path):
+    (tmp_path / "key.bin").write_bytes(b"\xff\xfe\x00binary")
+    line = refusal(
+        hub_command(tmp_path, *serve_args(), HUB_JWT_PRIVATE_KEYS_FILE=str(tmp_path / "key.bin"))
+    )
+    assert "HUB_JWT_PRIVATE_KEYS_FILE" in line and "not a PEM file" in line
+    (tmp_path / "keydir").mkdir()
+    line = refusal(hub_command(tmp_path, *serve_args(), HUB_DEV_KEY_FILE=str(tmp_path / "keydir")))
+    assert "HUB_DEV_KEY_FILE" in line and "is not a file" in line
+    assert not (tmp_path / "hub.db").exists()  # refused before the database is created
+
+
+def test_prune_says_day_and_hour_in_the_singular(tmp_path):
+    assert hub_command(tmp_path, "migrate").returncode == 0
+    result = hub_command(tmp_path, "prune", "--days", "1", "--idempotency-hours", "1")
+    assert result.returncode == 0, result.stderr
+    assert "older than 1 day and" in result.stdout and "older than 1 hour" in result.stdout
+
+
 def test_a_broken_key_file_names_its_setting(tmp_path):
     (tmp_path / "key.pem").write_text(KEY.replace("EC", "XX").replace("\n", "\n\n", 3))
     line = refusal(
