@@ -296,6 +296,26 @@ def test_unreadable_key_files_are_one_line(tmp_path):
     assert not (tmp_path / "hub.db").exists()  # refused before the database is created
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["subscriptions", "set", "99999999999999999999", "active"], "argument org_id: not an id"),
+        (["products", "create", "--slug", "x", "--name", "n" * 201], "at most 200 characters"),
+        (["products", "create", "--slug", "s" * 65, "--name", "n"], "at most 64 characters"),
+        (
+            ["products", "create", "--slug", "x", "--name", "n", "--mail-from-address", "a" * 321],
+            "at most 320 characters",
+        ),
+    ],
+)
+def test_operator_arguments_beyond_their_columns_are_refused_by_the_parser(
+    tmp_path, args, expected
+):
+    result = hub_command(tmp_path, *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr
+
+
 def test_prune_says_day_and_hour_in_the_singular(tmp_path):
     assert hub_command(tmp_path, "migrate").returncode == 0
     result = hub_command(tmp_path, "prune", "--days", "1", "--idempotency-hours", "1")
