@@ -316,6 +316,18 @@ def test_operator_arguments_beyond_their_columns_are_refused_by_the_parser(
     assert expected in result.stderr
 
 
+def test_production_without_smtp_url_warns_once_at_start(tmp_path):
+    result = hub_command(tmp_path, *serve_args(), **production(DATABASE_URL="sqlite:///hub.db"))
+    refusal(result, lines=2)  # no hub.db: refused after the warning
+    assert "SMTP_URL is unset: this hub sends no emails" in result.stderr
+    result = hub_command(
+        tmp_path,
+        *serve_args(),
+        **production(DATABASE_URL="sqlite:///hub.db", SMTP_URL="smtp://mail.example.com:587"),
+    )
+    assert "SMTP_URL is unset" not in refusal(result) + result.stderr
+
+
 def test_prune_says_day_and_hour_in_the_singular(tmp_path):
     assert hub_command(tmp_path, "migrate").returncode == 0
     result = hub_command(tmp_path, "prune", "--days", "1", "--idempotency-hours", "1")
