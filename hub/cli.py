@@ -47,18 +47,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["HUB_WORKERS"] = str(args.workers)
     settings = settings_or_exit()  # again: validated with the workers and address chosen here
     check_secrets(settings)
-    if settings.production and not settings.smtp_url:
-        # Once at start: otherwise the first sign is a warning per mail not sent.
-        logger.warning(
-            "SMTP_URL is unset: this hub sends no emails (password resets, verification);"
-            " set SMTP_URL=smtp://user:password@host:587?starttls=true"
-        )
     if settings.production:
         check_database(settings)  # production never migrates by itself: the release step does
     else:
         applied = migrate_database(settings.database_url)
         if applied:
             logger.info("migrated the database: %s", migration_report(applied))
+    if settings.production and not settings.smtp_url:
+        # Once at start: otherwise the first sign is a warning per mail not sent.
+        logger.warning(
+            "SMTP_URL is unset: this hub sends no emails (password resets, verification);"
+            " set SMTP_URL to your mail server (smtp://host:587?starttls=true)"
+        )
     if settings.workers == 1:
         _run_server(host, port)
         return
