@@ -194,6 +194,11 @@ def schema_problem(revision: str | None, url: str) -> str | None:
         return f"the database at {place} has no hub schema: {MIGRATE_HINT}"
     if revision == head:
         return None
+    if "," in revision:
+        return (
+            f"the database at {place} records several schema versions ({revision}) in its"
+            " table alembic_version: keep only the row of the one it is at"
+        )
     if migrations.knows_revision(revision):
         return (
             f"the database at {place} is at schema {migrations.revision_name(revision)},"
