@@ -53,6 +53,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         applied = migrate_database(settings.database_url)
         if applied:
             logger.info("migrated the database: %s", migration_report(applied))
+    if settings.production and not settings.smtp_url:
+        # Once at start: otherwise the first sign is a warning per mail not sent.
+        logger.warning(
+            "SMTP_URL is unset: this hub sends no emails (password resets, verification);"
+            " set SMTP_URL to your mail server (smtp://host:587?starttls=true)"
+        )
     if settings.workers == 1:
         _run_server(host, port)
         return
@@ -178,9 +184,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
         ),
     )
     print(
-        f"deleted {pruned.notifications} notifications older than {args.days} days"
-        f" and {pruned.idempotency_keys} idempotency keys older than"
-        f" {args.idempotency_hours} hours"
+        f"deleted {pruned.notifications} notifications older than {args.days}"
+        f" day{'' if args.days == 1 else 's'} and {pruned.idempotency_keys} idempotency keys"
+        f" older than {args.idempotency_hours} hour{'' if args.idempotency_hours == 1 else 's'}"
     )
 
 

@@ -158,6 +158,33 @@ def cmd_generate_jwt_key(args: argparse.Namespace) -> None:
     sys.stdout.write(generate_private_key_pem())
 
 
+# The widths of the products table's columns (auth.tables), which PostgreSQL enforces.
+SLUG_CHARS, NAME_CHARS, MAIL_ADDRESS_CHARS, URL_CHARS = 64, 200, 320, 2000
+# An id of a row (an INTEGER column: PostgreSQL refuses a larger number outright).
+MAX_ID = 2**31 - 1
+
+
+def _text_up_to(most: int) -> Any:
+    """An argument type: text of at most `most` characters (the width of its column)."""
+
+    def parse(text: str) -> str:
+        if len(text) > most:
+            raise argparse.ArgumentTypeError(f"at most {most} characters, not {len(text)}")
+        return text
+
+    return parse
+
+
+def _row_id(text: str) -> int:
+    try:
+        value = int(text) if text.isascii() else None
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"not an id (a whole number from 1): {text!r}")
+    return value
+
+
 def add_operator_commands(commands: Any) -> None:
     """Add `products`, `subscriptions` and `keys` to the `notification-hub` subcommands
     (`commands`: what `ArgumentParser.add_subparsers` returned; its class is private)."""
@@ -166,8 +193,18 @@ def add_operator_commands(commands: Any) -> None:
     create = add_command(
         product_commands, "create", help="create a product and print its keys (once)"
     )
-    create.add_argument("--slug", required=True, help="the product's short name in URLs/headers")
-    create.add_argument("--name", required=True, help="the product's display name (in mails)")
+    create.add_argument(
+        "--slug",
+        required=True,
+        type=_text_up_to(SLUG_CHARS),
+        help="the product's short name in URLs/headers",
+    )
+    create.add_argument(
+        "--name",
+        required=True,
+        type=_text_up_to(NAME_CHARS),
+        help="the product's display name (in mails)",
+    )
     create.add_argument(
         "--origin",
         action="append",
@@ -180,17 +217,23 @@ def add_operator_commands(commands: Any) -> None:
         help="language of answers and mails when a request names none",
     )
     create.add_argument(
-        "--mail-from-name", help="sender name of its mails (default: the product's name)"
+        "--mail-from-name",
+        type=_text_up_to(NAME_CHARS),
+        help="sender name of its mails (default: the product's name)",
     )
     create.add_argument(
-        "--mail-from-address", help="sender address of its mails (default: $HUB_MAIL_FROM)"
+        "--mail-from-address",
+        type=_text_up_to(MAIL_ADDRESS_CHARS),
+        help="sender address of its mails (default: $HUB_MAIL_FROM)",
     )
     create.add_argument(
         "--reset-url",
+        type=_text_up_to(URL_CHARS),
         help="password reset link template containing {token} (default: the demo page)",
     )
     create.add_argument(
         "--verify-url",
+        type=_text_up_to(URL_CHARS),
         help="email verification link template containing {token} (default: the demo page)",
     )
     create.add_argument(
@@ -201,6 +244,7 @@ def add_operator_commands(commands: Any) -> None:
     create.add_argument(
         "--identity-pool",
         metavar="NAME",
+        type=_text_up_to(SLUG_CHARS),
         help="share user identities (log-ins) with the other products of this named pool,"
         " created on first use (default: a pool of the product's own)",
     )
@@ -261,7 +305,7 @@ def add_operator_commands(commands: Any) -> None:
     set_status = add_command(
         subscription_commands, "set", help="set an organization's subscription status"
     )
-    set_status.add_argument("org_id", type=int, help="the organization's id")
+    set_status.add_argument("org_id", type=_row_id, help="the organization's id")
     set_status.add_argument(
         "status",
         choices=("active", "trialing", "past_due", "canceled"),

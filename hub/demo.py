@@ -73,7 +73,8 @@ async def check_demo_product(db: Database, settings: Settings) -> None:
     if product is None:
         logger.warning(
             "HUB_DEMO_PRODUCT=%s: no such product; the demo page at /demo/ cannot log anyone "
-            "in until it exists (notification-hub products create --slug %s --origin %s)",
+            "in until it exists (notification-hub products create --slug %s --name %s --origin %s)",
+            slug,
             slug,
             slug,
             settings.public_url,

@@ -79,9 +79,10 @@ def knows_revision(revision: str) -> bool:
 
 async def schema_revision(db: Database) -> str | None:
     """The revision the database is at; None if it has no hub schema (never migrated, or
-    migrated all the way down). One small query when the schema is there."""
+    migrated all the way down). One small query when the schema is there. Several rows
+    (a hand-edited table) come back joined by commas: a revision no hub is at."""
     try:
-        return await db.fetch_val("SELECT version_num FROM alembic_version")
+        rows = await db.fetch_all("SELECT version_num FROM alembic_version")
     except Exception:
         # The table is missing, or the database does not answer: ask which (an error from
         # the second question is the database's own, and propagates).
@@ -92,6 +93,7 @@ async def schema_revision(db: Database) -> str | None:
         if await db.fetch_val(query):
             raise
         return None
+    return ",".join(sorted(str(row[0]) for row in rows)) or None
 
 
 async def _enable_wal(database_url: str) -> None:

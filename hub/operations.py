@@ -3,6 +3,7 @@ other route (`infra.api`) so the API document lists them and their guards."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.requests import Request
@@ -16,6 +17,8 @@ from infra.api import ERROR, Answer, Endpoints
 from infra.errors import error_body, request_locale
 from infra.metrics import exposition
 
+# How long /readyz waits for the database's answer before calling it failing.
+READY_PROBE_SECONDS = 2.0
 logger = logging.getLogger("hub.operations")
 
 api = Endpoints(tags=["operations"])
@@ -52,8 +55,10 @@ async def readyz(request: Request, caller: None) -> Response:
     failing = []
     try:
         # One small query: the database answers, and says which schema it has.
-        revision = await schema_revision(hub.db)
-    except Exception:
+        # Bounded: a lock on alembic_version (a migration running) would hold it for the
+        # statement timeout, and the probe that asked would give up on us first.
+        revision = await asyncio.wait_for(schema_revision(hub.db), READY_PROBE_SECONDS)
+    except Exception:  # TimeoutError among them
         failing.append("sql")
     else:
         if revision != head_revision():  # read from the migration files once

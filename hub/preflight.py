@@ -194,6 +194,11 @@ def schema_problem(revision: str | None, url: str) -> str | None:
         return f"the database at {place} has no hub schema: {MIGRATE_HINT}"
     if revision == head:
         return None
+    if "," in revision:
+        return (
+            f"the database at {place} records several schema versions ({revision}) in its"
+            " table alembic_version: keep only the row of the one it is at"
+        )
     if migrations.knows_revision(revision):
         return (
             f"the database at {place} is at schema {migrations.revision_name(revision)},"
@@ -269,6 +274,11 @@ def check_secrets(settings: Settings) -> None:
         refuse(
             f"HUB_DEV_KEY_FILE: the directory of {dev_key.resolve()} does not exist (in"
             " production, set HUB_JWT_PRIVATE_KEYS instead)"
+        )
+    if pem is None and dev_key.exists() and not dev_key.is_file():
+        refuse(
+            f"HUB_DEV_KEY_FILE: {dev_key.resolve()} is not a file (a directory?): name the"
+            " file the development key is kept in"
         )
     if pem is None and dev_key.is_file():
         pem = dev_key.read_text(encoding="ascii", errors="replace")

@@ -37,7 +37,12 @@ _SECRET_NAMES = "|".join(
 )
 # scheme://user:password@host (a database, Redis or SMTP URL); the user stays readable. Up to
 # the last @: a password with a stray @ in it is still masked whole.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):\S+@")
+# The password may hold a space (`user:S3c ret@host`): up to the last @ before the host's path.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):(?:[^\n/?#]*|\S+)@")
+# A query parameter whose name looks secret (`?password=…`, `&sslpassword=…`, `?api_key=…`).
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;][^=&#\s?;]*(?:pass|pwd|secret|token|key|auth|credential)[^=&#\s?;]*=)[^&#\s;]*"
+)
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
@@ -47,13 +52,16 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),
     (re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*)[\"'][^\"']*[\"']"), rf'\1"{REDACTED}"'),
     (_URL_PASSWORD, rf"\1:{REDACTED}@"),
+    (_SECRET_QUERY, rf"\1{REDACTED}"),
 ]
 
 
 def redact_url(url: str) -> str:
-    """`url` with the password it may carry masked, for a message that names the URL.
-    (`redact` would mask it too; this states the intent where a URL is printed on purpose.)"""
-    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", url)
+    """`url` with the password it may carry masked (in its user part and in any query
+    parameter whose name looks secret), for a message that names the URL. (`redact` would
+    mask it too; this states the intent where a URL is printed on purpose.)"""
+    url = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", url)
+    return _SECRET_QUERY.sub(rf"\1{REDACTED}", url)
 
 
 def redact(text: str) -> str:

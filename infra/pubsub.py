@@ -131,12 +131,18 @@ COMMAND_RETRIES = 1
 SUBSCRIBER_RETRIES = 0
 
 
+TCP_ONLY_OPTIONS = ("socket_keepalive", "socket_keepalive_options", "socket_type")
+
+
 def redis_client(
     url: str, retries: int = COMMAND_RETRIES, **options: Any
 ) -> aioredis.Redis | RedisCluster:
     """A plain client for `redis://`, a cluster client (keys routed by hash slot) for
     `redis+cluster://`; a failed command is sent `retries` more times on a new connection."""
     if not is_cluster_url(url):
+        if url.startswith("unix:"):
+            # A unix socket's connection takes no TCP options (TypeError on each connect).
+            options = {k: v for k, v in options.items() if k not in TCP_ONLY_OPTIONS}
         return aioredis.Redis.from_url(url, **retry_options(retries), **options)
     address = parse_cluster_url(url)
     return RedisCluster(

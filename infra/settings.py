@@ -12,22 +12,49 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from infra.logs import redact_url
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message says which and why."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
+        if not raw.strip().isascii():  # int() takes other scripts' digits: '５'
+            raise ValueError
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no), got {env.get(name)!r}")
+
+
+# The most worker processes `serve` starts (HUB_WORKERS and --workers alike).
+MAX_WORKERS = 1024
+# PostgreSQL's timeouts: a day at most (it refuses values past 2^31 ms at connect).
+MAX_DB_TIMEOUT_SECONDS = 86400
+# argon2: 4 GiB of memory, 64 passes, 64 lanes at most (beyond, hashing fails: 500 at login).
+MAX_ARGON2_MEMORY_KIB = 4 * 1024 * 1024
+MAX_ARGON2_TIME_COST = 64
+MAX_ARGON2_PARALLELISM = 64
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -161,6 +188,11 @@ class Settings:
                 raise SettingsError(
                     f"HUB_JWT_PRIVATE_KEYS_FILE: cannot read {keys_file}: {exc}"
                 ) from None
+            except UnicodeDecodeError:
+                raise SettingsError(
+                    f"HUB_JWT_PRIVATE_KEYS_FILE: {keys_file} is not a PEM file (it is not text);"
+                    " generate a key with `notification-hub keys generate-jwt`"
+                ) from None
         defaults = RateLimits()
         rate_limits = RateLimits(
             **{
@@ -188,9 +220,19 @@ class Settings:
             max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_head_bytes=_int(env, "HUB_MAX_HEADER_BYTES", cls.max_head_bytes, 8192),
             head_timeout=_int(env, "HUB_HEAD_TIMEOUT", cls.head_timeout, 1),
-            argon2_memory_kib=_int(env, "HUB_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 19 * 1024),
-            argon2_time_cost=_int(env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2),
-            argon2_parallelism=_int(env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1),
+            argon2_memory_kib=_int(
+                env,
+                "HUB_ARGON2_MEMORY_KIB",
+                cls.argon2_memory_kib,
+                19 * 1024,
+                MAX_ARGON2_MEMORY_KIB,
+            ),
+            argon2_time_cost=_int(
+                env, "HUB_ARGON2_TIME_COST", cls.argon2_time_cost, 2, MAX_ARGON2_TIME_COST
+            ),
+            argon2_parallelism=_int(
+                env, "HUB_ARGON2_PARALLELISM", cls.argon2_parallelism, 1, MAX_ARGON2_PARALLELISM
+            ),
             hash_threads=_int(env, "HUB_HASH_THREADS", os.cpu_count() or 2, 1),
             rate_limits=rate_limits,
             cable=CableLimits.from_env(env),
@@ -200,11 +242,23 @@ class Settings:
             trusted_proxies=env.get("HUB_TRUSTED_PROXIES") or cls.trusted_proxies,
             metrics_token=env.get("HUB_METRICS_TOKEN") or None,
             db_idle_in_transaction_timeout=_int(
-                env, "HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT", cls.db_idle_in_transaction_timeout
+                env,
+                "HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                cls.db_idle_in_transaction_timeout,
+                0,
+                MAX_DB_TIMEOUT_SECONDS,
             ),
-            db_statement_timeout=_int(env, "HUB_DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
-            webhooks_allow_internal=env.get("HUB_WEBHOOKS_ALLOW_INTERNAL", "") in ("1", "true"),
-            workers=_int(env, "HUB_WORKERS", _int(env, "WEB_CONCURRENCY", cls.workers, 1), 1),
+            db_statement_timeout=_int(
+                env, "HUB_DB_STATEMENT_TIMEOUT", cls.db_statement_timeout, 0, MAX_DB_TIMEOUT_SECONDS
+            ),
+            webhooks_allow_internal=_flag(env, "HUB_WEBHOOKS_ALLOW_INTERNAL"),
+            workers=_int(
+                env,
+                "HUB_WORKERS",
+                _int(env, "WEB_CONCURRENCY", cls.workers, 1, MAX_WORKERS),
+                1,
+                MAX_WORKERS,
+            ),
             demo_product=env.get("HUB_DEMO_PRODUCT") or None,
         )
         if settings.production and not env.get("DATABASE_URL"):
@@ -221,22 +275,8 @@ class Settings:
         """Refuse configurations that would be unsafe or cannot work."""
         if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise SettingsError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
-        try:
-            urlsplit(self.database_url).port  # noqa: B018 (it raises on a malformed port)
-        except ValueError:
-            raise SettingsError(
-                "DATABASE_URL has a malformed port: postgresql://user:password@host:5432/name"
-            ) from None
-        public = urlsplit(self.public_url)
-        try:
-            public.port  # noqa: B018 (it raises on a malformed port)
-        except ValueError:
-            public = public._replace(netloc="")
-        if public.scheme not in ("http", "https") or not public.hostname:
-            raise SettingsError(
-                "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
-                f" https://hub.example.com, got {self.public_url!r}"
-            )
+        _check_database_url(self.database_url)
+        _check_public_url(self.public_url)
         if self.port > 65535:
             raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
         levels = ("debug", "info", "warning", "error", "critical")
@@ -249,17 +289,17 @@ class Settings:
                 "HUB_ENV=production needs a signing key: set HUB_JWT_PRIVATE_KEYS (PEM) or "
                 "HUB_JWT_PRIVATE_KEYS_FILE; generate one with `notification-hub keys generate-jwt`"
             )
-        if self.production and self.workers > 1:
+        if self.workers > 1:
             # Each worker process has its own memory: an SQLite file and an in-memory broker
             # cannot be shared by them (a notification would reach only one worker's sockets).
-            if self.database_url.startswith("sqlite"):
+            if self.production and self.database_url.startswith("sqlite"):
                 raise SettingsError(
                     f"HUB_WORKERS={self.workers} in production needs PostgreSQL: set "
                     "DATABASE_URL=postgresql://… (SQLite is for one process in development)"
                 )
             if not self.redis_url:
                 raise SettingsError(
-                    f"HUB_WORKERS={self.workers} in production needs Redis: set REDIS_URL so "
+                    f"HUB_WORKERS={self.workers} needs Redis: set REDIS_URL so "
                     "that a notification reaches the sockets of every worker"
                 )
         if self.redis_url:
@@ -273,6 +313,63 @@ class Settings:
             )
         for name in RateLimits.__dataclass_fields__:
             _check_rate(f"HUB_RATE_{name.upper()}", getattr(self.rate_limits, name))
+
+
+def _check_database_url(url: str) -> None:
+    form = "postgresql://user:password@host:5432/name"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (it raises on a malformed port)
+    except ValueError:
+        raise SettingsError(f"DATABASE_URL has a malformed port (or host): {form}") from None
+    if parts.scheme == "sqlite":
+        name = url[len("sqlite://") :].lstrip("/").split("?")[0]
+        if name in ("", ":memory:") or "mode=memory" in url:
+            raise SettingsError(
+                "DATABASE_URL: an in-memory SQLite database cannot be used (each connection"
+                " would see its own, empty one): name a file, such as sqlite:///./hub.db"
+            )
+        return
+    if not parts.hostname and "host=" not in parts.query:
+        raise SettingsError(f"DATABASE_URL needs the database's host: {form}")
+    if parts.hostname:
+        _check_host_name("DATABASE_URL", parts.hostname, form)
+    if parts.path.strip("/") == "":
+        raise SettingsError(
+            f"DATABASE_URL needs the name of the hub's database after the host: {form}"
+        )
+
+
+def _check_host_name(setting: str, host: str, form: str) -> None:
+    if host.startswith("[") or ":" in host:
+        return
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise SettingsError(
+            f"{setting}: the host name is malformed (a part longer than 63 characters,"
+            f" or an empty one): {form}"
+        ) from None
+
+
+def _check_public_url(url: str) -> None:
+    """An origin (scheme://host[:port]) as browsers send it; the rule of auth.products."""
+    problem = (
+        "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
+        f" https://hub.example.com (scheme://host[:port], no user, path, query or fragment),"
+        f" got {redact_url(url)!r}"
+    )
+    match = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?", url)
+    if not match:
+        raise SettingsError(problem)
+    port = match.group(3)
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise SettingsError(problem)
+    if not match.group(2).startswith("["):
+        try:
+            match.group(2).encode("idna")
+        except UnicodeError:
+            raise SettingsError(problem) from None
 
 
 def _check_redis_url(url: str) -> None:
@@ -292,7 +389,10 @@ def _check_redis_url(url: str) -> None:
 def _check_plain_redis_url(url: str) -> None:
     # The URL is never quoted back: it may carry a password.
     form = "such as redis://[:password@]host:6379/0 or unix:///path/to/redis.sock"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address
+        raise SettingsError(f"REDIS_URL is malformed, {form}") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
             f"REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL, {form}"
@@ -315,6 +415,10 @@ def _check_rate(name: str, value: str) -> None:
     from limits import parse_many
 
     try:
-        parse_many(value)
+        rates = parse_many(value)
     except ValueError:
         raise SettingsError(f"{name} must look like '10/minute;100/hour', got {value!r}") from None
+    if any(rate.amount < 1 for rate in rates):
+        raise SettingsError(
+            f"{name}: a rate of 0 refuses every request; use at least 1, got {value!r}"
+        )

@@ -157,6 +157,17 @@ def test_no_password_reaches_the_terminal(tmp_path):
         (["products", "list"], {"DATABASE_URL": database, "REDIS_URL": redis}),
         (serve_args(), {"REDIS_URL": f"redis://hub:{PASSWORD}@127.0.0.1:1/x"}),
         (["migrate"], {"DATABASE_URL": f"postgresql://hub:{PASSWORD}@127.0.0.1:1x/hub"}),
+        # In the query string, and with a space in it.
+        (
+            ["products", "list"],
+            {"DATABASE_URL": f"postgresql://hub@127.0.0.1:1/x?password={PASSWORD}"},
+        ),
+        (
+            serve_args(),
+            production(DATABASE_URL=f"postgresql://hub@127.0.0.1:1/x?password={PASSWORD}"),
+        ),
+        (["migrate"], {"DATABASE_URL": f"postgresql://hub:a {PASSWORD}@127.0.0.1:1/hub"}),
+        (serve_args(), {"HUB_PUBLIC_URL": f"ftp://u:{PASSWORD}@x"}),
     ]:
         refusal(hub_command(tmp_path, *args, **settings), lines=2)
 
@@ -227,11 +238,111 @@ def test_a_malformed_redis_url_is_one_line(tmp_path, url):
             {"DATABASE_URL": f"postgresql://u:{PASSWORD}@db:5432x/hub"},
             "DATABASE_URL has a malformed port",
         ),
+        # Red-team review: each of these was a traceback, or accepted and broken later.
+        ({"DATABASE_URL": "sqlite://"}, "an in-memory SQLite database cannot be used"),
+        ({"DATABASE_URL": "sqlite:///:memory:"}, "an in-memory SQLite database cannot be used"),
+        (
+            {"DATABASE_URL": f"postgresql://postgres@{'a' * 64}.example.com/x"},
+            "DATABASE_URL: the host name is malformed",
+        ),
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/"}, "the name of the hub's"),
+        ({"DATABASE_URL": f"postgresql://u:{PASSWORD}@[::1/x"}, "DATABASE_URL has a malformed"),
+        ({"REDIS_URL": f"redis://:{PASSWORD}@[::1"}, "REDIS_URL is malformed"),
+        ({"HUB_PUBLIC_URL": "http://[::1"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": f"https://u:{PASSWORD}@hub.example.com"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "http://hüb.example.com"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com/app"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com/?x=1"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com#x"}, "HUB_PUBLIC_URL must be"),
+        ({"HUB_PUBLIC_URL": "https://hub.example.com:0"}, "HUB_PUBLIC_URL must be"),
+        (
+            {"HUB_DB_STATEMENT_TIMEOUT": "99999999999"},
+            "HUB_DB_STATEMENT_TIMEOUT must be at most 86400",
+        ),
+        (
+            {"HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT": "99999999999"},
+            "HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT must be at most 86400",
+        ),
+        ({"HUB_ARGON2_MEMORY_KIB": "99999999999"}, "HUB_ARGON2_MEMORY_KIB must be at most"),
+        ({"HUB_ARGON2_TIME_COST": "1000"}, "HUB_ARGON2_TIME_COST must be at most 64"),
+        ({"HUB_ARGON2_PARALLELISM": "1000"}, "HUB_ARGON2_PARALLELISM must be at most 64"),
+        ({"HUB_WORKERS": "2"}, "HUB_WORKERS=2 needs Redis: set REDIS_URL"),
+        ({"HUB_WORKERS": "100000"}, "HUB_WORKERS must be at most 1024"),
+        ({"HUB_WEBHOOKS_ALLOW_INTERNAL": "sure"}, "HUB_WEBHOOKS_ALLOW_INTERNAL must be 1 or 0"),
+        ({"HUB_RATE_LOGIN_IP": "0/minute"}, "HUB_RATE_LOGIN_IP: a rate of 0"),
+        ({"HUB_ACCESS_TOKEN_TTL": "\uff15"}, "HUB_ACCESS_TOKEN_TTL must be a whole number"),
     ],
 )
 def test_other_configuration_mistakes_are_one_line(tmp_path, settings, expected):
     line = refusal(hub_command(tmp_path, "serve", **settings))
     assert expected in line
+
+
+def test_serve_workers_without_redis_is_refused_in_development(tmp_path):
+    line = refusal(hub_command(tmp_path, *serve_args(), "--workers", "2"))
+    assert "HUB_WORKERS=2 needs Redis" in line
+    assert not (tmp_path / "hub.db").exists()
+
+
+def test_unreadable_key_files_are_one_line(tmp_path):
+    (tmp_path / "key.bin").write_bytes(b"\xff\xfe\x00binary")
+    line = refusal(
+        hub_command(tmp_path, *serve_args(), HUB_JWT_PRIVATE_KEYS_FILE=str(tmp_path / "key.bin"))
+    )
+    assert "HUB_JWT_PRIVATE_KEYS_FILE" in line and "not a PEM file" in line
+    (tmp_path / "keydir").mkdir()
+    line = refusal(hub_command(tmp_path, *serve_args(), HUB_DEV_KEY_FILE=str(tmp_path / "keydir")))
+    assert "HUB_DEV_KEY_FILE" in line and "is not a file" in line
+    assert not (tmp_path / "hub.db").exists()  # refused before the database is created
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["subscriptions", "set", "99999999999999999999", "active"], "argument org_id: not an id"),
+        (["products", "create", "--slug", "x", "--name", "n" * 201], "at most 200 characters"),
+        (["products", "create", "--slug", "s" * 65, "--name", "n"], "at most 64 characters"),
+        (
+            ["products", "create", "--slug", "x", "--name", "n", "--mail-from-address", "a" * 321],
+            "at most 320 characters",
+        ),
+    ],
+)
+def test_operator_arguments_beyond_their_columns_are_refused_by_the_parser(
+    tmp_path, args, expected
+):
+    result = hub_command(tmp_path, *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr
+
+
+def test_production_without_smtp_url_warns_once_at_start(tmp_path):
+    import socket
+
+    assert hub_command(tmp_path, "migrate").returncode == 0
+    with socket.socket() as taken:  # the server then fails to listen, and ends
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = hub_command(
+            tmp_path, "serve", "--port", port, **production(DATABASE_URL="sqlite:///hub.db")
+        )
+        assert result.stderr.count("SMTP_URL is unset: this hub sends no emails") == 1
+        result = hub_command(
+            tmp_path,
+            "serve",
+            "--port",
+            port,
+            **production(DATABASE_URL="sqlite:///hub.db", SMTP_URL="smtp://mail.example.com:587"),
+        )
+        assert "SMTP_URL is unset" not in result.stderr
+
+
+def test_prune_says_day_and_hour_in_the_singular(tmp_path):
+    assert hub_command(tmp_path, "migrate").returncode == 0
+    result = hub_command(tmp_path, "prune", "--days", "1", "--idempotency-hours", "1")
+    assert result.returncode == 0, result.stderr
+    assert "older than 1 day and" in result.stdout and "older than 1 hour" in result.stdout
 
 
 def test_a_broken_key_file_names_its_setting(tmp_path):
@@ -287,6 +398,14 @@ def test_the_rate_limiter_takes_a_unix_socket_redis_url(tmp_path):
         stdout=subprocess.DEVNULL,
     )
 
+    async def pubsub_round_trip() -> None:
+        # Its keepalive option (TCP only) failed every connection: /readyz stayed 503.
+        from infra.pubsub import RedisPubSub
+
+        pubsub = RedisPubSub(f"unix://{socket_path}")
+        assert await pubsub._client.ping()
+        await pubsub._client.aclose()
+
     async def three_hits() -> None:
         limiter = RateLimiter(f"unix://{socket_path}", "unixtest")
         await limiter.hit("2/minute", "k")
@@ -302,6 +421,7 @@ def test_the_rate_limiter_takes_a_unix_socket_redis_url(tmp_path):
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
         run_async(three_hits())
+        run_async(pubsub_round_trip())
     finally:
         redis.terminate()
         redis.wait(10)

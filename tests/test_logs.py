@@ -123,3 +123,19 @@ async def test_production_logs_json_lines_with_request_ids(tmp_path):
     assert product["sk_live"] not in server.logs()
     assert "A1b2C3d4" not in server.logs()
     assert token not in server.logs() and token[:40] not in server.logs()
+
+
+def test_redact_masks_secret_query_parameters_and_spaced_passwords():
+
+    for url in (
+        "postgresql://u@h:5432/db?password=S3cretPW",
+        "postgresql://u@h/db?sslmode=require&sslpassword=S3cretPW",
+        "postgresql://u@h/db?passwd=S3cretPW&x=1",
+        "postgresql://u:S3c retPW@127.0.0.1:1/x",
+    ):
+        assert "S3cretPW" not in redact_url(url) and "retPW" not in redact_url(url)
+        assert "S3cretPW" not in redact(f"connecting to {url} failed")
+        assert "retPW" not in redact(f"connecting to {url} failed")
+    assert (
+        redact_url("postgresql://u@h/db?sslmode=require") == "postgresql://u@h/db?sslmode=require"
+    )

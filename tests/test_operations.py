@@ -100,6 +100,10 @@ async def test_readyz_reports_a_database_not_at_the_newest_schema(tmp_path):
         async with httpx.AsyncClient(base_url=server.url) as client:
             assert (await client.get("/readyz")).json() == {"status": "ok"}
             head = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+            db.execute("INSERT INTO alembic_version VALUES ('0004')")  # two rows: which is it?
+            doubled = await client.get("/readyz")
+            assert (doubled.status_code, doubled.json()["failing"]) == (503, ["schema"])
+            db.execute("DELETE FROM alembic_version WHERE version_num = '0004'")
             db.execute("UPDATE alembic_version SET version_num = '0004'")  # downgraded
             behind = await client.get("/readyz", headers={"Accept-Language": "de"})
             assert behind.status_code == 503
@@ -115,3 +119,29 @@ async def test_readyz_reports_a_database_not_at_the_newest_schema(tmp_path):
             db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
             assert (await client.get("/readyz")).status_code == 200
         db.close()
+
+
+@pytest.mark.postgres
+async def test_readyz_answers_in_time_while_the_schema_table_is_locked(tmp_path, postgres_url):
+    """A migration holding alembic_version locked made /readyz wait for the statement timeout
+    (30 s): the probe is bounded, and names the part that did not answer."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    with production_hub(tmp_path, postgres_url) as server:
+        locker = await asyncpg.connect(postgres_url)
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+                async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+                    started = time.monotonic()
+                    ready = await client.get("/readyz")
+                    assert time.monotonic() - started < 5
+                    assert (ready.status_code, ready.json()["failing"]) == (503, ["sql"])
+            await asyncio.sleep(0)
+            async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+                assert (await client.get("/readyz")).status_code == 200
+        finally:
+            await locker.close()
