@@ -330,8 +330,7 @@ def _check_database_url(url: str) -> None:
                 " would see its own, empty one): name a file, such as sqlite:///./hub.db"
             )
         return
-    if not parts.hostname and "host=" not in parts.query:
-        raise SettingsError(f"DATABASE_URL needs the database's host: {form}")
+    # No host is PostgreSQL's local socket (postgresql:///name), as psql would read it.
     if parts.hostname:
         _check_host_name("DATABASE_URL", parts.hostname, form)
     if parts.path.strip("/") == "":
