@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -19,8 +18,8 @@ if TYPE_CHECKING:
     from auth.key_cache import KeyCache
 from infra.errors import HubError, unauthorized
 from infra.i18n import SUPPORTED_LOCALES
+from infra.names import ORIGIN, SLUG
 
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_FEATURES = ("notifications",)
 
 
@@ -47,7 +46,7 @@ class Product:
 
 def normalize_origin(origin: str) -> str:
     """'https://App.Acme.com/' → 'https://app.acme.com'; ValueError if it is not an origin."""
-    match = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:\d{1,5})?/?", origin)
+    match = ORIGIN.fullmatch(origin)
     if not match:
         raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
     scheme, host, port = match.group(1), match.group(2).lower(), match.group(3) or ""

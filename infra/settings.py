@@ -7,12 +7,12 @@ table documents each variable; keep the two in step.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from infra.logs import redact_url
+from infra.names import ORIGIN, SLUG
 
 
 class SettingsError(ValueError):
@@ -304,9 +304,7 @@ class Settings:
                 )
         if self.redis_url:
             _check_redis_url(self.redis_url)
-        # The slug rule of auth.products (which this floor cannot import).
-        slug = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
-        if self.demo_product is not None and not re.fullmatch(slug, self.demo_product):
+        if self.demo_product is not None and not SLUG.fullmatch(self.demo_product):
             raise SettingsError(
                 "HUB_DEMO_PRODUCT must be a product slug (lowercase letters, digits and dashes), "
                 f"got {self.demo_product!r}"
@@ -352,17 +350,17 @@ def _check_host_name(setting: str, host: str, form: str) -> None:
 
 
 def _check_public_url(url: str) -> None:
-    """An origin (scheme://host[:port]) as browsers send it; the rule of auth.products."""
+    """An origin (scheme://host[:port]) as browsers send it."""
     problem = (
         "HUB_PUBLIC_URL must be the hub's address as browsers reach it, such as"
         f" https://hub.example.com (scheme://host[:port], no user, path, query or fragment),"
         f" got {redact_url(url)!r}"
     )
-    match = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?", url)
+    match = ORIGIN.fullmatch(url)
     if not match:
         raise SettingsError(problem)
     port = match.group(3)
-    if port is not None and not 1 <= int(port) <= 65535:
+    if port is not None and not 1 <= int(port[1:]) <= 65535:
         raise SettingsError(problem)
     if not match.group(2).startswith("["):
         try:
