@@ -43,6 +43,10 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):(?:[^\n/?#]*|
 _SECRET_QUERY = re.compile(
     r"(?i)([?&;][^=&#\s?;]*(?:pass|pwd|secret|token|key|auth|credential)[^=&#\s?;]*=)[^&#\s;]*"
 )
+_URL_SECRETS: list[tuple[re.Pattern[str], str]] = [
+    (_URL_PASSWORD, rf"\1:{REDACTED}@"),
+    (_SECRET_QUERY, rf"\1{REDACTED}"),
+]
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
@@ -51,8 +55,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),
     (re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*)[\"'][^\"']*[\"']"), rf'\1"{REDACTED}"'),
-    (_URL_PASSWORD, rf"\1:{REDACTED}@"),
-    (_SECRET_QUERY, rf"\1{REDACTED}"),
+    *_URL_SECRETS,
 ]
 
 
@@ -60,8 +63,9 @@ def redact_url(url: str) -> str:
     """`url` with the password it may carry masked (in its user part and in any query
     parameter whose name looks secret), for a message that names the URL. (`redact` would
     mask it too; this states the intent where a URL is printed on purpose.)"""
-    url = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", url)
-    return _SECRET_QUERY.sub(rf"\1{REDACTED}", url)
+    for pattern, replacement in _URL_SECRETS:
+        url = pattern.sub(replacement, url)
+    return url
 
 
 def redact(text: str) -> str:
