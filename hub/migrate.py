@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from databases import Database
 
 from infra.db import is_sqlite, normalize_url
@@ -60,21 +60,22 @@ def head_revision() -> str:
     return head
 
 
+def _script(revision: str) -> Script | None:
+    try:
+        return _scripts().get_revision(revision)
+    except Exception:  # alembic's CommandError (an unknown revision), or a malformed id
+        return None
+
+
 @functools.cache
 def revision_name(revision: str) -> str:
     """`0005_refresh_grace` for `0005`; the revision itself if this hub does not know it."""
-    try:
-        script = _scripts().get_revision(revision)
-    except Exception:  # alembic's CommandError (an unknown revision), or a malformed id
-        return revision
+    script = _script(revision)
     return Path(script.path).stem if script is not None else revision
 
 
 def knows_revision(revision: str) -> bool:
-    try:
-        return _scripts().get_revision(revision) is not None
-    except Exception:  # an unknown revision: alembic's CommandError
-        return False
+    return _script(revision) is not None
 
 
 async def schema_revision(db: Database) -> str | None:
