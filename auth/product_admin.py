@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from databases import Database
 
 from auth import keys
-from auth.accounts import User, get_user, resolve_recipients
+from auth.accounts import User, get_user
 from auth.products import Product, get_product, set_alert_webhook, set_origins, set_verification
+from auth.recipients import resolve_recipients
 from infra.errors import HubError
 
 MAX_RESTRICTED_KEYS = 100

@@ -20,7 +20,7 @@ from limits.storage import storage_from_string
 
 from auth.credential_secrets import hash_secret
 from infra.errors import HubError
-from infra.pubsub import COMMAND_RETRIES, retry_options
+from infra.redis_clients import COMMAND_RETRIES, retry_options
 
 logger = logging.getLogger("auth.ratelimit")
 

@@ -23,7 +23,7 @@ import uuid
 from redis import asyncio as aioredis
 
 from infra.broker import Broker, stream_message
-from infra.pubsub import is_cluster_url, parse_cluster_url
+from infra.redis_clients import is_cluster_url, parse_cluster_url
 
 
 async def redis_nodes(url: str) -> list[aioredis.Redis]:

@@ -23,8 +23,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from infra.pubsub import MemoryPubSub, Transport, redis_transport
-from infra.pubsub import redis_client as redis_client  # the cable's leases share it
+from infra.pubsub import MemoryPubSub, Transport
+from infra.pubsub_cluster import redis_transport
+from infra.redis_clients import redis_client as redis_client  # the cable's leases share it
 from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")

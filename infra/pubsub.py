@@ -12,22 +12,8 @@ reconnects with backoff, resubscribes every channel, counts the reconnect
 (`BROKER_RECONNECTS`) and reports the time from which messages may have been missed, so the
 cable can recover them from SQL (the source of truth).
 
-`ShardedRedisPubSub` (`redis+cluster://`) is the way past one Redis. Classic pub/sub on a
-cluster copies every message to every node over the cluster bus, so it cannot scale; stream
-channels instead go on sharded pub/sub (Redis ≥ 7 `SSUBSCRIBE`/`SPUBLISH`): a channel lives on
-the shard that owns its hash slot, and this process holds one subscribing connection per
-shard, each reconnecting, resubscribing and reporting its gap on its own, so an outage of one
-shard leaves the streams of the others untouched. The broadcast channels (the control
-channel: rare, and every process must hear it) stay on classic pub/sub on whichever node
-answers, so losing any one node loses neither. When the cluster's slot map changes (a
-failover, a resharding, a MOVED answer, a shard unsubscribing us from a slot it gave away),
-the map is read again and the channels that moved are resubscribed on their new shard, with
-their gap reported like a reconnect.
-
-redis-py (8.x) ships its own cluster pub/sub (`ClusterPubSub`), but it polls its shards one
-after another with a per-shard timeout (a message on the last shard waits for the others'
-timeouts) and reconnects inside the library, where a gap cannot be seen; hence the
-per-shard connections here, on plain `redis.asyncio` clients.
+The Redis Cluster transport (`redis+cluster://`) is in `pubsub_cluster.py`; it reuses this
+module's `Subscriber` once per shard. Redis clients are built from URLs in `redis_clients.py`.
 """
 
 from __future__ import annotations
@@ -39,18 +25,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import unquote, urlsplit
 
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException
 
 from infra.logs import redact_url
 from infra.metrics import BROKER_RECONNECTS
+from infra.redis_clients import SUBSCRIBER_RETRIES, redis_client
 from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")
@@ -60,8 +42,6 @@ INITIAL_BACKOFF = 0.05  # seconds before the first reconnect attempt; doubles up
 START_WAIT_SECONDS = 5.0
 FIRST_ANSWER_SECONDS = 0.5
 MAX_BACKOFF = 2.0
-
-CLUSTER_SCHEME = "redis+cluster"
 
 # Called with the last moment a connection was known healthy: what came later may be lost.
 OnReconnect = Callable[[float], None]
@@ -84,76 +64,6 @@ class Transport(Protocol):
     async def publish_many(self, messages: Iterable[tuple[str, str]]) -> None: ...
     async def next_published(self) -> Event: ...
     async def ping(self) -> bool: ...
-
-
-class ClusterAddress(NamedTuple):
-    """A `redis+cluster://[user:password@]host:port[,host:port…]` URL, taken apart."""
-
-    nodes: list[tuple[str, int]]
-    username: str | None
-    password: str | None
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.startswith(f"{CLUSTER_SCHEME}://")
-
-
-def parse_cluster_url(url: str) -> ClusterAddress:
-    """The seed nodes and credentials of a cluster URL; ValueError saying what is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme != CLUSTER_SCHEME:
-        raise ValueError(f"a cluster URL starts with {CLUSTER_SCHEME}://")
-    if parts.path not in ("", "/", "/0") or parts.query or parts.fragment:
-        raise ValueError("a cluster has only database 0 and takes no options in the URL")
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = credentials.partition(":")
-    nodes = []
-    for node in hosts.split(","):
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{node!r} is not host:port")
-        nodes.append((host.strip("[]"), int(port)))
-    return ClusterAddress(nodes, unquote(username) or None, unquote(password) or None)
-
-
-def retry_options(count: int) -> dict[str, Any]:
-    """redis-py client options: a command that failed on a dropped connection is sent `count`
-    more times on a new one, at once."""
-    return {"retry": Retry(NoBackoff(), count), "retry_on_error": [aioredis.ConnectionError]}
-
-
-# Commands: a pooled connection the server closed fails the first command sent on it, so that
-# command is sent once more on a new connection (otherwise the first publish or readiness
-# probe after a restart fails).
-COMMAND_RETRIES = 1
-# Subscriptions: none. redis-py's pub/sub would reconnect and resubscribe by itself, silently,
-# and what was published meanwhile would be lost without a gap being reported.
-SUBSCRIBER_RETRIES = 0
-
-
-TCP_ONLY_OPTIONS = ("socket_keepalive", "socket_keepalive_options", "socket_type")
-
-
-def redis_client(
-    url: str, retries: int = COMMAND_RETRIES, **options: Any
-) -> aioredis.Redis | RedisCluster:
-    """A plain client for `redis://`, a cluster client (keys routed by hash slot) for
-    `redis+cluster://`; a failed command is sent `retries` more times on a new connection."""
-    if not is_cluster_url(url):
-        if url.startswith("unix:"):
-            # A unix socket's connection takes no TCP options (TypeError on each connect).
-            options = {k: v for k, v in options.items() if k not in TCP_ONLY_OPTIONS}
-        return aioredis.Redis.from_url(url, **retry_options(retries), **options)
-    address = parse_cluster_url(url)
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-        username=address.username,
-        password=address.password,
-        # A shard that is down must not stop the client from routing to the others.
-        require_full_coverage=False,
-        **retry_options(retries),
-        **options,
-    )
 
 
 class MemoryPubSub:
@@ -414,270 +324,14 @@ class RedisPubSub:
 
     async def ping(self) -> bool:
         """Redis answers and the subscription connection is up."""
-        return await _ping(self._client, self._subscriber)
+        return await ping_subscriber(self._client, self._subscriber)
 
 
-async def _ping(client: aioredis.Redis, subscriber: Subscriber) -> bool:
+async def ping_subscriber(client: aioredis.Redis, subscriber: Subscriber) -> bool:
+    """Redis answers on `client` and `subscriber` is connected."""
     if not subscriber.connected.is_set():
         return False
     try:
         return bool(await client.ping())
     except (aioredis.RedisError, OSError):
         return False
-
-
-class ShardedRedisPubSub:
-    """Redis Cluster: streams on sharded pub/sub, one connection per shard; the broadcast
-    channels (`broadcast`, the control channel) on classic pub/sub on any node that answers.
-
-    A shard's outage is that shard's alone: its subscriber reconnects and reports its gap
-    (`on_reconnect`), publishing to the other shards goes on, and a publish that reaches
-    only some shards still raises, so that the broker asks for a recovery of the rest.
-    """
-
-    def __init__(
-        self, url: str, on_reconnect: OnReconnect | None = None, broadcast: Iterable[str] = ()
-    ) -> None:
-        self._url = url
-        self._address = parse_cluster_url(url)
-        # The slot map (which node owns which channel); commands go on per-node clients.
-        self._cluster = redis_client(url, socket_connect_timeout=3)
-        self._on_reconnect = on_reconnect
-        self._broadcast = frozenset(broadcast)
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._clients: dict[tuple[str, int, int], aioredis.Redis] = {}
-        self._shards: dict[str, Subscriber] = {}
-        self._unplaced: set[str] = set()  # stream channels waiting for the slot map
-        self._lost: set[str] = set()  # channels a shard dropped by itself
-        self._lost_since: float | None = None
-        self._next_node = 0
-        self._control_node = self._address.nodes[0]  # where the control subscriber is
-        self._control = Subscriber(self._any_node, self._queue, on_reconnect, name="redis control")
-        self.connected = self._control.connected
-        self._lock = asyncio.Lock()  # subscribe, unsubscribe and moving channels, one at a time
-        self._reread_map = asyncio.Event()
-        self._router: asyncio.Task[None] | None = None
-        self._started = False
-
-    # -- the transport ---------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        self._started = True
-        self._control.start()
-        for shard in self._shards.values():
-            shard.start()
-        self._reread_map.set()
-        self._router = asyncio.create_task(self._route(), name="redis-cluster-router")
-        await wait_at_start(self._control, self._url)
-
-    async def disconnect(self) -> None:
-        await cancel_and_wait(self._router)
-        for subscriber in [self._control, *self._shards.values()]:
-            await subscriber.stop()
-        for client in self._clients.values():
-            await client.aclose()
-        await self._cluster.aclose()
-
-    async def subscribe(self, channel: str) -> None:
-        async with self._lock:
-            if channel in self._broadcast:
-                await self._control.subscribe(channel)
-                return
-            node = self._owner(channel)
-            if node is None:
-                self._unplaced.add(channel)
-                self._reread_map.set()
-                return
-            await self._shard(node).subscribe(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        async with self._lock:
-            if channel in self._broadcast:
-                await self._control.unsubscribe(channel)
-                return
-            self._unplaced.discard(channel)
-            for shard in self._shards.values():
-                if channel in shard.channels:
-                    await shard.unsubscribe(channel)
-
-    async def publish_many(self, messages: Iterable[tuple[str, str]]) -> None:
-        """One pipeline per shard, all shards at once; raises if any shard failed (what
-        reached the other shards stays delivered)."""
-        by_node: dict[str, tuple[ClusterNode, list[tuple[str, str]]]] = {}
-        broadcast: list[tuple[str, str]] = []
-        for channel, message in messages:
-            if channel in self._broadcast:
-                broadcast.append((channel, message))
-                continue
-            node = self._owner(channel)
-            if node is None:
-                self._reread_map.set()
-                raise RedisClusterException(f"no shard known for {channel}")
-            by_node.setdefault(node.name, (node, []))[1].append((channel, message))
-        sends = [self._spublish(node, batch) for node, batch in by_node.values()]
-        if broadcast:
-            sends.append(self._publish_anywhere(broadcast))
-        failures = [
-            result
-            for result in await asyncio.gather(*sends, return_exceptions=True)
-            if isinstance(result, BaseException)
-        ]
-        if failures:
-            self._reread_map.set()  # a MOVED answer, or a node gone: the map may have changed
-            raise failures[0]
-
-    async def next_published(self) -> Event:
-        return await self._queue.get()
-
-    async def ping(self) -> bool:
-        """The cluster answers (the control connection is up). An outage of one shard is not
-        a reason to take the process out of service: the other shards' streams still work."""
-        return await _ping(self._client(*self._control_node), self._control)
-
-    # -- nodes and shards ------------------------------------------------------------------
-
-    def _client(self, host: str, port: int, retries: int = COMMAND_RETRIES) -> aioredis.Redis:
-        client = self._clients.get((host, port, retries))
-        if client is None:
-            client = self._clients[host, port, retries] = aioredis.Redis(
-                host=host,
-                port=port,
-                username=self._address.username,
-                password=self._address.password,
-                health_check_interval=5,
-                socket_connect_timeout=3,
-                socket_keepalive=True,
-                **retry_options(retries),
-            )
-        return client
-
-    def _nodes(self) -> list[tuple[str, int]]:
-        known = [(node.host, node.port) for node in self._cluster.get_nodes()]
-        return known or self._address.nodes
-
-    def _any_node(self) -> aioredis.Redis:
-        """The next node in turn (classic pub/sub reaches every node through the bus)."""
-        nodes = self._nodes()
-        self._next_node = (self._next_node + 1) % len(nodes)
-        self._control_node = nodes[self._next_node]
-        return self._client(*self._control_node, SUBSCRIBER_RETRIES)
-
-    def _owner(self, channel: str) -> ClusterNode | None:
-        try:
-            return self._cluster.get_node_from_key(channel)
-        except RedisClusterException:  # no slot map yet, or the slot is not covered
-            return None
-
-    def _shard(self, node: ClusterNode) -> Subscriber:
-        shard = self._shards.get(node.name)
-        if shard is None:
-            client = self._client(node.host, node.port, SUBSCRIBER_RETRIES)
-            shard = self._shards[node.name] = Subscriber(
-                lambda: client,
-                self._queue,
-                self._on_reconnect,
-                sharded=True,
-                on_trouble=self._trouble,
-                name=f"redis shard {node.name}",
-            )
-            if self._started:
-                shard.start()
-        return shard
-
-    async def _spublish(self, node: ClusterNode, batch: list[tuple[str, str]]) -> None:
-        pipe = self._client(node.host, node.port).pipeline(transaction=False)
-        for channel, message in batch:
-            pipe.spublish(channel, message)
-        await pipe.execute()
-
-    async def _publish_anywhere(self, batch: list[tuple[str, str]]) -> None:
-        """Classic publish on the first node that takes it: the control subscriber's own node
-        first (known alive), then the others."""
-        nodes = self._nodes()
-        if self._control.connected.is_set():
-            nodes = [self._control_node, *nodes]
-        clients = [self._client(host, port) for host, port in nodes]
-        failure: BaseException | None = None
-        for client in clients:
-            pipe = client.pipeline(transaction=False)
-            for channel, message in batch:
-                pipe.publish(channel, message)
-            try:
-                await pipe.execute()
-                return
-            except (aioredis.RedisError, OSError) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    # -- moving channels when the slot map changes ----------------------------------------
-
-    def _trouble(self, lost: set[str], since: float) -> None:
-        self._lost |= lost
-        if lost:
-            self._lost_since = min(since, self._lost_since or since)
-        self._reread_map.set()
-
-    async def _route(self) -> None:
-        """Re-read the slot map whenever something suggests it changed, and move channels."""
-        backoff = INITIAL_BACKOFF
-        while True:
-            await self._reread_map.wait()
-            self._reread_map.clear()
-            try:
-                await self._cluster.nodes_manager.initialize()
-                await self._place_channels()
-            except Exception as exc:  # no node answers yet, or a bug: try again, never stop
-                logger.warning("redis cluster slot map unavailable (%s)", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                self._reread_map.set()
-                continue
-            backoff = INITIAL_BACKOFF
-
-    async def _place_channels(self) -> None:
-        gap_since: float | None = None
-        async with self._lock:
-            lost = set(self._lost)  # forgotten only once they are placed (below)
-            if lost and self._lost_since is not None:
-                gap_since = self._lost_since
-            for name, shard in list(self._shards.items()):
-                for channel in list(shard.channels):
-                    node = self._owner(channel)
-                    if node is None:  # its slot is not covered: kept for the next map
-                        lost.discard(channel)
-                        continue
-                    if node.name == name and channel not in lost:
-                        continue
-                    # The old shard has dropped it (or is gone): nothing to tell it.
-                    shard.channels.discard(channel)
-                    await self._shard(node).subscribe(channel)
-                    gap_since = min(shard.healthy_at, gap_since or shard.healthy_at)
-                    logger.warning("redis channel %s moved to shard %s", channel, node.name)
-            for channel in list(self._unplaced):
-                node = self._owner(channel)
-                if node is not None:
-                    self._unplaced.discard(channel)
-                    await self._shard(node).subscribe(channel)
-            self._lost -= lost
-            if not self._lost:
-                self._lost_since = None
-            for name, shard in list(self._shards.items()):
-                if not shard.channels and name not in self._primaries():
-                    await shard.stop()
-                    del self._shards[name]
-        if gap_since is not None and self._on_reconnect is not None:
-            self._on_reconnect(gap_since)
-
-    def _primaries(self) -> set[str]:
-        return {node.name for node in self._cluster.get_primaries()}
-
-
-def redis_transport(
-    url: str, on_reconnect: OnReconnect | None = None, broadcast: Iterable[str] = ()
-) -> RedisPubSub | ShardedRedisPubSub:
-    """The Redis transport a URL asks for: `redis+cluster://` is a cluster (sharded pub/sub,
-    `broadcast` channels on classic pub/sub), anything else one Redis."""
-    if is_cluster_url(url):
-        return ShardedRedisPubSub(url, on_reconnect, broadcast)
-    return RedisPubSub(url, on_reconnect)

@@ -2,6 +2,10 @@
 
 One frozen dataclass, built once at start-up by `Settings.from_env()`. The README's settings
 table documents each variable; keep the two in step.
+
+The module is longer than most (about 420 lines) on purpose: every variable, its default, its
+bounds and the check that refuses a bad value at start-up sit in this one file, so a setting
+is read, documented and reviewed in one place.
 """
 
 from __future__ import annotations
@@ -370,7 +374,7 @@ def _check_public_url(url: str) -> None:
 
 
 def _check_redis_url(url: str) -> None:
-    from infra.pubsub import is_cluster_url, parse_cluster_url
+    from infra.redis_clients import is_cluster_url, parse_cluster_url
 
     if not is_cluster_url(url):
         _check_plain_redis_url(url)

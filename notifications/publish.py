@@ -16,6 +16,10 @@ transaction, as before): a key already taken is a unique violation, which inside
 would fail every other request with it. So are bulk requests (over GROUPED_MAX_RECIPIENTS):
 they share a commit among their own notifications already, and run beside the batches
 instead of holding small requests behind them.
+
+The module is longer than most (about 430 lines) because the batcher, the statements it runs
+and the answer it builds are one mechanism: each batch's rows, inserts and published messages
+must agree, and reading them side by side is how that is checked.
 """
 
 from __future__ import annotations

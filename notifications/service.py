@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from auth.accounts import Recipient, resolve_recipients
+from auth.recipients import Recipient, resolve_recipients
 from infra import jsonsafe
 from infra.broker import stream_message
 from infra.db import utcnow

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from auth.accounts import _users_by_id
+from auth.recipients import _users_by_id
 from hub.migrate import migrate
 from tests.conftest import scratch_postgres, service_missing
 

@@ -1,5 +1,7 @@
 // The notification-hub demo: plain JavaScript against the hub's public API and its
 // ActionCable socket (/cable, protocol actioncable-v1-json), as a product frontend would.
+// One file (about 480 lines) on purpose: the page has no build step, and a product team reads
+// it top to bottom as the example of a whole client (sign-in, tokens, socket, inbox).
 "use strict";
 
 // The hub's /demo/config.js names the page's product and says whether it runs in development,
