@@ -24,7 +24,6 @@ from console.guard import (
     actor,
     check_csrf,
     check_origin,
-    current_session,
     end_console_session,
     signed_in,
     start_console_session,
@@ -82,8 +81,8 @@ def _sign_in_form(request: Request, error: str | None = None, status: int = 200)
 
 @page
 async def sign_in_form(request: Request) -> Response:
-    if await current_session(request) is not None:
-        return redirect(HOME)
+    # Shown even to a signed-in browser: signing in again (as someone else) is allowed, and
+    # ends the session the browser held.
     return _sign_in_form(request)
 
 

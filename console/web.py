@@ -115,15 +115,16 @@ def page(handler: Page) -> Page:
 
 async def read_form(request: Request) -> dict[str, str]:
     """The URL-encoded form of a POST (the console's forms are nothing else); 400 or 415
-    pages for a body that is not one. A field given twice keeps its last value."""
+        pages for a body that is not one (an empty body is an empty form: a button-only form
+    sent by a script). A field given twice keeps its last value."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise Refused(415, "Send the form as application/x-www-form-urlencoded.")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > FORM_MAX_BYTES:
             raise Refused(413, "The form is too large.")
+    if content_type != "application/x-www-form-urlencoded" and (body or content_type):
+        raise Refused(415, "Send the form as application/x-www-form-urlencoded.")
     try:
         text = body.decode("ascii")
         pairs = parse_qsl(
