@@ -181,28 +181,27 @@ async def member_product_ids(db: Database, account_id: int) -> dict[int, str]:
 
 async def add_member(db: Database, product_id: int, account_id: int, role: str) -> None:
     """Make the account a member with `role` (its role changes if it is one already)."""
-    try:
-        await db.execute(
-            console_members.insert().values(
-                product_id=product_id, account_id=account_id, role=role, created_at=utcnow()
-            )
-        )
-    except Exception as exc:
-        if not is_unique_violation(exc):
-            raise
+    if await role_of(db, product_id, account_id) is not None:
         await set_role(db, product_id, account_id, role)
+        return
+    await db.execute(
+        console_members.insert().values(
+            product_id=product_id, account_id=account_id, role=role, created_at=utcnow()
+        )
+    )
 
 
 async def set_role(db: Database, product_id: int, account_id: int, role: str) -> bool:
-    changed = await db.execute(
+    changed = await db.fetch_one(
         console_members.update()
         .where(
             (console_members.c.product_id == product_id)
             & (console_members.c.account_id == account_id)
         )
         .values(role=role)
+        .returning(console_members.c.id)
     )
-    return bool(changed)
+    return changed is not None
 
 
 async def remove_member(db: Database, product_id: int, account_id: int) -> None:
@@ -262,15 +261,16 @@ async def find_invitation(db: Database, token: str) -> Invitation | None:
 async def accept_invitation(db: Database, invitation: Invitation, account_id: int) -> bool:
     """Mark it used and make the account a member; False if someone used it meanwhile."""
     async with db.transaction():
-        used = await db.execute(
+        used = await db.fetch_one(
             console_invitations.update()
             .where(
                 (console_invitations.c.id == invitation.id)
                 & console_invitations.c.accepted_at.is_(None)
             )
             .values(accepted_at=utcnow())
+            .returning(console_invitations.c.id)
         )
-        if not used:
+        if used is None:
             return False
         await add_member(db, invitation.product_id, account_id, invitation.role)
     return True
@@ -291,11 +291,13 @@ async def pending_invitations(
 
 
 async def withdraw_invitation(db: Database, product_id: int, invitation_id: int) -> bool:
-    deleted = await db.execute(
-        console_invitations.delete().where(
+    deleted = await db.fetch_one(
+        console_invitations.delete()
+        .where(
             (console_invitations.c.id == invitation_id)
             & (console_invitations.c.product_id == product_id)
             & console_invitations.c.accepted_at.is_(None)
         )
+        .returning(console_invitations.c.id)
     )
-    return bool(deleted)
+    return deleted is not None

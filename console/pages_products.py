@@ -96,7 +96,7 @@ async def create_product(request: Request) -> Response:
             slug=values["slug"],
             name=values["name"],
             origins=_origins(values["origins"]),
-            default_locale=values["default_locale"],
+            default_locale=values["default_locale"] or "en",
             identity_pool=values["identity_pool"] or None,
             https_only=services.settings.production,
         )

@@ -107,14 +107,16 @@ class ConsoleSessions:
 
     async def revoke_account(self, account_id: int) -> int:
         """End every session of the account; how many were live."""
-        return await self._db.execute(
+        ended = await self._db.fetch_all(
             console_sessions.update()
             .where(
                 (console_sessions.c.account_id == account_id)
                 & console_sessions.c.revoked_at.is_(None)
             )
             .values(revoked_at=utcnow())
+            .returning(console_sessions.c.id)
         )
+        return len(ended)
 
     async def live_count(self, account_id: int) -> int:
         return await self._db.fetch_val(

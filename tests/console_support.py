@@ -73,3 +73,37 @@ async def post_form(
     """POST a console form with the session's CSRF token (read from the products page)."""
     token = await page_csrf(client)
     return await client.post(path, data={"csrf_token": token, **(fields or {})}, **kwargs)
+
+
+_INVITATION_LINK = re.compile(r'<code id="invitation-link">([^<]+)</code>')
+
+
+async def create_console_product(client: httpx.AsyncClient, slug: str, **fields: str) -> None:
+    """Create a product through the console as its admin (the admin becomes its owner)."""
+    values = {"slug": slug, "name": slug.title(), "identity_pool": "", "origins": ""}
+    created = await post_form(client, "/console/products", {**values, **fields})
+    assert created.status_code == 303, created.text
+
+
+async def invite(client: httpx.AsyncClient, slug: str, email: str, role: str) -> str:
+    """Invite `email` with `role`; the invitation link the page shows once."""
+    answer = await post_form(
+        client, f"/console/products/{slug}/members/invite", {"email": email, "role": role}
+    )
+    assert answer.status_code == 200, answer.text
+    match = _INVITATION_LINK.search(answer.text)
+    assert match, answer.text
+    return match.group(1)
+
+
+async def accept(
+    client: httpx.AsyncClient, link: str, password: str = CONSOLE_PASSWORD
+) -> httpx.Response:
+    """Open the invitation link and set a password (a new account) or give it (an existing
+    one); the answer signs the client in."""
+    form = await client.get(link)
+    assert form.status_code == 200, form.text
+    fields = {"csrf_token": csrf_of(form.text), "password": password}
+    if "password_confirmation" in form.text:
+        fields["password_confirmation"] = password
+    return await client.post(link, data=fields)
