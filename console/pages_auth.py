@@ -189,8 +189,10 @@ async def accept_invitation(request: Request) -> Response:
         except ValueError:
             return _accept_form(request, invitation, True, "Sign in with your password.", 409)
     else:
+        limits = services.settings.rate_limits
+        await services.limiter.hit(limits.login_ip, "console-login", actor(request).ip)
         await services.limiter.hit(
-            services.settings.rate_limits.login_account,
+            limits.login_account,
             "console-account",
             hash_secret(invitation.email),
         )
