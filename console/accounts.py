@@ -259,7 +259,8 @@ async def find_invitation(db: Database, token: str) -> Invitation | None:
 
 
 async def accept_invitation(db: Database, invitation: Invitation, account_id: int) -> bool:
-    """Mark it used and make the account a member; False if someone used it meanwhile."""
+    """Mark it used and make the account a member (unless it is one); False if someone used
+    it meanwhile."""
     async with db.transaction():
         used = await db.fetch_one(
             console_invitations.update()
@@ -272,7 +273,10 @@ async def accept_invitation(db: Database, invitation: Invitation, account_id: in
         )
         if used is None:
             return False
-        await add_member(db, invitation.product_id, account_id, invitation.role)
+        # A member already keeps the role it has: an invitation never changes a role (an
+        # admin's invitation must not demote an owner, nor leave a product without one).
+        if await role_of(db, invitation.product_id, account_id) is None:
+            await add_member(db, invitation.product_id, account_id, invitation.role)
     return True
 
 

@@ -130,3 +130,12 @@ def test_console_settings_from_the_environment(tmp_path: Path):
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
+
+
+async def test_an_invitation_never_changes_an_existing_members_role(db):
+    product_id = await _product(db, "keeps-roles")
+    owner = await accounts.create_account(db, "the-owner@example.com", password_hash=None)
+    await accounts.add_member(db, product_id, owner.id, "owner")
+    invitation, _ = await accounts.invite(db, product_id, owner.email, "viewer", owner.id)
+    assert await accounts.accept_invitation(db, invitation, owner.id)
+    assert await accounts.role_of(db, product_id, owner.id) == "owner"
