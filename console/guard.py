@@ -69,14 +69,19 @@ def check_origin(request: Request) -> None:
         raise Refused(403, "This form came from another site.")
 
 
+_UNREAD = object()
+
+
 async def current_session(request: Request) -> ConsoleSession | None:
-    if "console_session" not in request.state._state:
+    """The live session the cookie names (looked up once per request), or None."""
+    found = getattr(request.state, "console_session", _UNREAD)
+    if found is _UNREAD:
         value = request.cookies.get(COOKIE)
         found = None
         if value and len(value) <= 100:
             found = await console_services(request).sessions.look_up(value)
         request.state.console_session = found
-    return request.state.console_session
+    return found  # type: ignore[return-value]
 
 
 async def signed_in(request: Request) -> ConsoleSession:

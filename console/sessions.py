@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from databases import Database
 
 from auth.credential_secrets import hash_secret
@@ -117,16 +116,6 @@ class ConsoleSessions:
             .returning(console_sessions.c.id)
         )
         return len(ended)
-
-    async def live_count(self, account_id: int) -> int:
-        return await self._db.fetch_val(
-            sa.select(sa.func.count())
-            .select_from(console_sessions)
-            .where(
-                (console_sessions.c.account_id == account_id)
-                & console_sessions.c.revoked_at.is_(None)
-            )
-        )
 
 
 def _aware(value: datetime) -> datetime:
