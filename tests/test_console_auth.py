@@ -327,3 +327,15 @@ async def test_the_console_cookie_is_ignored_by_the_apis(console, hub):
         ):
             answer = await only_cookie.get(path, headers={"X-Product-Slug": product["slug"]})
             assert answer.status_code == 401, (path, answer.text)
+
+
+async def test_a_sign_in_posted_from_another_site_is_refused(hub, admin):
+    async with httpx.AsyncClient(base_url=hub.url) as client:
+        form = await client.get("/console/sign-in")
+        refused = await client.post(
+            "/console/sign-in",
+            headers={"Origin": "https://evil.example"},
+            data={"csrf_token": csrf_of(form.text), "email": admin, "password": CONSOLE_PASSWORD},
+        )
+    assert refused.status_code == 403
+    assert COOKIE not in refused.headers.get("set-cookie", "")
