@@ -13,7 +13,14 @@ from databases import Database
 
 from auth import keys
 from auth.accounts import User, get_user
-from auth.products import Product, get_product, set_alert_webhook, set_origins, set_verification
+from auth.products import (
+    Product,
+    get_product,
+    set_alert_webhook,
+    set_branding,
+    set_origins,
+    set_verification,
+)
 from auth.recipients import resolve_recipients
 from infra.errors import HubError
 
@@ -92,6 +99,27 @@ class ProductAdmin:
             verify_url_template=verify_url_template,
             reset_url_template=reset_url_template,
             https_only=https_only,
+        )
+        await self._changed(product.id)
+        updated = await get_product(self._db, product.id)
+        assert updated is not None
+        return updated
+
+    async def update_branding(
+        self,
+        product: Product,
+        *,
+        default_locale: str,
+        mail_from_name: str | None,
+        mail_from_address: str | None,
+    ) -> Product:
+        """The default language and the mail sender; ValueError for an unknown locale."""
+        await set_branding(
+            self._db,
+            product.id,
+            default_locale=default_locale,
+            mail_from_name=mail_from_name,
+            mail_from_address=mail_from_address,
         )
         await self._changed(product.id)
         updated = await get_product(self._db, product.id)

@@ -96,6 +96,12 @@ async def list_products(db: Database) -> list[Product]:
     return [_product(row) for row in rows]
 
 
+async def identity_pool_names(db: Database) -> list[str]:
+    """Every identity pool's name (a new product may share one to share its log-ins)."""
+    rows = await db.fetch_all(sa.select(identity_pools.c.name).order_by(identity_pools.c.name))
+    return [row._mapping["name"] for row in rows]
+
+
 async def all_allowed_origins(db: Database) -> set[str]:
     rows = await db.fetch_all(sa.select(products.c.origins))
     return {origin for row in rows for origin in (json_column(row._mapping["origins"]) or ())}
@@ -273,6 +279,29 @@ def normalize_url_template(template: str, *, https_only: bool = False) -> str:
 async def set_alert_webhook(db: Database, product_id: int, url: str | None) -> None:
     await db.execute(
         products.update().where(products.c.id == product_id).values(alert_webhook_url=url)
+    )
+
+
+async def set_branding(
+    db: Database,
+    product_id: int,
+    *,
+    default_locale: str,
+    mail_from_name: str | None,
+    mail_from_address: str | None,
+) -> None:
+    """The product's default language and the sender its mail carries (None: the product's
+    name and the hub's HUB_MAIL_FROM)."""
+    if default_locale not in SUPPORTED_LOCALES:
+        raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+    await db.execute(
+        products.update()
+        .where(products.c.id == product_id)
+        .values(
+            default_locale=default_locale,
+            mail_from_name=mail_from_name,
+            mail_from_address=mail_from_address,
+        )
     )
 
 

@@ -24,6 +24,8 @@ from auth.server_routes import routes as server_routes
 from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
 from channels import NotificationsChannel
+from console.routes import routes as console_routes
+from console.services import build_console_services
 from hub.cable import protocol
 from hub.cable.endpoint import CABLE_PATH, CableEndpoint
 from hub.cable.endpoint import routes as cable_routes
@@ -121,16 +123,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
     alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
+    mailer = make_mailer(settings.smtp_url, development=not settings.production)
+    limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
     auth = build_auth_services(
         db=db,
         settings=settings,
         signer=signer,
         hasher=hasher,
-        mailer=make_mailer(settings.smtp_url, development=not settings.production),
-        limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
+        mailer=mailer,
+        limiter=limiter,
         alerts=alerts,
         on_sessions_revoked=cable.announce_revoked,
         announce_product_changed=cable.announce_product_changed,
+    )
+    console = build_console_services(
+        db=db,
+        settings=settings,
+        hasher=hasher,
+        limiter=limiter,
+        mailer=mailer,
+        product_admin=auth.product_admin,
     )
     cable_endpoint = CableEndpoint(
         node=cable,
@@ -171,6 +183,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *server_routes,
         *org_routes,
         *notification_routes,
+        *console_routes,
         *cable_routes(cable_endpoint),
         *([] if settings.production else development_routes),
         *operation_routes,
@@ -204,6 +217,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db=db,
         broker=broker,
         auth=auth,
+        console=console,
         notifications=notifications,
         cable=cable,
     )

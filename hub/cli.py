@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from hub.cable.protocol import DisconnectReason
 from hub.cli_common import HelpFormatter, add_command, settings_or_exit, with_database
+from hub.cli_console import add_console_commands
 from hub.cli_products import add_operator_commands
 from hub.http_protocol import bounded_head_protocol
 from hub.preflight import check_database, check_secrets, migrate_database
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=cmd_prune)
 
     add_operator_commands(commands)
+    add_console_commands(commands)
     return parser
 
 

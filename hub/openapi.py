@@ -40,6 +40,7 @@ JSON = "application/json"
 # Paths that are deliberately not operations of the document, and why.
 EXCLUDED: dict[str, str] = {
     "/demo": "the demo page (hub/demo.py: a redirect, its config script, static files), not API",
+    "/console": "the operator console's HTML pages (console/routes.py): forms, not API",
     "/cable": "the ActionCable WebSocket, described in `info.description` and the README",
 }
 

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from auth.services import AuthServices
+from console.services import ConsoleServices
 from hub.cable.registry import CableRegistry
 from infra.broker import Broker
 from infra.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     db: Database  # for the lifespan and the readiness probe; routes use the services
     broker: Broker
     auth: AuthServices
+    console: ConsoleServices
     notifications: NotificationService
     cable: CableRegistry
 

@@ -3,7 +3,7 @@
 One frozen dataclass, built once at start-up by `Settings.from_env()`. The README's settings
 table documents each variable; keep the two in step.
 
-The module is longer than most (about 420 lines) on purpose: every variable, its default, its
+The module is longer than most (about 430 lines) on purpose: every variable, its default, its
 bounds and the check that refuses a bad value at start-up sit in this one file, so a setting
 is read, documented and reviewed in one place.
 """
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from infra.console_settings import ConsoleSettings
 from infra.logs import redact_url
 from infra.names import ORIGIN, SLUG
 
@@ -59,6 +60,14 @@ MAX_DB_TIMEOUT_SECONDS = 86400
 MAX_ARGON2_MEMORY_KIB = 4 * 1024 * 1024
 MAX_ARGON2_TIME_COST = 64
 MAX_ARGON2_PARALLELISM = 64
+
+
+def _read_text_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{name}: cannot read {path}: {exc}") from None
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -155,6 +164,7 @@ class Settings:
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     cable: CableLimits = field(default_factory=CableLimits)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     log_level: str = "info"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -240,6 +250,7 @@ class Settings:
             hash_threads=_int(env, "HUB_HASH_THREADS", os.cpu_count() or 2, 1),
             rate_limits=rate_limits,
             cable=CableLimits.from_env(env),
+            console=ConsoleSettings.from_env(env, _int, _read_text_file),
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port, 1),

@@ -66,6 +66,18 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {start}..{start + _PORT_BLOCK - 1}")
 
 
+def revisions_after(base: str) -> str:
+    """The names of the migrations after `base` up to the head, oldest first, as `migrate`
+    lists what it applied ("0004_identity_pools, 0005_refresh_grace, …")."""
+    from alembic.script import ScriptDirectory
+
+    from hub.migrate import MIGRATIONS, revision_name
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    newer = [s.revision for s in scripts.iterate_revisions("head", base) if s.revision != base]
+    return ", ".join(revision_name(r) for r in reversed(newer))
+
+
 def run_async(coro):
     """Run a coroutine to completion from sync code, even inside a running loop's thread."""
     result: dict[str, object] = {}

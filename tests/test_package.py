@@ -20,7 +20,16 @@ from tests.support import ROOT, free_port
 
 # What a wheel is built from: the project's metadata and its packages, nothing else of the
 # checkout (a file the hub needs outside them would be missing from the wheel too).
-SOURCES = ("pyproject.toml", "README.md", "hub", "auth", "channels", "infra", "notifications")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "hub",
+    "console",
+    "auth",
+    "channels",
+    "infra",
+    "notifications",
+)
 JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
@@ -111,6 +120,9 @@ def test_an_installed_wheel_serves_the_api_and_the_demo_page(tmp_path):
         assert "javascript" in script.headers["content-type"]
         assert "actioncable-v1-json" in script.text
         assert httpx.get(f"{url}/demo/demo.css").status_code == 200
+        sign_in = httpx.get(f"{url}/console/sign-in")  # the console's templates and CSS
+        assert sign_in.status_code == 200 and 'id="sign-in-form"' in sign_in.text
+        assert httpx.get(f"{url}/console/static/console.css").status_code == 200
         assert (workdir / "hub.db").exists()  # migrated by the packaged migrations
     finally:
         process.terminate()

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import auth.tables  # noqa: F401  (each domain registers its tables on the metadata)
+import console.tables  # noqa: F401
 import notifications.tables  # noqa: F401
 from infra.db import async_engine_url, metadata
 

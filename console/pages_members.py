@@ -1,0 +1,190 @@
+"""A product's members and invitations, and its audit log page.
+
+Anyone with a role sees who else has one; owners and admins invite (the link is shown once
+and mailed), change roles and remove members, except that only an owner grants, changes or
+removes the owner role, and nobody removes or demotes the product's last owner.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth.mail import OutgoingMail
+from console import accounts, roles
+from console.audit import entries, record
+from console.guard import ProductAccess, actor, check_csrf, require
+from console.pages_products import product_context
+from console.services import console_services
+from console.web import Refused, page, read_form, redirect, render
+from infra.checks import Invalid, check_email
+
+AUDIT_PAGE = 50
+
+
+def _grantable(access: ProductAccess) -> list[str]:
+    return [r for r in roles.ROLES if roles.may_manage_role(access.role, r)]
+
+
+async def _members_page(
+    request: Request,
+    access: ProductAccess,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    invitation_link: str | None = None,
+) -> Response:
+    db = console_services(request).db
+    manage = access.may("members.manage")
+    invitations = await accounts.pending_invitations(db, product_id=access.product.id)
+    context = product_context(
+        access,
+        members=await accounts.members(db, access.product.id),
+        invitations=invitations if manage else [],
+        manage=manage,
+        grantable=_grantable(access) if manage else [],
+        notice=notice,
+        error=error,
+        invitation_link=invitation_link,
+    )
+    return render(request, "members.html", context, 422 if error else 200)
+
+
+@page
+async def members_page(request: Request) -> Response:
+    access = await require(request, request.path_params["slug"], "product.view")
+    return await _members_page(request, access)
+
+
+async def _managing(request: Request) -> tuple[ProductAccess, dict[str, str]]:
+    access = await require(request, request.path_params["slug"], "members.manage")
+    form = await read_form(request)
+    check_csrf(request, access.session, form)
+    return access, form
+
+
+@page
+async def invite(request: Request) -> Response:
+    access, form = await _managing(request)
+    services = console_services(request)
+    role = form.get("role", "")
+    try:
+        email = check_email(form.get("email", ""))
+    except Invalid:
+        return await _members_page(request, access, error="Not an email address.")
+    if not roles.may_manage_role(access.role, role):
+        raise Refused(403, "Your role may not grant this role.")
+    assert email is not None
+    invitation, token = await accounts.invite(
+        services.db, access.product.id, email, role, access.account.id
+    )
+    link = f"{services.settings.public_url}/console/invitations/{token}"
+    await services.mailer.send(
+        OutgoingMail(
+            to=email,
+            from_name=f"{access.product.name} console",
+            from_address=services.settings.mail_from,
+            subject=f"You are invited to {access.product.name}'s console",
+            body=f"{access.account.email} invites you to the console of {access.product.name}"
+            f" as {role}.\n\nAccept within 7 days: {link}\n",
+            kind="console_invitation",
+        )
+    )
+    await record(
+        services.db,
+        actor(request, access.account),
+        "member.invite",
+        product_id=access.product.id,
+        target=email,
+        detail={"role": role, "invitation_id": invitation.id},
+    )
+    notice = f"Invited {email} as {role}."
+    return await _members_page(request, access, notice=notice, invitation_link=link)
+
+
+async def _member_role(request: Request, access: ProductAccess) -> tuple[int, str]:
+    raw = request.path_params["account_id"]
+    current = None
+    if raw.isascii() and raw.isdigit() and len(raw) < 10:
+        current = await accounts.role_of(console_services(request).db, access.product.id, int(raw))
+    if current is None:
+        raise Refused(404, "No such member.")
+    if not roles.may_manage_role(access.role, current):
+        raise Refused(403, "Your role may not change this member.")
+    return int(raw), current
+
+
+async def _last_owner(request: Request, access: ProductAccess, current: str) -> bool:
+    members = await accounts.members(console_services(request).db, access.product.id)
+    return current == "owner" and sum(m.role == "owner" for m in members) <= 1
+
+
+@page
+async def change_role(request: Request) -> Response:
+    access, form = await _managing(request)
+    account_id, current = await _member_role(request, access)
+    role = form.get("role", "")
+    if not roles.may_manage_role(access.role, role):
+        raise Refused(403, "Your role may not grant this role.")
+    if role != current and await _last_owner(request, access, current):
+        return await _members_page(request, access, error="A product keeps at least one owner.")
+    db = console_services(request).db
+    await accounts.set_role(db, access.product.id, account_id, role)
+    await record(
+        db,
+        actor(request, access.account),
+        "member.role",
+        product_id=access.product.id,
+        target=str(account_id),
+        detail={"before": current, "after": role},
+    )
+    return redirect(f"/console/products/{access.product.slug}/members")
+
+
+@page
+async def remove_member(request: Request) -> Response:
+    access, _ = await _managing(request)
+    account_id, current = await _member_role(request, access)
+    if await _last_owner(request, access, current):
+        return await _members_page(request, access, error="A product keeps at least one owner.")
+    db = console_services(request).db
+    await accounts.remove_member(db, access.product.id, account_id)
+    await record(
+        db,
+        actor(request, access.account),
+        "member.remove",
+        product_id=access.product.id,
+        target=str(account_id),
+        detail={"role": current},
+    )
+    return redirect(f"/console/products/{access.product.slug}/members")
+
+
+@page
+async def withdraw_invitation(request: Request) -> Response:
+    access, _ = await _managing(request)
+    raw = request.path_params["invitation_id"]
+    db = console_services(request).db
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        raise Refused(404, "No such invitation.")
+    if await accounts.withdraw_invitation(db, access.product.id, int(raw)):
+        await record(
+            db,
+            actor(request, access.account),
+            "member.invitation_withdrawn",
+            product_id=access.product.id,
+            target=raw,
+        )
+    return redirect(f"/console/products/{access.product.slug}/members")
+
+
+@page
+async def audit_page(request: Request) -> Response:
+    access = await require(request, request.path_params["slug"], "audit.view")
+    raw = request.query_params.get("before", "")
+    before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+    db = console_services(request).db
+    rows = await entries(db, access.product.id, limit=AUDIT_PAGE + 1, before_id=before)
+    next_before = rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None
+    context = product_context(access, entries=rows[:AUDIT_PAGE], next_before=next_before)
+    return render(request, "audit.html", context)

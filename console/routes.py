@@ -1,0 +1,48 @@
+"""Every console route: the pages under /console (HTML, not part of the OpenAPI document:
+`hub/openapi.py` excludes them) and the audit log's API route (declared, documented)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console import pages_auth, pages_keys, pages_members, pages_products
+from console.audit_routes import routes as audit_api_routes
+from console.web import STATIC_DIR
+
+PRODUCT = "/products/{slug}"
+
+page_routes: list[BaseRoute] = [
+    Route("/sign-in", pages_auth.sign_in_form, methods=["GET"]),
+    Route("/sign-in", pages_auth.sign_in, methods=["POST"]),
+    Route("/sign-out", pages_auth.sign_out, methods=["POST"]),
+    Route("/invitations/{token}", pages_auth.invitation_form, methods=["GET"]),
+    Route("/invitations/{token}", pages_auth.accept_invitation, methods=["POST"]),
+    Route("/products", pages_products.product_list, methods=["GET"]),
+    Route("/products", pages_products.create_product, methods=["POST"]),
+    Route("/products/new", pages_products.new_product, methods=["GET"]),
+    Route(PRODUCT, pages_products.product_page, methods=["GET"]),
+    Route(PRODUCT + "/origins", pages_products.edit_origins, methods=["POST"]),
+    Route(PRODUCT + "/settings", pages_products.edit_settings, methods=["POST"]),
+    Route(PRODUCT + "/members", pages_members.members_page, methods=["GET"]),
+    Route(PRODUCT + "/members/invite", pages_members.invite, methods=["POST"]),
+    Route(PRODUCT + "/members/{account_id}/role", pages_members.change_role, methods=["POST"]),
+    Route(PRODUCT + "/members/{account_id}/remove", pages_members.remove_member, methods=["POST"]),
+    Route(
+        PRODUCT + "/invitations/{invitation_id}/withdraw",
+        pages_members.withdraw_invitation,
+        methods=["POST"],
+    ),
+    Route(PRODUCT + "/audit", pages_members.audit_page, methods=["GET"]),
+    Route(PRODUCT + "/keys", pages_keys.keys_page, methods=["GET"]),
+    Route(PRODUCT + "/keys", pages_keys.create_key, methods=["POST"]),
+    Route(PRODUCT + "/keys/{key_id}/rotate", pages_keys.rotate_key, methods=["POST"]),
+    Route(PRODUCT + "/keys/{key_id}/revoke", pages_keys.revoke_key, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
+]
+
+routes: list[BaseRoute] = [
+    Route("/console", pages_auth.home, methods=["GET"]),
+    Mount("/console", routes=page_routes),
+    *audit_api_routes,
+]
