@@ -41,6 +41,8 @@ JSON = "application/json"
 EXCLUDED: dict[str, str] = {
     "/demo": "the demo page (hub/demo.py: a redirect, its config script, static files), not API",
     "/cable": "the ActionCable WebSocket, described in `info.description` and the README",
+    "/console/sign-in/oidc": "a browser redirect to the identity provider (console/oidc_routes.py)",
+    "/v1/auth/callback": "the identity provider's redirect back to the console, a browser page",
 }
 
 INFO = {

@@ -1,0 +1,1 @@
+"""The operator console: operator accounts, cookie sessions, roles, pages and the audit log."""
