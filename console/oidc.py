@@ -214,8 +214,8 @@ class OidcClient:
             error = params["error"]
             shown = error if error.isascii() and error.replace("_", "").isalpha() else "error"
             raise OidcError("oidc.provider_error", f"the identity provider refused ({shown[:64]})")
-        if "iss" in params and params["iss"] != self.config.issuer:  # RFC 9207
-            raise OidcError("oidc.bad_request", "the sign-in answer names another issuer")
+        if "iss" in params and params["iss"] != self.config.issuer:  # RFC 9207: a mix-up
+            raise OidcError("oidc.issuer_mismatch", "the sign-in answer names another issuer")
         code = params.get("code", "")
         if not code:
             raise OidcError("oidc.bad_request", "the sign-in answer has no code")

@@ -11,7 +11,8 @@ _BAD_REQUEST = frozenset({"oidc.bad_request", "oidc.unavailable"})
 
 class OidcError(Exception):
     """A refused sign-in: `code` is stable (`oidc.state_mismatch`, `oidc.provider_error`,
-    `oidc.code_refused`, `oidc.bad_token`, `oidc.unavailable`, `oidc.bad_request`), `message`
+    `oidc.code_refused`, `oidc.bad_token`, `oidc.issuer_mismatch`, `oidc.unavailable`,
+    `oidc.bad_request`; on_identity may add its own, e.g. `oidc.not_allowed`), `message`
     a short sentence safe to show and to log."""
 
     def __init__(self, code: str, message: str) -> None:

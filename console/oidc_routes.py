@@ -84,21 +84,31 @@ def failure_page(error: OidcError) -> HTMLResponse:
     return HTMLResponse(body, status_code=error.status, headers=headers)
 
 
+def _refused(exc: Exception, what: str) -> HTMLResponse:
+    """The failure page for `exc`; anything but an `OidcError` is logged by its type only (its
+    text or trace could hold a code or a token) and shown as a generic failure, never a 5xx."""
+    if isinstance(exc, OidcError):
+        logger.info("OpenID Connect sign-in %s: %s", what, exc.code)
+        return failure_page(exc)
+    logger.error("OpenID Connect sign-in %s unexpectedly: %s", what, type(exc).__name__)
+    return failure_page(OidcError("oidc.failed", "something went wrong"))
+
+
 def oidc_routes(
     client: OidcClient, on_identity: OnIdentity, *, signer: TokenSigner, secure_cookies: bool
 ) -> list[BaseRoute]:
     """The sign-in redirect and the callback. `on_identity(request, identity)` answers a
-    verified sign-in (it may raise `OidcError` to refuse one, e.g. no such operator); the
-    return path asked for is in `request.state.oidc_return_to`, always a local path."""
+    verified sign-in; it may raise `OidcError` to refuse one with the failure page (e.g. no
+    such operator), anything else it raises goes to the app's error handlers. The return path
+    asked for is in `request.state.oidc_return_to`, always a local path."""
     cookie = PendingCookie(signer, secure=secure_cookies)
 
     async def sign_in(request: Request) -> Response:
         try:
             return_to = _return_path(_query(request).get("next"))
             url, pending = await client.begin(return_to)
-        except OidcError as exc:
-            logger.info("OpenID Connect sign-in could not start: %s", exc.code)
-            return failure_page(exc)
+        except Exception as exc:
+            return _refused(exc, "could not start")
         response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
         cookie.set(response, pending)
         return response
@@ -108,14 +118,14 @@ def oidc_routes(
             params = _query(request)
             pending = cookie.read(request)
             identity = await client.finish(pending, params)
+        except Exception as exc:
+            response = _refused(exc, "refused")
+        else:
             request.state.oidc_return_to = pending.return_to
-            response = await on_identity(request, identity)
-        except OidcError as exc:
-            logger.info("OpenID Connect sign-in refused: %s", exc.code)
-            response = failure_page(exc)
-        except Exception as exc:  # a page answers, never a 5xx; no trace, it may hold a token
-            logger.error("OpenID Connect sign-in failed unexpectedly: %s", type(exc).__name__)
-            response = failure_page(OidcError("oidc.failed", "something went wrong"))
+            try:
+                response = await on_identity(request, identity)
+            except OidcError as exc:  # on_identity's own refusal, e.g. no such operator
+                response = _refused(exc, "refused")
         # Whatever happened, this pending login is spent: a replayed callback finds none.
         cookie.clear(response)
         return response

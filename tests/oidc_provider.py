@@ -11,14 +11,20 @@ Switches the tests flip to make it misbehave, each a plain attribute:
 `sign_with_rogue_key` (ID tokens signed with a key it does not publish, under the published
 `kid`, so the signature is bad), `rogue_kid` (that rogue key under a `kid` it does not publish),
 `audience` (the ID token's `aud`), `nonce` (echo this instead of the request's nonce),
-`discovery_issuer` (the `issuer` the discovery document claims), `deny` (the user refuses).
+`discovery_issuer` (the `issuer` the discovery document claims), `discovery_extra` (fields
+merged into the discovery document), `deny` (the user refuses), `rewrite_id_token` (a function
+given the ID token Authlib issued, returning the one to send instead), `token_status` (the token
+endpoint answers this status with a plain-text body) and `token_padding` (bytes of filler added
+to the token answer).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -27,7 +33,7 @@ from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from joserfc.jwk import RSAKey
 from werkzeug.serving import make_server
 
@@ -137,7 +143,11 @@ class OidcProvider:
         self.audience: str | list[str] | None = None
         self.nonce: str | None = None
         self.discovery_issuer: str | None = None
+        self.discovery_extra: dict = {}
         self.deny = False
+        self.rewrite_id_token: Callable[[str], str] | None = None
+        self.token_status: int | None = None
+        self.token_padding = 0
 
     def start(self) -> OidcProvider:
         self._thread.start()
@@ -166,6 +176,7 @@ class OidcProvider:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": SCOPES.split(),
+            **self.discovery_extra,
         }
 
     # -- the Authlib side ---------------------------------------------------------------------
@@ -276,9 +287,17 @@ class OidcProvider:
         @app.post("/token")
         def token():
             provider.hits["token"] += 1
+            if provider.token_status is not None:
+                return Response("upstream trouble", status=provider.token_status)
             response = server.create_token_response()
             if response.status_code != 200:
                 provider.token_errors.append(response.get_json().get("error_description", ""))
-            return response
+                return response
+            answer = response.get_json()
+            if provider.rewrite_id_token is not None:
+                answer["id_token"] = provider.rewrite_id_token(answer["id_token"])
+            if provider.token_padding:
+                answer["padding"] = "x" * provider.token_padding
+            return Response(json.dumps(answer), headers=dict(response.headers))
 
         return app
