@@ -11,6 +11,7 @@ is ever logged.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -154,28 +155,40 @@ class OidcClient:
         self._provider: _Provider | None = None
         self._provider_at = 0.0
         self._failed_at: float | None = None
+        self._discovery_lock = asyncio.Lock()
         self.keys = ProviderKeys(self._fetch_jwks, min_interval=jwks_min_interval)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def provider(self) -> _Provider:
-        """The checked discovery document, cached; a failed fetch is retried after a pause."""
-        now = time.monotonic()
-        if self._provider is not None and now - self._provider_at < DISCOVERY_TTL:
+        """The checked discovery document, cached; fetched by one caller at a time, and a
+        failed fetch is not retried for a few seconds (a flood of sign-ins while the provider
+        is down must not become a flood of requests to it)."""
+        provider = self._fresh_provider()
+        if provider is not None:
+            return provider
+        async with self._discovery_lock:
+            provider = self._fresh_provider()
+            if provider is not None:
+                return provider
+            now = time.monotonic()
+            if self._failed_at is not None and now - self._failed_at < DISCOVERY_RETRY:
+                raise _unreachable()
+            url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            try:
+                document = await fetch_json(self._http, url, "discovery document")
+                provider = _parse_discovery(document, self.config.issuer)
+            except OidcError:
+                self._failed_at = now
+                raise
+            self._provider, self._provider_at, self._failed_at = provider, now, None
+            return provider
+
+    def _fresh_provider(self) -> _Provider | None:
+        if self._provider is not None and time.monotonic() - self._provider_at < DISCOVERY_TTL:
             return self._provider
-        if self._failed_at is not None and now - self._failed_at < DISCOVERY_RETRY:
-            raise _unreachable()
-        url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        try:
-            provider = _parse_discovery(
-                await fetch_json(self._http, url, "discovery document"), self.config.issuer
-            )
-        except OidcError:
-            self._failed_at = now
-            raise
-        self._provider, self._provider_at, self._failed_at = provider, now, None
-        return provider
+        return None
 
     async def _fetch_jwks(self) -> dict[str, Any]:
         return await fetch_json(self._http, (await self.provider()).jwks_uri, "JWKS")
