@@ -114,6 +114,8 @@ def oidc_routes(
         return response
 
     async def callback(request: Request) -> Response:
+        if request.method != "GET":  # Starlette adds HEAD: a prefetch must not spend the code
+            return failure_page(OidcError("oidc.bad_request", "open this address with GET"))
         try:
             params = _query(request)
             pending = cookie.read(request)

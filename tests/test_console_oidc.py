@@ -47,6 +47,12 @@ async def test_tampered_state_is_refused_and_spends_the_pending_login(hub, brows
     assert_refused(await browser.get(callback), "oidc.state_mismatch")
 
 
+async def test_head_on_the_callback_does_not_spend_the_sign_in(hub, browser):
+    callback = await to_callback(browser, hub)
+    assert (await browser.head(callback)).status_code == 400
+    assert (await browser.get(callback)).status_code == 200
+
+
 async def test_replayed_callback_is_refused(hub, browser):
     callback = await to_callback(browser, hub)
     assert (await browser.get(callback)).status_code == 200
