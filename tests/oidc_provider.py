@@ -14,8 +14,8 @@ Switches the tests flip to make it misbehave, each a plain attribute:
 `discovery_issuer` (the `issuer` the discovery document claims), `discovery_extra` (fields
 merged into the discovery document), `deny` (the user refuses), `rewrite_id_token` (a function
 given the ID token Authlib issued, returning the one to send instead), `token_status` (the token
-endpoint answers this status with a plain-text body) and `token_padding` (bytes of filler added
-to the token answer).
+endpoint answers this status with a plain-text body), `token_padding` (bytes of filler added
+to the token answer) and `token_chunked` (the token answer streamed without a length).
 """
 
 from __future__ import annotations
@@ -148,6 +148,7 @@ class OidcProvider:
         self.rewrite_id_token: Callable[[str], str] | None = None
         self.token_status: int | None = None
         self.token_padding = 0
+        self.token_chunked = False
 
     def start(self) -> OidcProvider:
         self._thread.start()
@@ -298,6 +299,10 @@ class OidcProvider:
                 answer["id_token"] = provider.rewrite_id_token(answer["id_token"])
             if provider.token_padding:
                 answer["padding"] = "x" * provider.token_padding
-            return Response(json.dumps(answer), headers=dict(response.headers))
+            body = json.dumps(answer)
+            if provider.token_chunked:  # no Content-Length: the size shows only as it streams
+                chunks = (body[i : i + 8192] for i in range(0, len(body), 8192))
+                return Response(chunks, content_type="application/json")
+            return Response(body, headers=dict(response.headers))
 
         return app

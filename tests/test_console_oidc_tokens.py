@@ -143,6 +143,11 @@ async def test_token_endpoint_failures_are_clear(hub, browser, provider):
     provider.token_status = None
     provider.token_padding = 300 * 1024  # over the 256 KiB bound
     assert "could not be reached" in await refused_with(browser, hub, "oidc.unavailable", 400)
+    provider.token_chunked = True
+    assert "could not be reached" in await refused_with(browser, hub, "oidc.unavailable", 400)
+    provider.token_padding = 1024  # streamed, but within the bound
+    answer = await browser.get(await to_callback(browser, hub))
+    assert answer.status_code == 200, answer.text
 
 
 async def test_client_secret_post_when_the_provider_only_takes_that(provider, browser):
