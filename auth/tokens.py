@@ -136,8 +136,14 @@ class TokenSigner:
         )
         return token, payload
 
-    def verify(self, token: str, expected_type: str) -> dict[str, Any]:
-        """The claims of a genuine, unexpired token of `expected_type`, else `InvalidToken`."""
+    def verify(
+        self, token: str, expected_type: str, *, audience: str | None = None
+    ) -> dict[str, Any]:
+        """The claims of a genuine, unexpired token of `expected_type`, else `InvalidToken`.
+
+        A token issued with an `aud` claim verifies only when the same `audience` is asked for
+        (PyJWT refuses an `aud` nobody expects), so a token made for one purpose (the console's
+        pending OpenID Connect login) can never pass as an access token, nor the reverse."""
         if not isinstance(token, str) or len(token) > 8192:
             raise InvalidToken("not a token")
         try:
@@ -150,7 +156,8 @@ class TokenSigner:
                 key.private_key.public_key(),
                 algorithms=[ALGORITHM],
                 issuer=self.issuer,
-                options={"require": REQUIRED_CLAIMS},
+                audience=audience,
+                options={"require": [*REQUIRED_CLAIMS, *(["aud"] if audience else [])]},
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from None

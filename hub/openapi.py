@@ -42,6 +42,8 @@ EXCLUDED: dict[str, str] = {
     "/demo": "the demo page (hub/demo.py: a redirect, its config script, static files), not API",
     "/console": "the operator console's HTML pages (console/routes.py): forms, not API",
     "/cable": "the ActionCable WebSocket, described in `info.description` and the README",
+    "/console/sign-in/oidc": "a browser redirect to the identity provider (console/oidc_routes.py)",
+    "/v1/auth/callback": "the identity provider's redirect back to the console, a browser page",
 }
 
 INFO = {
