@@ -16,6 +16,8 @@ from tests.support import (
     bearer,
     create_product,
     error_code,
+    product_headers,
+    reset_through_mail,
 )
 
 
@@ -275,6 +277,20 @@ async def test_production_refuses_internal_webhooks_and_revokes_keys_sent_over_h
             assert (await members(secure, made["key"])).status_code == 401
             listed = await secure.get("/api/v1/extensions", headers=bearer(access))
             assert listed.json()["extensions"] == []
+
+
+async def test_a_pre_hijackers_extension_is_uninstalled_by_the_owners_first_reset(
+    client, product, email, mailbox
+):
+    """Someone registered the address before its owner proved it and installed an extension:
+    the owner's first password reset uninstalls it with the squatter's other credentials."""
+    squatter = await register_owner(client, product, email)
+    key = (await installed(client, squatter["access_token"], ["members:read"]))["key"]
+    assert (await members(client, key)).status_code == 200
+    await reset_through_mail(
+        client, mailbox, email, "OwnerPass456!", product_headers(product["slug"])
+    )
+    assert (await members(client, key)).status_code == 401
 
 
 # -- the life of an extension ------------------------------------------------------------
