@@ -279,6 +279,21 @@ async def test_production_refuses_internal_webhooks_and_revokes_keys_sent_over_h
             assert listed.json()["extensions"] == []
 
 
+async def test_an_organization_installs_at_most_the_limit(client, owner):
+    from auth.extensions import MAX_EXTENSIONS_PER_ORGANIZATION
+
+    access = owner["access_token"]
+    made = [
+        await installed(client, access, ["members:read"], name=f"ext {n}")
+        for n in range(MAX_EXTENSIONS_PER_ORGANIZATION)
+    ]
+    full = await install(client, access, ["members:read"])
+    assert full.status_code == 409 and error_code(full) == "extension.too_many"
+    removed = await client.delete(f"/api/v1/extensions/{made[0]['id']}", headers=bearer(access))
+    assert removed.status_code == 204
+    await installed(client, access, ["members:read"])  # uninstalling makes room
+
+
 async def test_a_pre_hijackers_extension_is_uninstalled_by_the_owners_first_reset(
     client, product, email, mailbox
 ):
