@@ -62,9 +62,9 @@ class AccountFlows:
 
     async def _disown(self, user: User, why: str) -> None:
         """Take an unverified identity away from whoever chose its password: that password,
-        every session, workspace token, OAuth application and pending link stop working. The
-        identity and its data stay; the owner of the mailbox gets in through a password
-        reset, which proves the email."""
+        every session, workspace token, OAuth application, extension and pending link stop
+        working. The identity and its data stay; the owner of the mailbox gets in through a
+        password reset, which proves the email."""
         db = self._db
         async with db.transaction():
             await accounts.update_user(db, user.id, password_hash=None)

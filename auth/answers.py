@@ -110,6 +110,25 @@ OAUTH_APPLICATION = Schema(
         client_secret={"type": "string", "description": "in the creating answer only"},
     ),
 )
+EXTENSION = Schema(
+    "Extension",
+    obj(
+        ["id", "name", "scopes", "key_prefix"],
+        id=INTEGER,
+        name=STRING,
+        scopes=STRINGS,
+        webhook_url=NULLABLE_STRING,
+        key_prefix=STRING,
+        last_used_at=DATETIME,
+        created_at=DATETIME,
+        rotated_at=DATETIME,
+        installed_by=OWNER,
+        key={
+            "type": "string",
+            "description": "the plaintext `ext_…`, in the install and rotate answers only",
+        },
+    ),
+)
 OAUTH_ERROR = Schema("OAuthError", obj(["error"], error=STRING, error_description=STRING))
 MESSAGE = obj(["message"], message=STRING)  # a localized confirmation
 
@@ -122,5 +141,6 @@ SCHEMAS = (
     OWNER,
     WORKSPACE_TOKEN,
     OAUTH_APPLICATION,
+    EXTENSION,
     OAUTH_ERROR,
 )

@@ -3,8 +3,8 @@
 Server endpoints take `Authorization: Bearer` with
 - a secret key `sk_…`: everything in its product environment;
 - a restricted key `rk_…`: its scopes in its product environment;
-- on the endpoints marked `org_scoped`, also a workspace token `wksp_…` or an OAuth access
-  token: their scopes, inside their organization only.
+- on the endpoints marked `org_scoped`, also a workspace token `wksp_…`, an OAuth access
+  token or an extension key `ext_…`: their scopes, inside their organization only.
 Public (browser) endpoints take a publishable key `pk_…` in `X-Publishable-Key` (or name a
 live product with `X-Product-Slug`).
 
@@ -45,12 +45,12 @@ class ServerCaller:
 
     product: Product
     env: str
-    kind: str  # "secret", "restricted", "workspace" or "oauth"
+    kind: str  # "secret", "restricted", "workspace", "oauth" or "extension"
     credential_id: int
     # None: everything. For workspace and OAuth callers an empty set is full org access.
     scopes: frozenset[str] | None = None
     organization_id: int | None = None
-    # Workspace and OAuth callers act for the org member who issued them.
+    # Workspace, OAuth and extension callers act for the org member who issued them.
     acting_user_id: int | None = None
 
     def allows(self, scope: str) -> bool:
@@ -70,6 +70,8 @@ class Stored:
     prefix: str
     env: str
     product: Product
+    # The column whose timestamp stops the credential (an extension is uninstalled).
+    revoked_column: str = "revoked_at"
 
     def names(self) -> dict[str, object]:
         # What an alert may say about the credential: never the secret itself.
@@ -169,7 +171,7 @@ class Credentials:
         # The scheme is the client's: uvicorn takes X-Forwarded-Proto from trusted proxies only.
         if not self.settings.production or request.url.scheme != "http":
             return
-        values: dict[str, object] = {"revoked_at": utcnow()}
+        values: dict[str, object] = {stored.revoked_column: utcnow()}
         if "revoked_reason" in stored.table.c:
             values["revoked_reason"] = "compromised"
         await self.db.execute(

@@ -96,7 +96,8 @@ class MailedLinks:
             await accounts.update_user(db, grant.user_id, password_hash=password_hash)
             # The link reached the mailbox: the email is proven. Whatever credentials the
             # identity made before that may be a squatter's (a pre-hijacked account), so the
-            # first proof by reset revokes its workspace tokens and OAuth applications too.
+            # first proof by reset revokes its workspace tokens, OAuth applications and
+            # extensions too.
             if await self._prove_email(grant.user_id):
                 await org_credentials.revoke_owned_by(db, grant.user_id)
             # Every outstanding link and half-finished login was made with the old password.

@@ -1,10 +1,11 @@
-"""Resolving an organization credential on a request: a workspace token or an OAuth access
-token becomes the `ServerCaller` it speaks for, or None.
+"""Resolving an organization credential on a request: a workspace token, an OAuth access
+token or an extension key becomes the `ServerCaller` it speaks for, or None.
 
 Apart from `org_credentials.py` (issuing, listing, revoking) because this is the hot path of
 every org-scoped server call, and the only part that needs the product-key refusals of
-`Credentials` (from a browser, over plain HTTP): workspace tokens, OAuth access tokens and the
-OAuth client secret at `/oauth/token` get the same ones.
+`Credentials` (from a browser, over plain HTTP): workspace tokens, OAuth access tokens,
+extension keys and the OAuth client secret at `/oauth/token` get the same ones. None of them
+is cached: each request reads SQL, so a revocation or a rotation holds at once everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.requests import HTTPConnection
 from auth import accounts
 from auth.credential_secrets import hash_secret
 from auth.credentials import Credentials, ServerCaller, Stored, client_address
+from auth.extensions import EXTENSION_KEY_PREFIX, Extensions
 from auth.org_credentials import (
     OAUTH_TOKEN_TYPE,
     TOKEN_PREFIX,
@@ -24,7 +26,7 @@ from auth.org_credentials import (
     OrgCredentials,
 )
 from auth.products import Product, get_product
-from auth.tables import oauth_applications, workspace_tokens
+from auth.tables import extensions, oauth_applications, workspace_tokens
 from auth.tokens import InvalidToken, TokenSigner
 from infra.db import as_utc, json_column, utcnow
 from infra.ids import MAX_ROW_ID, parse_id
@@ -43,16 +45,20 @@ class OrgCallers:
         db: Database,
         credentials: Credentials,
         org_credentials: OrgCredentials,
+        extensions: Extensions,
         signer: TokenSigner,
     ) -> None:
         self._db = db
         self._credentials = credentials
         self._org_credentials = org_credentials
+        self._extensions = extensions
         self._signer = signer
 
     async def resolve(self, connection: HTTPConnection, presented: str) -> ServerCaller | None:
         if presented.startswith(TOKEN_PREFIX):
             return await self._workspace_token(connection, presented)
+        if presented.startswith(EXTENSION_KEY_PREFIX):
+            return await self._extension_key(connection, presented)
         if presented.count(".") == 2:
             return await self._oauth_token(connection, presented)
         return None
@@ -106,6 +112,30 @@ class OrgCallers:
         await self._credentials.last_used.touch(workspace_tokens, m["id"])
         scopes = frozenset(json_column(m["scopes"]) or ())
         return ServerCaller(product, org.env, "workspace", m["id"], scopes, org.id, m["owner_id"])
+
+    async def _extension_key(
+        self, connection: HTTPConnection, presented: str
+    ) -> ServerCaller | None:
+        """An installed extension's key: its manifest's scopes in its organization. A rotated
+        key's digest is gone (an unknown key); an uninstalled one is alerted as revoked."""
+        m = await self._extensions.find(presented) if len(presented) <= 100 else None
+        if m is None:
+            self._credentials.alerts.failed_lookup(client_address(connection))
+            return None
+        found = await self._organization(m["organization_id"])
+        scopes = frozenset(json_column(m["scopes"]) or ())
+        if found is None or not scopes:  # none would read as full access: never issued
+            return None
+        org, product = found
+        stored = Stored(extensions, m["id"], m["key_prefix"], org.env, product, "uninstalled_at")
+        if m["uninstalled_at"] is not None:
+            self._credentials.revoked_used(stored)
+            return None
+        await self._refuse_exposed(connection, stored)
+        await self._credentials.last_used.touch(extensions, m["id"])
+        return ServerCaller(
+            product, org.env, "extension", m["id"], scopes, org.id, m["installed_by"]
+        )
 
     async def _oauth_token(self, connection: HTTPConnection, presented: str) -> ServerCaller | None:
         try:

@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from databases import Database
 
 from auth.credential_secrets import hash_secret, new_secret, secrets_equal
-from auth.tables import memberships, oauth_applications, organizations, users, workspace_tokens
+from auth.tables import (
+    extensions,
+    memberships,
+    oauth_applications,
+    organizations,
+    users,
+    workspace_tokens,
+)
 from auth.tokens import TokenSigner
 from infra.db import as_utc, json_column, utcnow
 
@@ -94,15 +101,20 @@ def granted_scopes(application: Application, requested: str | None) -> list[str]
 
 
 async def revoke_owned_by(db: Database, user_id: int) -> None:
-    """Revoke every workspace token and OAuth application the user issued (their identity
-    was handed to someone else, who must not inherit them). Takes the flow's database handle:
-    it runs inside the flow's transaction."""
+    """Revoke every workspace token, OAuth application and extension the user issued (their
+    identity was handed to someone else, who must not inherit them). Takes the flow's database
+    handle: it runs inside the flow's transaction."""
     for table in (workspace_tokens, oauth_applications):
         await db.execute(
             table.update()
             .where(table.c.owner_id == user_id, table.c.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+    await db.execute(
+        extensions.update()
+        .where(extensions.c.installed_by == user_id, extensions.c.uninstalled_at.is_(None))
+        .values(uninstalled_at=utcnow())
+    )
 
 
 class OrgCredentials:

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from auth.account_flows import AccountFlows
 from auth.alerts import SecurityAlerts
 from auth.credentials import AnnounceProductChanged, Credentials
+from auth.extensions import Extensions
 from auth.key_cache import KeyCache
 from auth.mail import Mailer
 from auth.mailed_links import MailedLinks
@@ -42,6 +43,7 @@ class AuthServices:
     accounts: AccountFlows
     credentials: Credentials
     org_credentials: OrgCredentials
+    extensions: Extensions
     org_callers: OrgCallers
     product_admin: ProductAdmin
 
@@ -80,6 +82,7 @@ def build_auth_services(
     )
     credentials = Credentials(db, settings, alerts, live_keys, announce_product_changed)
     org_credentials = OrgCredentials(db, signer)
+    extensions = Extensions(db)
     return AuthServices(
         settings=settings,
         limiter=limiter,
@@ -92,8 +95,13 @@ def build_auth_services(
         ),
         credentials=credentials,
         org_credentials=org_credentials,
+        extensions=extensions,
         org_callers=OrgCallers(
-            db=db, credentials=credentials, org_credentials=org_credentials, signer=signer
+            db=db,
+            credentials=credentials,
+            org_credentials=org_credentials,
+            extensions=extensions,
+            signer=signer,
         ),
         product_admin=ProductAdmin(db, credentials.product_changed),
     )

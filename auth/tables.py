@@ -233,3 +233,26 @@ oauth_applications = sa.Table(
     sa.Column("last_used_at", Timestamp, nullable=True),
     sa.Index(None, "organization_id"),
 )
+
+# Extensions an organization installed from a manifest; each holds one `ext_…` key with the
+# manifest's scopes. Rotating replaces `key_hash` in place (the old key is unknown at once);
+# uninstalling sets `uninstalled_at` (the key is refused, and alerted if used).
+extensions = sa.Table(
+    "extensions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "organization_id", sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("installed_by", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("webhook_url", sa.String(2000), nullable=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(32), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("rotated_at", Timestamp, nullable=True),
+    sa.Column("uninstalled_at", Timestamp, nullable=True),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Index(None, "organization_id"),
+)

@@ -14,9 +14,13 @@ The guards, by caller:
 - `USER_TOKEN`: a user's access token (a server key sent here is refused, and alerted
   when it came from a browser);
 - `server_key(scope)`: a secret key, or a restricted key holding `scope`;
-- `server_or_org_key(scope)`: those, or a workspace/OAuth token of an organization;
-- `org_key(scope)`: a workspace/OAuth token only (per-organization routes);
-- `ORG_MANAGER`: an owner's or admin's access token, or an org token with `admin`;
+- `server_or_org_key(scope)`: those, or a workspace/OAuth token or extension key of an
+  organization;
+- `org_key(scope)`: a workspace/OAuth token or extension key only (per-organization routes);
+- `ORG_MANAGER`: an owner's or admin's access token, or an org token with `admin` (never
+  an extension key: extensions use the API, they do not manage credentials);
+- `EXTENSION_INSTALLER`: the same, also telling what the installer holds (a weaker org
+  token passes it only to be told which scopes it asked for beyond its own);
 - `METRICS_TOKEN`: the operator's scrape token, when one is configured.
 """
 
@@ -31,6 +35,7 @@ from starlette.requests import HTTPConnection
 
 from auth import keys
 from auth.credentials import PUBLISHABLE_KEY_HEADER, ServerCaller
+from auth.extensions import EXTENSION_KEY_PREFIX, held_scopes
 from auth.org_credentials import TOKEN_PREFIX
 from auth.origins import check_origin
 from auth.products import Product
@@ -43,12 +48,14 @@ from infra.errors import HubError, forbidden, unauthorized
 # The guards by caller (the protocol and the public guard are `infra.api`'s, re-exported so
 # every route takes its guard from here).
 __all__ = [
+    "EXTENSION_INSTALLER",
     "METRICS_TOKEN",
     "ORG_MANAGER",
     "PUBLIC",
     "SITE",
     "USER_TOKEN",
     "Guard",
+    "Installer",
     "Manager",
     "SiteCaller",
     "bearer_token",
@@ -95,6 +102,7 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "scheme": "bearer",
         "description": "wksp_… workspace token or an OAuth access token",
     },
+    "extensionKey": {"type": "http", "scheme": "bearer", "description": "ext_… extension key"},
     "metricsToken": {"type": "http", "scheme": "bearer", "description": "HUB_METRICS_TOKEN"},
 }
 
@@ -188,13 +196,17 @@ class ServerKeyGuard(_Documented):
         self._org_tokens = org_tokens or org_only
         self._org_only = org_only
         if org_only:
-            super().__init__("orgToken", f"A workspace token or OAuth access token with `{scope}`.")
+            super().__init__(
+                "orgToken",
+                f"A workspace token, OAuth access token or extension key with `{scope}`.",
+                ("extensionKey",),
+            )
         else:
-            also = ", or a workspace/OAuth token with it" if org_tokens else ""
+            also = ", or a workspace/OAuth token or extension key with it" if org_tokens else ""
             super().__init__(
                 "serverKey",
                 f"A secret key, or a restricted key with `{scope}`{also}.",
-                ("orgToken",) if org_tokens else (),
+                ("orgToken", "extensionKey") if org_tokens else (),
             )
 
     async def __call__(self, connection: HTTPConnection) -> ServerCaller:
@@ -272,7 +284,43 @@ class OrgManagerGuard(_Documented):
         caller = await server_or_org_key("admin")(connection)
         if caller.organization_id is None or caller.acting_user_id is None:
             raise unauthorized()  # a product key manages product keys, not org credentials
+        if caller.kind == "extension":
+            raise unauthorized()  # nor does an extension, whatever its manifest asked for
         return Manager(caller.organization_id, caller.acting_user_id)
+
+
+@dataclass(frozen=True)
+class Installer:
+    """Who installs an extension: the organization, the member it acts for, the org scopes
+    the credential holds, and whether it may manage the organization's credentials."""
+
+    org_id: int
+    user_id: int
+    holds: frozenset[str]
+    manages: bool
+
+
+class ExtensionInstallerGuard(_Documented):
+    def __init__(self) -> None:
+        super().__init__("accessToken", ORG_MANAGER.description, ("orgToken",))
+
+    async def __call__(self, connection: HTTPConnection) -> Installer:
+        presented = bearer_token(connection) or ""
+        if presented.startswith(EXTENSION_KEY_PREFIX):
+            raise unauthorized()  # an extension never installs another
+        try:
+            manager = await ORG_MANAGER(connection)
+        except HubError as refused:
+            # An org token without `admin`: the route names the scopes it asked beyond its
+            # own before refusing it (a plain member's access token is refused here).
+            if refused.status != 403:
+                raise
+            caller = await auth_services(connection).org_callers.resolve(connection, presented)
+            if caller is None or caller.organization_id is None or caller.acting_user_id is None:
+                raise
+            org_id, user_id = caller.organization_id, caller.acting_user_id
+            return Installer(org_id, user_id, held_scopes(caller.scopes), manages=False)
+        return Installer(manager.org_id, manager.user_id, held_scopes(None), manages=True)
 
 
 # -- operators -------------------------------------------------------------------------
@@ -296,4 +344,5 @@ class MetricsTokenGuard(_Documented):
 SITE = SiteGuard()
 USER_TOKEN = UserTokenGuard()
 ORG_MANAGER = OrgManagerGuard()
+EXTENSION_INSTALLER = ExtensionInstallerGuard()
 METRICS_TOKEN = MetricsTokenGuard()

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import sessions
 from auth.alerts import SecurityAlerts
+from auth.extension_routes import routes as extension_routes
 from auth.mail import make_mailer
 from auth.org_routes import routes as org_routes
 from auth.origins import CORSMiddleware
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth_routes,
         *server_routes,
         *org_routes,
+        *extension_routes,
         *notification_routes,
         *console_routes,
         *cable_routes(cable_endpoint),

@@ -2,7 +2,8 @@
 
 Server side: `POST /api/v1/notifications` to one recipient or up to 1000 (`notifications:write`)
 and `GET /api/v1/users/{id}/notifications` (`notifications:read`), with a secret or restricted
-key — or a workspace token / OAuth token, which reach members of their organization only.
+key — or a workspace token / OAuth token / extension key, which reach members of their
+organization only.
 User side (access token): list, unread count, mark one read, mark all read.
 """
 

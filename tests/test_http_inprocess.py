@@ -192,7 +192,7 @@ async def test_the_served_document_is_generated_from_the_routes(inprocess: InPro
     document = (await inprocess.client.get("/openapi.json")).json()
     assert document["servers"] == [{"url": "http://hub.test"}]
     send = document["paths"]["/api/v1/notifications"]["post"]
-    assert send["security"] == [{"serverKey": []}, {"orgToken": []}]
+    assert send["security"] == [{"serverKey": []}, {"orgToken": []}, {"extensionKey": []}]
     assert "/api/v1/dev/test_notification" in document["paths"]  # development settings
 
 

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from auth.transport import (
+    EXTENSION_INSTALLER,
     METRICS_TOKEN,
     ORG_MANAGER,
     PUBLIC,
@@ -103,6 +104,7 @@ def test_every_guard_documents_what_it_enforces() -> None:
         SITE,
         USER_TOKEN,
         ORG_MANAGER,
+        EXTENSION_INSTALLER,
         METRICS_TOKEN,
         server_key("keys:write"),
         server_or_org_key("notifications:write"),
@@ -119,6 +121,9 @@ def test_every_guard_documents_what_it_enforces() -> None:
     assert server_or_org_key("notifications:write").security == [
         {"serverKey": []},
         {"orgToken": []},
+        {"extensionKey": []},
     ]
+    assert org_key("members:read").security == [{"orgToken": []}, {"extensionKey": []}]
+    assert EXTENSION_INSTALLER.security == ORG_MANAGER.security  # never an extension key
     assert "`keys:write`" in server_key("keys:write").description
     assert server_key("keys:write") is server_key("keys:write")  # one guard per scope

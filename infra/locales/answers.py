@@ -106,6 +106,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Taková OAuth aplikace v této organizaci neexistuje.",
         "de": "Diese OAuth-Anwendung gibt es in dieser Organisation nicht.",
     },
+    "extension.not_found": {
+        "en": "No such installed extension in this organization.",
+        "cs": "Takové nainstalované rozšíření v této organizaci neexistuje.",
+        "de": "Diese installierte Erweiterung gibt es in dieser Organisation nicht.",
+    },
+    "extension.too_many": {
+        "en": "This organization has as many installed extensions as allowed.",
+        "cs": "Tato organizace už má nejvyšší povolený počet nainstalovaných rozšíření.",
+        "de": "Diese Organisation hat bereits die erlaubte Anzahl installierter Erweiterungen.",
+    },
     "organization.not_found": {
         "en": "You are not a member of that organization.",
         "cs": "Nejste členem této organizace.",

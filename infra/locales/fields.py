@@ -80,6 +80,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cs": "Neznámý rozsah oprávnění: {scope}.",
         "de": "Unbekannter Geltungsbereich: {scope}.",
     },
+    "scope.duplicate": {
+        "en": "This scope is listed twice: {scope}.",
+        "cs": "Tento rozsah oprávnění je uveden dvakrát: {scope}.",
+        "de": "Dieser Geltungsbereich ist doppelt angegeben: {scope}.",
+    },
+    "scope.beyond_installer": {
+        "en": "You cannot grant scopes you do not hold: {scopes}.",
+        "cs": "Nemůžete udělit rozsahy oprávnění, které sami nemáte: {scopes}.",
+        "de": "Sie können keine Geltungsbereiche vergeben, die Sie selbst nicht haben: {scopes}.",
+    },
     "field.too_many": {
         "en": "At most {max} items are allowed.",
         "cs": "Povoleno je nejvýše {max} položek.",
