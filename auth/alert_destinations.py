@@ -27,7 +27,7 @@ logger = logging.getLogger("auth.alerts")
 ALERT_MAIL_KIND = "security_alert"  # the X-Hub-Mail header of an alert email
 # More owners and admins than this are not all mailed (the first ones are).
 MAX_MAIL_RECIPIENTS = 50
-MAIL_TIMEOUT = 30.0
+MAIL_TIMEOUT = 10.0
 
 
 class AlertRecipients(Protocol):

@@ -33,6 +33,7 @@ from auth import products
 from auth.alerts import SecurityAlerts
 from auth.products import Product
 from auth.tokens import generate_private_key_pem
+from auth.webhook_targets import BlockedTarget
 from hub.app import create_app
 from hub.migrate import migrate
 from hub.services import app_services
@@ -434,5 +435,39 @@ async def test_a_product_without_destinations_sends_nothing(hub: ServedHub):
             for address in people.values():
                 assert hub.mailbox.for_recipient(address) == []
         assert quiet.id not in hub.members.asked and slack_only.id not in hub.members.asked
+    finally:
+        sink.close()
+
+
+async def test_the_consoles_setter_judges_the_url_and_is_seen_at_once(hub: ServedHub):
+    """`ProductAdmin.set_alert_destinations` is what the console's pages call: it judges the
+    Slack URL as the API does and every cached copy of the product is forgotten."""
+    sink = AlertSink()
+    try:
+        product, keys = await hub.product()
+        admin = app_services(hub.app).auth.product_admin
+        with pytest.raises(BlockedTarget):
+            await admin.set_alert_destinations(
+                product, email=None, slack_url="https://10.0.0.1/hook", strict=True
+            )
+        with pytest.raises(ValueError):
+            await admin.set_alert_destinations(
+                product, email=None, slack_url="http://hooks.slack.com/x", strict=True
+            )
+        async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
+            sk = keys["sk_live"]
+            # The live key's lookup caches it with the product as it was (no destinations).
+            assert (await client.get("/api/v1/keys", headers=bearer(sk))).status_code == 200
+            updated = await admin.set_alert_destinations(
+                product, email=None, slack_url=sink.url, strict=False
+            )
+            assert updated.alert_slack_url == sink.url and updated.alert_email is False
+            browser = {**bearer(sk), "Origin": "https://app.example.com"}
+            assert (await client.get("/api/v1/keys", headers=browser)).status_code == 401
+            await sink.wait_for_count(1)
+            cleared = await admin.set_alert_destinations(
+                product, email=True, slack_url="", strict=False
+            )
+            assert cleared.alert_slack_url is None and cleared.alert_email is True
     finally:
         sink.close()
