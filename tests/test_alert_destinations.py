@@ -31,6 +31,7 @@ import uvicorn
 from auth import alerts as alerts_module
 from auth import products
 from auth.alerts import SecurityAlerts
+from auth.mail import SmtpMailer
 from auth.products import Product
 from auth.tokens import generate_private_key_pem
 from auth.webhook_targets import BlockedTarget
@@ -271,6 +272,38 @@ async def test_a_slack_name_resolving_to_loopback_is_refused_at_send_time(caplog
         assert sink.received == []
         assert "alert slack of product=acme host=hooks.example.com refused" in caplog.text
         assert "s3cr3t" not in caplog.text  # a Slack URL is a secret: its host only is logged
+    finally:
+        sink.close()
+
+
+class Listed:
+    """Recipients given by the test (the console's member list stands behind this protocol)."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = list(addresses)
+
+    async def alert_emails(self, product_id: int) -> list[str]:
+        return self.addresses
+
+
+async def test_an_unreachable_mail_server_does_not_stop_slack(caplog):
+    sink = AlertSink()
+    try:
+        product = Product(
+            *(1, "acme", "Acme", "en", None, None, None, ()),
+            alert_email=True,
+            alert_slack_url=sink.url,
+        )
+        alerts = SecurityAlerts(
+            allow_internal=True,  # the local sink stands in for Slack
+            mailer=SmtpMailer(f"smtp://127.0.0.1:{free_port()}"),  # nothing listens there
+            recipients=Listed("owner@example.com"),
+        )
+        with caplog.at_level(logging.WARNING, logger="auth.alerts"):
+            alerts.fire(alerts_module.REVOKED_KEY_USED, product, "live", credential_id=1)
+            await alerts.close()
+        assert len(sink.received) == 1
+        assert "alert email of product=acme not sent" in caplog.text
     finally:
         sink.close()
 
