@@ -8,7 +8,7 @@ that key's product environment: a test key never sees or changes live data.
 - `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`:
   keys:write. A restricted key never grants or handles more than its own scopes, and never
   rotates the secret key (that would hand it full access).
-- `GET|PATCH /api/v1/product` (origins, alert webhook, email verification, link templates):
+- `GET|PATCH /api/v1/product` (origins, alert destinations, email verification, link templates):
   the secret key only. A PATCH changes only the fields it names; an unknown field is a 422.
   Product settings are product-wide, so only a live secret key may change them: a test
   key reads them but its PATCH is refused (403), and testing never changes production.
