@@ -194,7 +194,8 @@ async def test_a_hanging_or_failing_slack_neither_delays_the_answer_nor_stops_th
             started = time.monotonic()
             answer = await client.get("/api/v1/keys", headers=bearer(key))
             assert answer.status_code == 401
-            assert time.monotonic() - started < 1.0  # the Slack post runs in the background
+            # Well under the Slack post's own 5 s bound: it runs in the background.
+            assert time.monotonic() - started < 3.0
             # The email arrives while the Slack receiver still hangs.
             await hub.mailbox.wait_for(people["owner"], kind=ALERT_MAIL, within=4)
             assert len(hanging.received) == 1
