@@ -229,6 +229,12 @@ class ProductSettings(Body):
         description="exact scheme://host[:port] origins, no wildcards",
     )
     alert_webhook_url: str | None = raw(_NULLABLE_STRING)
+    alert_email: bool | None = raw(
+        {"type": "boolean"}, description="mail security alerts to the product's owners and admins"
+    )
+    alert_slack_url: str | None = raw(
+        _NULLABLE_STRING, description="a Slack incoming webhook for security alerts (null: none)"
+    )
     require_verified_email: bool | None = raw({"type": "boolean"})
     verify_url_template: str | None = raw(_NULLABLE_STRING)
     reset_url_template: str | None = raw(_NULLABLE_STRING)
@@ -236,18 +242,27 @@ class ProductSettings(Body):
     def check(self, errors: Errors, settings: Settings | None) -> None:
         assert settings is not None
         self._check_origins(errors)
-        webhook = self.alert_webhook_url
-        if webhook is not MISSING:
+        for name in ("alert_webhook_url", "alert_slack_url"):
+            url = getattr(self, name)
+            if url is MISSING:
+                continue
             try:
-                self.alert_webhook_url = (
+                setattr(
+                    self,
+                    name,
                     None
-                    if webhook in (None, "")
-                    else normalize_webhook_url(str(webhook), strict=settings.strict_webhooks)
+                    if url in (None, "")
+                    else normalize_webhook_url(str(url), strict=settings.strict_webhooks),
                 )
             except BlockedTarget:
-                errors.add("alert_webhook_url", "webhook.internal_address")
+                errors.add(name, "webhook.internal_address")
             except ValueError:
-                errors.add("alert_webhook_url", "field.not_url")
+                errors.add(name, "field.not_url")
+        alert_email = self.alert_email
+        if alert_email is MISSING:
+            self.alert_email = None
+        elif not isinstance(alert_email, bool):
+            errors.add("alert_email", "field.not_boolean")
         require = self.require_verified_email
         if require is MISSING:
             self.require_verified_email = None
@@ -282,3 +297,7 @@ class ProductSettings(Body):
     @property
     def names_webhook(self) -> bool:
         return "alert_webhook_url" in self.raw
+
+    @property
+    def names_slack(self) -> bool:
+        return "alert_slack_url" in self.raw

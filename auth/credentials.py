@@ -144,12 +144,18 @@ class Credentials:
         self.live_keys.put(digest, key, product, generation)
         stored = Stored(product_keys, key.id, key.prefix, key.env, product)
         if not key.active:
-            self.revoked_used(stored)
+            self.revoked_used(stored, client_address(request))
             return None
         return key, stored
 
-    def revoked_used(self, stored: Stored) -> None:
-        self.alerts.fire(alerts.REVOKED_KEY_USED, stored.product, stored.env, **stored.names())
+    def revoked_used(self, stored: Stored, client: str) -> None:
+        self.alerts.fire(
+            alerts.REVOKED_KEY_USED,
+            stored.product,
+            stored.env,
+            client_ip=client,
+            **stored.names(),
+        )
 
     def refuse_from_browser(self, request: HTTPConnection, stored: Stored) -> None:
         """A server credential sent by a browser is in client code: refuse and alert."""
@@ -161,6 +167,7 @@ class Credentials:
                 alerts.KEY_IN_BROWSER,
                 stored.product,
                 stored.env,
+                client_ip=client_address(request),
                 origin=request.headers.get("origin", "-"),
                 **stored.names(),
             )
@@ -179,7 +186,13 @@ class Credentials:
         )
         if stored.table is product_keys:
             await self.product_changed(stored.product.id)
-        self.alerts.fire(alerts.COMPROMISED_KEY, stored.product, stored.env, **stored.names())
+        self.alerts.fire(
+            alerts.COMPROMISED_KEY,
+            stored.product,
+            stored.env,
+            client_ip=client_address(request),
+            **stored.names(),
+        )
         raise HubError(401, "auth.key_compromised")
 
     # -- public (browser) endpoints -------------------------------------------------------

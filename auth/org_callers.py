@@ -103,7 +103,7 @@ class OrgCallers:
         org, product = found
         stored = Stored(workspace_tokens, m["id"], m["token_prefix"], org.env, product)
         if m["revoked_at"] is not None:
-            self._credentials.revoked_used(stored)
+            self._credentials.revoked_used(stored, client_address(connection))
             return None
         expires_at = as_utc(m["expires_at"])
         if expires_at is not None and expires_at <= utcnow():

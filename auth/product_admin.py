@@ -16,6 +16,7 @@ from auth.accounts import User, get_user
 from auth.products import (
     Product,
     get_product,
+    set_alert_destinations,
     set_alert_webhook,
     set_branding,
     set_origins,
@@ -74,12 +75,29 @@ class ProductAdmin:
 
     # -- settings -----------------------------------------------------------------------
 
+    async def set_alert_destinations(
+        self, product: Product, *, email: bool | None, slack_url: str | None, strict: bool
+    ) -> Product:
+        """Turn alert email on or off and set the Slack webhook ("" clears it; None leaves a
+        setting as it is). The URL is judged as the JSON webhook's (`strict`: production):
+        ValueError, or `BlockedTarget` (a ValueError) for an address inside the hub's network.
+        The product as stored afterwards; every process forgets its old copy."""
+        await set_alert_destinations(
+            self._db, product.id, email=email, slack_url=slack_url, strict=strict
+        )
+        await self._changed(product.id)
+        updated = await get_product(self._db, product.id)
+        assert updated is not None
+        return updated
+
     async def update_settings(
         self,
         product: Product,
         *,
         origins: list[str] | None,
         alert_webhook: object = _UNCHANGED,
+        alert_slack: object = _UNCHANGED,
+        alert_email: bool | None = None,
         require_verified_email: bool | None,
         verify_url_template: str | None,
         reset_url_template: str | None,
@@ -92,6 +110,15 @@ class ProductAdmin:
         if alert_webhook is not _UNCHANGED:
             assert alert_webhook is None or isinstance(alert_webhook, str)
             await set_alert_webhook(self._db, product.id, alert_webhook)
+        if alert_slack is not _UNCHANGED or alert_email is not None:
+            assert alert_slack is _UNCHANGED or alert_slack is None or isinstance(alert_slack, str)
+            # Judged already (the body's check), so this only stores it.
+            await set_alert_destinations(
+                self._db,
+                product.id,
+                email=alert_email,
+                slack_url=None if alert_slack is _UNCHANGED else alert_slack or "",
+            )
         await set_verification(
             self._db,
             product.id,

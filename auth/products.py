@@ -38,6 +38,9 @@ class Product:
     identity_pool_id: int = 0
     require_verified_email: bool = False
     verify_url_template: str | None = None
+    # Alert destinations besides the log and the JSON webhook (auth.alert_destinations).
+    alert_email: bool = False
+    alert_slack_url: str | None = None
 
     def allows_origin(self, origin: str) -> bool:
         # Exact match only (scheme + host + port): no wildcards, no suffix tricks.
@@ -70,6 +73,8 @@ def _product(row: object) -> Product:
         identity_pool_id=m["identity_pool_id"],
         require_verified_email=bool(m["require_verified_email"]),
         verify_url_template=m["verify_url_template"],
+        alert_email=bool(m["alert_email"]),
+        alert_slack_url=m["alert_slack_url"],
     )
 
 
@@ -303,6 +308,28 @@ async def set_branding(
             mail_from_address=mail_from_address,
         )
     )
+
+
+async def set_alert_destinations(
+    db: Database,
+    product_id: int,
+    *,
+    email: bool | None = None,
+    slack_url: str | None = None,
+    strict: bool = False,
+) -> None:
+    """Turn the alert email on or off and set the Slack webhook ("" clears it); None leaves a
+    setting as it is. The Slack URL is judged as the JSON webhook's is (`normalize_webhook_url`,
+    `strict` in production): ValueError, or `BlockedTarget` for an internal address."""
+    values: dict[str, object] = {}
+    if email is not None:
+        values["alert_email"] = email
+    if slack_url is not None:
+        values["alert_slack_url"] = (
+            normalize_webhook_url(slack_url, strict=strict) if slack_url.strip() else None
+        )
+    if values:
+        await db.execute(products.update().where(products.c.id == product_id).values(**values))
 
 
 async def default_plan_id(db: Database, product_id: int) -> int:

@@ -8,7 +8,7 @@ that key's product environment: a test key never sees or changes live data.
 - `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`:
   keys:write. A restricted key never grants or handles more than its own scopes, and never
   rotates the secret key (that would hand it full access).
-- `GET|PATCH /api/v1/product` (origins, alert webhook, email verification, link templates):
+- `GET|PATCH /api/v1/product` (origins, alert destinations, email verification, link templates):
   the secret key only. A PATCH changes only the fields it names; an unknown field is a 422.
   Product settings are product-wide, so only a live secret key may change them: a test
   key reads them but its PATCH is refused (403), and testing never changes production.
@@ -222,6 +222,8 @@ def _product_answer(caller: ServerCaller, product: Product) -> Response:
                 "default_locale": product.default_locale,
                 "origins": list(product.origins),
                 "alert_webhook_url": product.alert_webhook_url,
+                "alert_email": product.alert_email,
+                "alert_slack_url": product.alert_slack_url,
                 "require_verified_email": product.require_verified_email,
                 "verify_url_template": product.verify_url_template,
                 "reset_url_template": product.reset_url_template,
@@ -266,8 +268,8 @@ async def get_product_settings(request: Request, caller: ServerCaller) -> Respon
 @keys_api.route(
     "PATCH",
     "/api/v1/product",
-    summary="Change only the named settings: origins, alert webhook, email verification, link"
-    " templates (live secret key only; an unknown field is a 422, {} changes nothing)",
+    summary="Change only the named settings: origins, alert destinations, email verification,"
+    " link templates (live secret key only; an unknown field is a 422, {} changes nothing)",
     guard=SecretKeyGuard("product:settings", live_only=True),
     body=ProductSettings,
     answers={200: PRODUCT, 429: "rate_limited"},
@@ -276,13 +278,18 @@ async def update_product_settings(
     request: Request, caller: ServerCaller, body: ProductSettings
 ) -> Response:
     """Change only the fields the body names: `origins` (exact scheme://host[:port], no
-    wildcards), `alert_webhook_url`, `require_verified_email`, `verify_url_template` and
+    wildcards), the alert destinations `alert_webhook_url`, `alert_slack_url` (each judged:
+    https and public in production) and `alert_email`, `require_verified_email`,
+    `verify_url_template` and
     `reset_url_template` (absolute https:// links with `{token}`, http:// too outside
     production; "" or null for the default link). `{}` changes nothing and answers 200."""
     changes = {"alert_webhook": body.alert_webhook_url} if body.names_webhook else {}
+    if body.names_slack:
+        changes["alert_slack"] = body.alert_slack_url
     product = await _admin(request).update_settings(
         caller.product,
         origins=body.origins,
+        alert_email=body.alert_email,
         **changes,
         require_verified_email=body.require_verified_email,
         verify_url_template=body.verify_url_template,

@@ -37,6 +37,10 @@ products = sa.Table(
     sa.Column("origins", sa.JSON, nullable=False),
     # Where security alerts are POSTed (they always go to the log as well).
     sa.Column("alert_webhook_url", sa.String(2000), nullable=True),
+    # Security alerts by email to the product's owners and admins (console members), and to a
+    # Slack-compatible incoming webhook (its URL is a secret, like the webhook's).
+    sa.Column("alert_email", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("alert_slack_url", sa.String(2000), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("identity_pool_id", sa.ForeignKey("identity_pools.id"), nullable=False),
     # Login answers 403 until the user has proven their email.

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import sessions
+from auth.alert_destinations import AlertRecipients, NoAlertRecipients
 from auth.alerts import SecurityAlerts
 from auth.extension_routes import routes as extension_routes
 from auth.mail import make_mailer
@@ -90,7 +91,11 @@ class HubApp(Starlette):
         return super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, alert_recipients: AlertRecipients | None = None
+) -> Starlette:
+    """The hub. `alert_recipients` names who is mailed a product's security alerts (its
+    console owners and admins); nobody unless given."""
     settings = settings or Settings.from_env()
     signer = build_signer(settings)
     head_revision()  # read the migration files now, not in the event loop at the first /readyz
@@ -123,8 +128,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         on_product_changed=lambda product_id: auth.credentials.live_keys.forget_product(product_id),
     )
 
-    alerts = SecurityAlerts(allow_internal=not settings.strict_webhooks)
     mailer = make_mailer(settings.smtp_url, development=not settings.production)
+    alerts = SecurityAlerts(
+        allow_internal=not settings.strict_webhooks,
+        mailer=mailer,
+        # The console's owners and admins of each product, once the console is merged in.
+        recipients=alert_recipients or NoAlertRecipients(),
+        mail_from=settings.mail_from,
+    )
     limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
     auth = build_auth_services(
         db=db,

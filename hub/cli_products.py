@@ -10,6 +10,7 @@ from typing import Any
 from databases import Database
 
 from auth.products import DEFAULT_FEATURES
+from hub.cli_alerts import add_alerts_command
 from hub.cli_common import add_command, announce_product_changed, settings_or_exit, with_database
 
 
@@ -284,6 +285,7 @@ def add_operator_commands(commands: Any) -> None:
         help='link template containing {token} ("" for the demo page; default: unchanged)',
     )
     verification.set_defaults(run=cmd_products_verification)
+    add_alerts_command(product_commands, url=_text_up_to(URL_CHARS))
     rotate = add_command(
         product_commands,
         "rotate-key",

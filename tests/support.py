@@ -519,7 +519,8 @@ async def cable(hub_url: str, token: str) -> CableClient:
 class AlertSink:
     """A real local HTTP endpoint (in a thread) that records the JSON POSTed to it, and the
     Host header of each request. `host`, `port` and `tls` (a server SSL context) place it;
-    with `redirect_to` it answers 307 to that URL instead of 204."""
+    with `redirect_to` it answers 307 to that URL instead of 204, with `status` that status;
+    `delay` seconds pass between receiving a POST and answering it (a hanging receiver)."""
 
     def __init__(
         self,
@@ -527,6 +528,8 @@ class AlertSink:
         port: int = 0,
         tls: ssl.SSLContext | None = None,
         redirect_to: str | None = None,
+        status: int = 204,
+        delay: float = 0.0,
     ) -> None:
         import http.server
         import threading
@@ -541,7 +544,8 @@ class AlertSink:
                 hosts.append(self.headers.get("Host", ""))
                 length = int(self.headers.get("Content-Length", 0))
                 received.append(json.loads(self.rfile.read(length)))
-                self.send_response(307 if redirect_to else 204)
+                time.sleep(delay)
+                self.send_response(307 if redirect_to else status)
                 if redirect_to:
                     self.send_header("Location", redirect_to)
                     self.send_header("Content-Length", "0")
@@ -566,6 +570,14 @@ class AlertSink:
                     return alert
             await asyncio.sleep(0.05)
         raise AssertionError(f"no {event} alert arrived; got {self.received}")
+
+    async def wait_for_count(self, count: int, within: float = 5) -> list[dict]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if len(self.received) >= count:
+                return list(self.received)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"expected {count} posts, got {self.received}")
 
     def close(self) -> None:
         self.server.shutdown()

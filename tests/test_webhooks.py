@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from auth import alert_posts
 from auth import alerts as alerts_module
 from auth.alerts import SecurityAlerts
 from auth.products import Product
@@ -284,7 +285,7 @@ async def test_tls_names_and_verifies_the_url_host_while_dialling_the_checked_ip
 
 
 async def test_a_send_is_bounded_in_time(monkeypatch, caplog):
-    monkeypatch.setattr(alerts_module, "WEBHOOK_TIMEOUT", 0.3)
+    monkeypatch.setattr(alert_posts, "POST_TIMEOUT", 0.3)
 
     async def stuck(host: str, port: int) -> list[str]:
         await asyncio.sleep(3600)

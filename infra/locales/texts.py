@@ -54,6 +54,66 @@ MESSAGES: dict[str, dict[str, str]] = {
             "E-Mail.\n\n{product}"
         ),
     },
+    # Security alerts (auth.alert_content): by email to a product's owners and admins, and
+    # to Slack. `{facts}` is the alert's lines (`alert.facts`), never a secret.
+    "alert.subject": {
+        "en": "[{product}] Security alert: {title}",
+        "cs": "[{product}] Bezpečnostní upozornění: {title}",
+        "de": "[{product}] Sicherheitswarnung: {title}",
+    },
+    "alert.facts": {
+        "en": (
+            "Product: {product}\nEvent: {event}\nEnvironment: {env}\nCredential: {credential}"
+            "\nClient IP: {client}\nTime: {at}"
+        ),
+        "cs": (
+            "Produkt: {product}\nUdálost: {event}\nProstředí: {env}\nPřístupový klíč: "
+            "{credential}\nIP klienta: {client}\nČas: {at}"
+        ),
+        "de": (
+            "Produkt: {product}\nEreignis: {event}\nUmgebung: {env}\nZugangsschlüssel: "
+            "{credential}\nClient-IP: {client}\nZeit: {at}"
+        ),
+    },
+    "alert.body": {
+        "en": (
+            "{title}.\n\n{facts}\n\nThe hub refused the request. Check where this credential"
+            " is used and rotate it if it may have leaked.\n\nYou receive this as an owner or"
+            " admin of {product}; the product's alert settings choose who is told."
+        ),
+        "cs": (
+            "{title}.\n\n{facts}\n\nHub požadavek odmítl. Zkontrolujte, kde se tento klíč"
+            " používá, a pokud mohl uniknout, vyměňte ho.\n\nTento e-mail dostáváte jako"
+            " vlastník nebo správce produktu {product}; komu se upozornění posílají, určuje"
+            " nastavení produktu."
+        ),
+        "de": (
+            "{title}.\n\n{facts}\n\nDer Hub hat die Anfrage abgelehnt. Prüfen Sie, wo dieser"
+            " Schlüssel verwendet wird, und tauschen Sie ihn aus, falls er bekannt geworden"
+            " sein könnte.\n\nSie erhalten diese E-Mail als Eigentümer oder Administrator von"
+            " {product}; wer benachrichtigt wird, legen die Einstellungen des Produkts fest."
+        ),
+    },
+    "alert.event.revoked_key_used": {
+        "en": "A revoked credential was used",
+        "cs": "Byl použit zneplatněný klíč",
+        "de": "Ein widerrufener Schlüssel wurde verwendet",
+    },
+    "alert.event.key_compromised": {
+        "en": "A server credential was sent over plain HTTP and has been revoked",
+        "cs": "Serverový klíč byl odeslán přes nešifrované HTTP a byl zneplatněn",
+        "de": "Ein Server-Schlüssel wurde über unverschlüsseltes HTTP gesendet und widerrufen",
+    },
+    "alert.event.secret_key_in_browser": {
+        "en": "A server credential was sent from a browser",
+        "cs": "Serverový klíč byl odeslán z prohlížeče",
+        "de": "Ein Server-Schlüssel wurde aus einem Browser gesendet",
+    },
+    "alert.event.failed_key_lookups": {
+        "en": "A burst of unknown credentials from one address",
+        "cs": "Série neznámých klíčů z jedné adresy",
+        "de": "Eine Häufung unbekannter Schlüssel von einer Adresse",
+    },
     # Within a few seconds, a notification's time reads "just now" (babel would say "in 0
     # seconds" or "1 second ago").
     "time.just_now": {

@@ -1,7 +1,7 @@
 """extension keys
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30 09:40:00.000000
 
 Extensions an organization installs from a manifest, each with one `ext_…` key (its SHA-256
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
