@@ -53,6 +53,9 @@ COMPROMISED_KEY = "key_compromised"
 KEY_IN_BROWSER = "secret_key_in_browser"
 FAILED_LOOKUPS = "failed_key_lookups"
 
+# Details that describe the request rather than the credential: reported, never deduplicated on.
+CALLER_DETAILS = frozenset({"origin"})
+
 
 class SecurityAlerts:
     def __init__(
@@ -94,9 +97,12 @@ class SecurityAlerts:
         **details: Any,
     ) -> None:
         """Log the alert and hand it to the product's destinations, at most once a minute per
-        (event, product, environment, details); the client's address does not make it new."""
+        (event, product, environment, details); what the caller sends (its address, its
+        `Origin`) does not make it new, or a leaked key replayed from ever new origins would
+        raise an alert per request."""
         now = time.monotonic()
-        dedupe = (event, product.id if product else None, env, tuple(sorted(details.items())))
+        named = tuple(sorted((k, v) for k, v in details.items() if k not in CALLER_DETAILS))
+        dedupe = (event, product.id if product else None, env, named)
         if now - self._last_sent.get(dedupe, float("-inf")) < REPEAT_SECONDS:
             return
         self._last_sent[dedupe] = now

@@ -129,7 +129,7 @@ class OrgCallers:
         org, product = found
         stored = Stored(extensions, m["id"], m["key_prefix"], org.env, product, "uninstalled_at")
         if m["uninstalled_at"] is not None:
-            self._credentials.revoked_used(stored)
+            self._credentials.revoked_used(stored, client_address(connection))
             return None
         await self._refuse_exposed(connection, stored)
         await self._credentials.last_used.touch(extensions, m["id"])

@@ -112,6 +112,13 @@ async def all_allowed_origins(db: Database) -> set[str]:
     return {origin for row in rows for origin in (json_column(row._mapping["origins"]) or ())}
 
 
+def check_mail_header_text(what: str, value: str | None) -> None:
+    """A product's name and sender go into mail headers (From): a line break there fails
+    every mail of the product, so control characters are refused when they are saved."""
+    if value is not None and any(not c.isprintable() for c in value):
+        raise ValueError(f"{what}: printable characters only (no line breaks or tabs)")
+
+
 async def create_product(
     db: Database,
     *,
@@ -142,6 +149,9 @@ async def create_product(
         raise ValueError("identity pool: lowercase letters, digits and dashes, at most 64")
     if default_locale not in SUPPORTED_LOCALES:
         raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+    check_mail_header_text("name", name)
+    check_mail_header_text("mail sender name", mail_from_name)
+    check_mail_header_text("mail sender address", mail_from_address)
     for what, template in (("reset", reset_url_template), ("verify", verify_url_template)):
         if template is not None:
             try:
@@ -242,6 +252,9 @@ def normalize_webhook_url(url: str, *, strict: bool = False) -> str:
     that is an address (in any spelling) or `localhost` must be public, else `BlockedTarget`.
     A DNS name is judged by the addresses it resolves to when an alert is sent (auth.alerts).
     """
+    if any(c.isspace() or not c.isprintable() for c in url.strip()):
+        # urlsplit keeps them, and the send would fail on every alert, silently.
+        raise ValueError("a URL without spaces or control characters")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
         raise ValueError("an absolute http:// or https:// URL without user:password")
@@ -299,6 +312,8 @@ async def set_branding(
     name and the hub's HUB_MAIL_FROM)."""
     if default_locale not in SUPPORTED_LOCALES:
         raise ValueError(f"default locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+    check_mail_header_text("mail sender name", mail_from_name)
+    check_mail_header_text("mail sender address", mail_from_address)
     await db.execute(
         products.update()
         .where(products.c.id == product_id)

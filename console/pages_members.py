@@ -7,6 +7,9 @@ removes the owner role, and nobody removes or demotes the product's last owner.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,11 +18,14 @@ from console import accounts, roles
 from console.audit import entries, record
 from console.guard import ProductAccess, actor, check_csrf, require
 from console.pages_products import product_context
-from console.services import console_services
+from console.services import ConsoleServices, console_services
 from console.web import Refused, page, read_form, redirect, render
 from infra.checks import Invalid, check_email
 
+logger = logging.getLogger("console.members")
+
 AUDIT_PAGE = 50
+INVITATION_MAIL_SECONDS = 10.0
 
 
 def _grantable(access: ProductAccess) -> list[str]:
@@ -72,6 +78,8 @@ async def invite(request: Request) -> Response:
         email = check_email(form.get("email", ""))
     except Invalid:
         return await _members_page(request, access, error="Not an email address.")
+    if role not in roles.ROLES:
+        return await _members_page(request, access, error="Not a role.")
     if not roles.may_manage_role(access.role, role):
         raise Refused(403, "Your role may not grant this role.")
     assert email is not None
@@ -79,7 +87,8 @@ async def invite(request: Request) -> Response:
         services.db, access.product.id, email, role, access.account.id
     )
     link = f"{services.settings.public_url}/console/invitations/{token}"
-    await services.mailer.send(
+    mailed = await _mail_invitation(
+        services,
         OutgoingMail(
             to=email,
             from_name=f"{access.product.name} console",
@@ -88,7 +97,8 @@ async def invite(request: Request) -> Response:
             body=f"{access.account.email} invites you to the console of {access.product.name}"
             f" as {role}.\n\nAccept within 7 days: {link}\n",
             kind="console_invitation",
-        )
+        ),
+        access.product.slug,
     )
     await record(
         services.db,
@@ -99,7 +109,23 @@ async def invite(request: Request) -> Response:
         detail={"role": role, "invitation_id": invitation.id},
     )
     notice = f"Invited {email} as {role}."
+    if not mailed:
+        notice += " The mail could not be sent: give them the link below yourself."
     return await _members_page(request, access, notice=notice, invitation_link=link)
+
+
+async def _mail_invitation(services: ConsoleServices, mail: OutgoingMail, slug: str) -> bool:
+    """Send the invitation; False if the mail server fails or is slow. The invitation stands
+    either way: its link is on the answer page, shown once, for the inviter to pass on."""
+    try:
+        async with asyncio.timeout(INVITATION_MAIL_SECONDS):
+            await services.mailer.send(mail)
+    except Exception as exc:  # any mail failure: the page must still show the link
+        logger.warning(
+            "console invitation mail of product %s not sent: %s", slug, type(exc).__name__
+        )
+        return False
+    return True
 
 
 async def _member_role(request: Request, access: ProductAccess) -> tuple[int, str]:
@@ -167,14 +193,16 @@ async def withdraw_invitation(request: Request) -> Response:
     db = console_services(request).db
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
         raise Refused(404, "No such invitation.")
-    if await accounts.withdraw_invitation(db, access.product.id, int(raw)):
-        await record(
-            db,
-            actor(request, access.account),
-            "member.invitation_withdrawn",
-            product_id=access.product.id,
-            target=raw,
-        )
+    if not await accounts.withdraw_invitation(db, access.product.id, int(raw)):
+        # Another product's invitation, an accepted one or none: the same answer for each.
+        raise Refused(404, "No such invitation.")
+    await record(
+        db,
+        actor(request, access.account),
+        "member.invitation_withdrawn",
+        product_id=access.product.id,
+        target=raw,
+    )
     return redirect(f"/console/products/{access.product.slug}/members")
 
 

@@ -1,6 +1,6 @@
 """Who may do what on a product: the four roles, the actions, and the one matrix.
 
-`console/ROLES.md` shows the same matrix as a table (tests/test_console_roles.py keeps the
+The README's "Roles" table shows the same matrix (tests/test_console_roles.py keeps the
 two equal); every console page asks `allowed(role, action)` through `guard.require`. A
 console admin acts as owner on every product.
 """
@@ -16,7 +16,7 @@ _ALL = frozenset(ROLES)
 _BUILDERS = frozenset({"owner", "admin", "developer"})
 _MANAGERS = frozenset({"owner", "admin"})
 
-# action → the roles allowed it. Descriptions are the table's first column in ROLES.md.
+# action → the roles allowed it. Descriptions are the first column of the README's table.
 ACTIONS: dict[str, str] = {
     "product.view": "View the product, its status and notification log",
     "keys.view": "See keys (prefix, last used; never secrets)",

@@ -71,7 +71,10 @@ class ConsoleSessions:
             return None
         m = row._mapping
         now = utcnow()
-        if now >= _aware(m["expires_at"]) or now >= _aware(m["last_seen_at"]) + self._idle:
+        # The absolute limit is also read from the setting as it is now: lowering
+        # HUB_CONSOLE_SESSION_HOURS shortens the sessions already running.
+        ends = min(_aware(m["expires_at"]), _aware(m["created_at"]) + self._absolute)
+        if now >= ends or now >= _aware(m["last_seen_at"]) + self._idle:
             return None
         account = await get_account(self._db, m["account_id"])
         if account is None or not account.active:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jinja2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
@@ -118,15 +118,22 @@ async def read_form(request: Request) -> dict[str, str]:
         pages for a body that is not one (an empty body is an empty form: a button-only form
     sent by a script). A field given twice keeps its last value."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_MAX_BYTES:
-            raise Refused(413, "The form is too large.")
+    declared = request.headers.get("content-length", "0")
+    if not (declared.isascii() and declared.isdigit()) or int(declared) > FORM_MAX_BYTES:
+        raise Refused(413, "The form is too large.")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > FORM_MAX_BYTES:
+                raise Refused(413, "The form is too large.")
+    except ClientDisconnect:
+        # The browser left mid-form: nothing was changed, and it is not a fault to log.
+        raise Refused(400, "The form did not arrive whole.") from None
     if content_type != "application/x-www-form-urlencoded" and (body or content_type):
         raise Refused(415, "Send the form as application/x-www-form-urlencoded.")
     try:
-        text = body.decode("ascii")
+        text = bytes(body).decode("ascii")
         pairs = parse_qsl(
             text,
             keep_blank_values=True,

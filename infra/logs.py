@@ -39,9 +39,11 @@ _SECRET_NAMES = "|".join(
 # the last @: a password with a stray @ in it is still masked whole.
 # The password may hold a space (`user:S3c ret@host`): up to the last @ before the host's path.
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):(?:[^\n/?#]*|\S+)@")
-# A query parameter whose name looks secret (`?password=…`, `&sslpassword=…`, `?api_key=…`).
+# A query parameter whose name looks secret (`?password=…`, `&sslpassword=…`, `?api_key=…`;
+# `?code=…&state=…`: an OpenID Connect callback's one-time code and its state).
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&;][^=&#\s?;]*(?:pass|pwd|secret|token|key|auth|credential)[^=&#\s?;]*=)[^&#\s;]*"
+    r"(?i)([?&;][^=&#\s?;]*(?:pass|pwd|secret|token|key|auth|credential|code|state)[^=&#\s?;]*=)"
+    r"[^&#\s;]*"
 )
 _URL_SECRETS: list[tuple[re.Pattern[str], str]] = [
     (_URL_PASSWORD, rf"\1:{REDACTED}@"),
@@ -50,7 +52,8 @@ _URL_SECRETS: list[tuple[re.Pattern[str], str]] = [
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(?:pk|sk|rk)_(?:live|test)_[A-Za-z0-9_-]{6,}"), REDACTED),
-    (re.compile(r"\b(?:wksp|hubsec)_[A-Za-z0-9_-]{6,}"), REDACTED),
+    # Workspace tokens, OAuth client secrets, extension keys, console invitation links.
+    (re.compile(r"\b(?:wksp|hubsec|ext|inv)_[A-Za-z0-9_-]{6,}"), REDACTED),
     (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\"]+"), REDACTED),
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(rf"(?i)\b({_SECRET_NAMES})=[^&\s\"']+"), rf"\1={REDACTED}"),
@@ -145,5 +148,9 @@ def logging_config(level: str = "info", *, development: bool = True) -> dict[str
             "uvicorn.access": {"handlers": [], "propagate": True},
             "alembic": {"level": "WARNING"},
             "databases": {"level": "WARNING"},
+            # httpx logs every request's full URL at INFO: an alert's Slack or webhook URL is a
+            # secret, and so is the query of an OpenID Connect token request.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }

@@ -4,6 +4,7 @@ the HUB_CONSOLE_* settings with their bounds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -139,3 +140,16 @@ async def test_an_invitation_never_changes_an_existing_members_role(db):
     invitation, _ = await accounts.invite(db, product_id, owner.email, "viewer", owner.id)
     assert await accounts.accept_invitation(db, invitation, owner.id)
     assert await accounts.role_of(db, product_id, owner.id) == "owner"
+
+
+async def test_a_shorter_session_limit_applies_to_the_sessions_already_running(db):
+    # Found by an outside review: the absolute end was fixed at sign-in, so lowering
+    # HUB_CONSOLE_SESSION_HOURS left longer sessions running until their old end.
+    account = await accounts.create_account(db, "shortened@example.com", password_hash=None)
+    before = ConsoleSessions(db, idle_seconds=600, absolute_seconds=3600)
+    value = await before.start(account, ip="127.0.0.1", user_agent="t")
+    after_restart = ConsoleSessions(db, idle_seconds=600, absolute_seconds=1)
+    assert await after_restart.look_up(value) is not None
+    await asyncio.sleep(1.2)
+    assert await after_restart.look_up(value) is None
+    assert await before.look_up(value) is not None  # the row itself was not ended

@@ -1,4 +1,4 @@
-"""The role matrix: `console/ROLES.md` (the README's table) says what `console.roles.MATRIX`
+"""The role matrix: the README's table says what `console.roles.MATRIX`
 says, and the server enforces it: for each role and each action the console has a page or
 form for, a real member with that role, signed in over HTTP, is allowed (2xx/3xx) or gets
 the 403 page. A console admin acts as owner; a non-member gets 403 everywhere; a browser
@@ -25,7 +25,7 @@ from tests.console_support import (
     sign_in,
 )
 
-ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
+ROLES_MD = Path(__file__).resolve().parent.parent / "README.md"
 
 # Actions without a console page yet (each gets a row in ENDPOINTS when its page comes).
 NOT_YET_PAGES = {
@@ -37,7 +37,7 @@ NOT_YET_PAGES = {
 }
 
 
-def test_roles_md_is_the_matrix():
+def test_the_readme_table_is_the_matrix():
     table = {}
     for line in ROLES_MD.read_text().splitlines():
         match = re.match(r"^\| .*\(`([a-z_.]+)`\) \|(.*)\|$", line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from infra.logs import RedactingFormatter, redact, redact_url
+from infra.logs import RedactingFormatter, logging_config, redact, redact_url
 from tests.support import bearer, product_headers, register
 
 
@@ -139,3 +139,24 @@ def test_redact_masks_secret_query_parameters_and_spaced_passwords():
     assert (
         redact_url("postgresql://u@h/db?sslmode=require") == "postgresql://u@h/db?sslmode=require"
     )
+
+
+def test_extension_keys_invitation_links_and_sign_in_codes_are_masked():
+    # Found by an outside review: invitation links and OpenID Connect callbacks reached the
+    # access log whole (a log reader could accept an invitation or replay a code's state).
+    line = (
+        '"GET /console/invitations/inv_pMxmFrlaMq1gw6mWFJRj8KA2kHrNPnBmzu HTTP/1.1" 200 '
+        '"GET /v1/auth/callback?code=SplxlOBeZQQYbYS6WxSbIA&state=af0ifjsldkj&iss=x HTTP/1.1" '
+        "Bearer ext_Q2xhc3NpY2FsbHkgc2VjcmV0"
+    )
+    masked = redact(line)
+    for secret in ("pMxmFrlaMq1gw6", "SplxlOBeZQQYbYS6WxSbIA", "af0ifjsldkj", "Q2xhc3NpY2Fs"):
+        assert secret not in masked
+    assert "/console/invitations/" in masked and "iss=x" in masked
+
+
+def test_http_clients_do_not_log_the_urls_they_call():
+    # httpx logs each request's whole URL at INFO: a Slack webhook URL is a secret.
+    loggers = logging_config("debug")["loggers"]
+    assert loggers["httpx"]["level"] == "WARNING"
+    assert loggers["httpcore"]["level"] == "WARNING"

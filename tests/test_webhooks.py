@@ -382,3 +382,27 @@ async def test_production_refuses_at_send_time_a_name_that_resolves_inside(prod_
             await asyncio.sleep(0.1)
         assert after == before + 1
     assert f"alert webhook of product={product['slug']} refused" in prod_hub.logs()
+
+
+async def test_a_key_replayed_from_ever_new_origins_is_alerted_once():
+    # Found by an outside review: the Origin was part of the deduplication, so a leaked key
+    # sent with 100 made-up origins raised 100 alerts (and 100 outbound posts).
+    sink = AlertSink()
+    try:
+        alerts = SecurityAlerts(allow_internal=True)
+        for i in range(100):
+            alerts.fire(
+                alerts_module.KEY_IN_BROWSER,
+                _product(sink.url),
+                "live",
+                client_ip=f"203.0.113.{i % 250}",
+                origin=f"https://flood{i}.example",
+                credential="product_keys",
+                credential_id=2,
+                prefix="sk_live_AbC123",
+            )
+        await alerts.close()
+        assert len(sink.received) == 1
+        assert sink.received[0]["details"]["origin"] == "https://flood0.example"
+    finally:
+        sink.close()
