@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import console.pages_users as pages_users
 from console import pages_auth, pages_keys, pages_members, pages_products
 from console.audit_routes import routes as audit_api_routes
 from console.web import STATIC_DIR
@@ -38,6 +39,18 @@ page_routes: list[BaseRoute] = [
     Route(PRODUCT + "/keys", pages_keys.create_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/rotate", pages_keys.rotate_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/revoke", pages_keys.revoke_key, methods=["POST"]),
+    Route(PRODUCT + "/users", pages_users.users_page, methods=["GET"]),
+    Route(PRODUCT + "/users/{user_id}", pages_users.user_page, methods=["GET"]),
+    Route(
+        PRODUCT + "/users/{user_id}/sessions/revoke",
+        pages_users.revoke_all_sessions,
+        methods=["POST"],
+    ),
+    Route(
+        PRODUCT + "/users/{user_id}/sessions/{session_id}/revoke",
+        pages_users.revoke_session,
+        methods=["POST"],
+    ),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
 ]
 

@@ -29,8 +29,6 @@ ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
 
 # Actions without a console page yet (each gets a row in ENDPOINTS when its page comes).
 NOT_YET_PAGES = {
-    "users.view",
-    "users.revoke_sessions",
     "notifications.test",
     "org_credentials.revoke",
     "product.delete",
@@ -98,6 +96,35 @@ ENDPOINTS: dict[str, Call] = {
     ),
     "audit.view": _get("/audit"),
 }
+
+
+async def _product_user(client: httpx.AsyncClient, slug: str) -> dict:
+    """A user registered through the public API on the product (a session, an organization)."""
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    password = "User-Pass-123!"
+    registered = await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Product-Slug": slug},
+        json={
+            "email": email,
+            "password": password,
+            "password_confirmation": password,
+            "name": "Matrix User",
+            "organization_name": "Matrix Org",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    return registered.json()
+
+
+async def _revoke_user_sessions(client: httpx.AsyncClient, slug: str) -> httpx.Response:
+    user = await _product_user(client, slug)
+    path = f"/console/products/{slug}/users/{user['user']['id']}/sessions/revoke"
+    return await _post(client, path, {})
+
+
+ENDPOINTS["users.view"] = _get("/users?q=example")
+ENDPOINTS["users.revoke_sessions"] = _revoke_user_sessions
 
 
 def test_every_action_has_an_endpoint_or_is_listed_as_not_yet_a_page():
