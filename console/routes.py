@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import console.pages_orgs as pages_orgs
 import console.pages_users as pages_users
 from console import pages_auth, pages_keys, pages_members, pages_products
 from console.audit_routes import routes as audit_api_routes
@@ -49,6 +50,13 @@ page_routes: list[BaseRoute] = [
     Route(
         PRODUCT + "/users/{user_id}/sessions/{session_id}/revoke",
         pages_users.revoke_session,
+        methods=["POST"],
+    ),
+    Route(PRODUCT + "/organizations", pages_orgs.organizations_page, methods=["GET"]),
+    Route(PRODUCT + "/organizations/{org_id}", pages_orgs.organization_page, methods=["GET"]),
+    Route(
+        PRODUCT + "/organizations/{org_id}/credentials/{kind}/{credential_id}/revoke",
+        pages_orgs.revoke_credential,
         methods=["POST"],
     ),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),

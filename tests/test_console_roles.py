@@ -30,7 +30,6 @@ ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
 # Actions without a console page yet (each gets a row in ENDPOINTS when its page comes).
 NOT_YET_PAGES = {
     "notifications.test",
-    "org_credentials.revoke",
     "product.delete",
 }
 
@@ -123,8 +122,23 @@ async def _revoke_user_sessions(client: httpx.AsyncClient, slug: str) -> httpx.R
     return await _post(client, path, {})
 
 
+async def _revoke_workspace_token(client: httpx.AsyncClient, slug: str) -> httpx.Response:
+    user = await _product_user(client, slug)
+    body = {"workspace_api_token": {"name": "matrix", "scopes": ["members:read"]}}
+    created = await client.post(
+        "/api/v1/workspace_api_tokens",
+        headers={"Authorization": f"Bearer {user['access_token']}"},
+        json=body,
+    )
+    assert created.status_code == 201, created.text
+    org_id, token_id = user["organization"]["id"], created.json()["id"]
+    path = f"/console/products/{slug}/organizations/{org_id}/credentials/token/{token_id}/revoke"
+    return await _post(client, path, {})
+
+
 ENDPOINTS["users.view"] = _get("/users?q=example")
 ENDPOINTS["users.revoke_sessions"] = _revoke_user_sessions
+ENDPOINTS["org_credentials.revoke"] = _revoke_workspace_token
 
 
 def test_every_action_has_an_endpoint_or_is_listed_as_not_yet_a_page():

@@ -292,3 +292,108 @@ async def test_revoke_all_ends_every_session_of_the_user_in_this_product(hub, co
     assert (await refresh(client, bystander)).status_code == 200
     audit = await console.get(f"/console/products/{product['slug']}/audit")
     assert "user.sessions_revoke" in audit.text
+
+
+# -- organizations and their credentials --------------------------------------------------------
+
+
+async def new_workspace_token(client: httpx.AsyncClient, access: str) -> dict:
+    body = {"workspace_api_token": {"name": "CI runner", "scopes": ["members:read"]}}
+    created = await client.post("/api/v1/workspace_api_tokens", headers=bearer(access), json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+async def new_application(client: httpx.AsyncClient, access: str) -> dict:
+    body = {"oauth_application": {"name": "CRM sync", "scopes": ["members:read"]}}
+    created = await client.post("/api/v1/oauth_applications", headers=bearer(access), json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+async def client_credentials(client: httpx.AsyncClient, app: dict) -> httpx.Response:
+    return await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": app["client_id"],
+            "client_secret": app["client_secret"],
+        },
+    )
+
+
+def org_path(slug: str, suffix: str = "") -> str:
+    return f"/console/products/{slug}/organizations{suffix}"
+
+
+async def test_developers_see_org_credentials_but_cannot_revoke_them(hub, console, client):
+    product = create_product(hub)
+    slug = product["slug"]
+    owner = await register(client, new_email(), product=slug)
+    org_id = owner["organization"]["id"]
+    token = await new_workspace_token(client, owner["access_token"])
+    developer = await member_client(hub, console, slug, "developer")
+    try:
+        seen = await developer.get(org_path(slug, f"/{org_id}"))
+        assert seen.status_code == 200 and token["token_prefix"] in seen.text
+        assert 'id="revoke-token-' not in seen.text
+        refused = await post_form(
+            developer, org_path(slug, f"/{org_id}/credentials/token/{token['id']}/revoke")
+        )
+        assert refused.status_code == 403
+    finally:
+        await developer.aclose()
+    members = await client.get("/api/v1/organization/members", headers=bearer(token["token"]))
+    assert members.status_code == 200
+
+
+async def test_another_products_org_credentials_cannot_be_revoked(hub, console, client):
+    ours, theirs = create_product(hub), create_product(hub)
+    stranger = await register(client, new_email(), product=theirs["slug"])
+    token = await new_workspace_token(client, stranger["access_token"])
+    own = await register(client, new_email(), product=ours["slug"])
+    for org_id in (stranger["organization"]["id"], own["organization"]["id"]):
+        for kind in ("token", "extension", "bogus"):
+            path = org_path(ours["slug"], f"/{org_id}/credentials/{kind}/{token['id']}/revoke")
+            assert (await post_form(console, path)).status_code == 404, (org_id, kind)
+    # The test environment's view of the product has no such organization either.
+    in_test = org_path(ours["slug"], f"/{own['organization']['id']}?env=test")
+    assert (await console.get(in_test)).status_code == 404
+    members = await client.get("/api/v1/organization/members", headers=bearer(token["token"]))
+    assert members.status_code == 200
+
+
+async def test_revoked_org_credentials_are_refused_by_the_api_at_once(hub, console, client):
+    product = create_product(hub)
+    slug = product["slug"]
+    owner = await register(client, new_email(), product=slug)
+    org_id = owner["organization"]["id"]
+    token = await new_workspace_token(client, owner["access_token"])
+    app = await new_application(client, owner["access_token"])
+    assert (await client_credentials(client, app)).status_code == 200
+
+    listed = await console.get(org_path(slug))
+    assert f'id="org-{org_id}"' in listed.text and 'id="nav-organizations"' in listed.text
+    page = await console.get(org_path(slug, f"/{org_id}"))
+    assert token["token_prefix"] in page.text and app["client_id"] in page.text
+    assert token["token"] not in page.text and app["client_secret"] not in page.text
+    assert f'id="revoke-token-{token["id"]}"' in page.text
+
+    revoked = await post_form(
+        console, org_path(slug, f"/{org_id}/credentials/token/{token['id']}/revoke")
+    )
+    assert revoked.status_code == 303
+    members = await client.get("/api/v1/organization/members", headers=bearer(token["token"]))
+    assert members.status_code == 401
+    gone = await post_form(
+        console, org_path(slug, f"/{org_id}/credentials/application/{app['id']}/revoke")
+    )
+    assert gone.status_code == 303
+    assert (await client_credentials(client, app)).status_code in (400, 401)
+    # Revoked twice: there is nothing left to revoke.
+    again = await post_form(
+        console, org_path(slug, f"/{org_id}/credentials/token/{token['id']}/revoke")
+    )
+    assert again.status_code == 404
+    audit = await console.get(f"/console/products/{slug}/audit")
+    assert "org.token_revoke" in audit.text and "org.application_revoke" in audit.text
