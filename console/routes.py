@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import console.pages_delete as pages_delete
 import console.pages_orgs as pages_orgs
 import console.pages_users as pages_users
 from console import pages_auth, pages_keys, pages_members, pages_products
@@ -59,6 +60,8 @@ page_routes: list[BaseRoute] = [
         pages_orgs.revoke_credential,
         methods=["POST"],
     ),
+    Route(PRODUCT + "/delete", pages_delete.delete_form, methods=["GET"]),
+    Route(PRODUCT + "/delete", pages_delete.delete, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
 ]
 

@@ -397,3 +397,95 @@ async def test_revoked_org_credentials_are_refused_by_the_api_at_once(hub, conso
     assert again.status_code == 404
     audit = await console.get(f"/console/products/{slug}/audit")
     assert "org.token_revoke" in audit.text and "org.application_revoke" in audit.text
+
+
+# -- deleting a product -------------------------------------------------------------------------
+
+
+def delete_path(slug: str) -> str:
+    return f"/console/products/{slug}/delete"
+
+
+async def test_only_an_owner_deletes_and_a_wrong_confirmation_changes_nothing(hub, console, client):
+    product = create_product(hub)
+    slug = product["slug"]
+    for role in ("admin", "developer", "viewer"):
+        member = await member_client(hub, console, slug, role)
+        try:
+            assert (await member.get(delete_path(slug))).status_code == 403, role
+            refused = await post_form(member, delete_path(slug), {"confirm": slug})
+            assert refused.status_code == 403, role
+        finally:
+            await member.aclose()
+    form = await console.get(delete_path(slug))
+    assert form.status_code == 200 and 'id="confirm-slug"' in form.text
+    for wrong in ("", slug.upper(), slug + "x", "a\x00b"):
+        answer = await post_form(console, delete_path(slug), {"confirm": wrong})
+        assert answer.status_code in (400, 422), wrong
+    assert (await console.get(f"/console/products/{slug}")).status_code == 200
+    still = await client.get("/api/v1/users/1", headers=bearer(product["sk_live"]))
+    assert still.status_code in (200, 404)  # the key still works (401 would mean refused)
+
+
+async def test_deleting_a_product_refuses_its_keys_at_once_and_spares_the_others(
+    hub, console, client, mailbox
+):
+    doomed, sibling = pool_products(hub)
+    bystander = create_product(hub)
+    slug = doomed["slug"]
+    email = new_email("shared")
+    first = await register(client, email, product=slug)
+    await reset_through_mail(client, mailbox, email, PASSWORD, product_headers(slug))
+    here = (await login(client, email, product=slug)).json()
+    elsewhere = await register(client, email, product=sibling["slug"])
+    assert elsewhere["user"]["id"] == first["user"]["id"]
+    only_here = await register(client, new_email("only"), product=slug)
+    token = await new_workspace_token(client, here["access_token"])
+    tab = await cable(hub.url, here["access_token"])
+    # The key is in use (and so cached) before the product goes.
+    lookup = f"/api/v1/users/{first['user']['id']}"
+    assert (await client.get(lookup, headers=bearer(doomed["sk_live"]))).status_code == 200
+
+    deleted = await post_form(console, delete_path(slug), {"confirm": slug})
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/console/products"
+
+    for key in ("sk_live", "sk_test"):
+        refused = await client.get(lookup, headers=bearer(doomed[key]))
+        assert refused.status_code == 401, key
+    frame = await tab.expect(lambda f: f.get("type") == "disconnect", within=2.0)
+    assert frame["reason"] == "unauthorized"
+    assert (await refresh(client, here)).status_code == 401
+    assert (await refresh(client, only_here)).status_code == 401
+    members = await client.get("/api/v1/organization/members", headers=bearer(token["token"]))
+    assert members.status_code == 401
+    # Its pages are gone (the guard answers a missing product as it answers a stranger's).
+    for path in ("", "/users", "/keys", "/delete"):
+        answer = await console.get(f"/console/products/{slug}{path}")
+        assert answer.status_code in (403, 404), path
+    listed = await console.get("/console/products")
+    assert f'id="product-{slug}"' not in listed.text
+    # The pool's other product and its user (the same identity) are untouched.
+    assert (await refresh(client, elsewhere)).status_code == 200
+    assert (await login(client, email, product=sibling["slug"])).status_code == 200
+    sibling_lookup = f"/api/v1/users/{elsewhere['user']['id']}"
+    assert (await client.get(sibling_lookup, headers=bearer(sibling["sk_live"]))).status_code == 200
+    other = await register(client, new_email(), product=bystander["slug"])
+    assert other["user"]["id"]
+
+
+async def test_deleting_the_only_product_of_a_pool_deletes_its_users(hub, console, client):
+    product = create_product(hub)
+    slug = product["slug"]
+    registered = await register(client, new_email("alone"), product=slug)
+    published = await client.post(
+        "/api/v1/notifications",
+        headers=bearer(product["sk_live"]),
+        json={"title": "Bye", "recipients": [{"user_id": registered["user"]["id"]}]},
+    )
+    assert published.status_code == 201, published.text
+    assert (await post_form(console, delete_path(slug), {"confirm": slug})).status_code == 303
+    # The slug is free again: a product made under it starts empty.
+    again = create_product(hub, slug)
+    assert (await login(client, registered["user"]["email"], product=slug)).status_code == 401
+    assert listed_user_ids((await console.get(users_path(slug))).text) == set()
+    assert again["slug"] == slug
