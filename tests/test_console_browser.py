@@ -11,15 +11,16 @@ file on one worker):
    and creates a restricted key;
 5. invites a developer by email, who opens the mailed link in another browser, sets a password,
    signs in and is refused the audit log (the 403 page) but may create a key;
-6. revokes an end user's session from the users page: their socket is told and closed, their
-   refresh token refused;
+6. revokes an end user's sessions from the users page, one and then all: each session's socket
+   is told and closed, its refresh token refused;
 7. reads the audit log (every step above, by whom and from where) and signs out: the cookie the
    browser held is refused by the server afterwards.
 
-The admin works in a phone-sized window (390×844) throughout: no page is wider than it (tables
-scroll inside themselves). Only what a user sees drives the pages (labels, button texts, stable
-ids); httpx and a WebSocket client check the effects from outside. A failing step leaves a
-screenshot of each open page in its temporary directory.
+The admin works in a phone-sized window (390×844) throughout, the developer in a smaller one
+(360×740): no page is wider than its window (tables scroll inside themselves). Only what a
+user sees drives the pages (labels, button texts, stable ids); httpx and a WebSocket client
+check the effects from outside. A failing step leaves a screenshot of each open page in its
+temporary directory.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -52,15 +54,21 @@ from tests.support import (
 )
 from tests.test_demo_page import chromium_path
 
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Locator, Page
+
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
 PHONE = {"width": 390, "height": 844}
+SMALL_PHONE = {"width": 360, "height": 740}
 SESSION_COOKIE = "hub_console_session"
 ORIGIN_ONE = "https://one.example.com"
 ORIGIN_TWO = "https://two.example.com"
 ORIGIN_THREE = "https://three.example.com"
 DEVELOPER_PASSWORD = "Developer-Pass-456"
+# For the answers that wait on a password hash (argon2, slow on a loaded machine).
+HASHING = 15_000
 
 
 @dataclass
@@ -70,12 +78,12 @@ class Story:
 
     hub: HubServer
     mailbox: Mailbox
-    browser: object
+    browser: Browser
     admin_email: str = field(default_factory=lambda: console_email("admin"))
     developer_email: str = field(default_factory=lambda: console_email("dev"))
     slug: str = field(default_factory=lambda: f"shop-{uuid.uuid4().hex[:8]}")
-    admin: object | None = None  # the admin's tab (a phone-sized window)
-    developer: object | None = None  # the developer's tab, in a browser context of its own
+    admin: Page | None = None  # the admin's tab (a phone-sized window)
+    developer: Page | None = None  # the developer's tab, in a browser context of its own
     user_email: str = ""  # the end user whose sessions step 6 revokes
     done: set[str] = field(default_factory=set)
 
@@ -139,7 +147,7 @@ async def screenshots_on_failure(
                 print(f"screenshot of the {name}'s page: {shot}")
 
 
-async def assert_fits(tab) -> None:
+async def assert_fits(tab: Page) -> None:
     """Nothing on the page is wider than the window (tables scroll inside themselves)."""
     widths = await tab.evaluate(
         "({page: document.documentElement.scrollWidth, window: innerWidth})"
@@ -147,32 +155,32 @@ async def assert_fits(tab) -> None:
     assert widths["page"] <= widths["window"], f"{tab.url} is too wide: {widths}"
 
 
-async def new_tab(story: Story, **context: object):
+async def new_tab(story: Story, **context: object) -> Page:
     return await (await story.browser.new_context(**context)).new_page()
 
 
-async def shown_secret(tab) -> str:
+async def shown_secret(tab: Page) -> str:
     await expect(tab.locator("#new-secret")).to_be_visible()
     return (await tab.locator("#secret-value").text_content()).strip()
 
 
-def key_row(tab, env: str, kind: str):
+def key_row(tab: Page, env: str, kind: str) -> Locator:
     rows = tab.locator("#keys tbody tr")
     return rows.filter(has=tab.get_by_role("cell", name=env, exact=True)).filter(
         has=tab.get_by_role("cell", name=kind, exact=True)
     )
 
 
-async def sign_in(tab, hub: HubServer, email: str, password: str) -> None:
+async def sign_in(tab: Page, hub: HubServer, email: str, password: str) -> None:
     await tab.goto(f"{hub.url}/console")
     await expect(tab).to_have_url(f"{hub.url}/console/sign-in")
     await tab.get_by_label("Email").fill(email)
     await tab.get_by_label("Password").fill(password)
     await tab.get_by_role("button", name="Sign in").click()
-    await expect(tab).to_have_url(f"{hub.url}/console/products")
+    await expect(tab).to_have_url(f"{hub.url}/console/products", timeout=HASHING)
 
 
-async def login_status(client: httpx.AsyncClient, slug: str, origin: str) -> httpx.Response:
+async def login_from(client: httpx.AsyncClient, slug: str, origin: str) -> httpx.Response:
     """A public endpoint called from a page at `origin` (a wrong password: no account)."""
     return await client.post(
         "/api/v1/auth/login",
@@ -195,7 +203,8 @@ async def test_1_the_bootstrap_admin_signs_in_and_2_creates_a_product(story: Sto
     await tab.get_by_label("Email").fill(story.admin_email)
     await tab.get_by_label("Password").fill(CONSOLE_PASSWORD + "x")
     await tab.get_by_role("button", name="Sign in").click()
-    await expect(tab.locator("#sign-in-error")).to_have_text("Wrong email or password.")
+    error = tab.locator("#sign-in-error")
+    await expect(error).to_have_text("Wrong email or password.", timeout=HASHING)
     await assert_fits(tab)
 
     await sign_in(tab, hub, story.admin_email, CONSOLE_PASSWORD)
@@ -227,10 +236,10 @@ async def test_3_edited_origins_apply_to_the_public_api_at_once(story: Story):
     tab = story.admin
     async with story.api() as client:
         # The product's origins as created, seen (and cached) by the API before the edit.
-        before = await login_status(client, story.slug, ORIGIN_ONE)
+        before = await login_from(client, story.slug, ORIGIN_ONE)
         assert before.status_code == 401, before.text
         assert before.headers["access-control-allow-origin"] == ORIGIN_ONE
-        refused = await login_status(client, story.slug, ORIGIN_THREE)
+        refused = await login_from(client, story.slug, ORIGIN_THREE)
         assert refused.status_code == 403
 
         # One origin added, one removed.
@@ -240,14 +249,14 @@ async def test_3_edited_origins_apply_to_the_public_api_at_once(story: Story):
         await expect(tab.locator("#origins")).to_have_value(f"{ORIGIN_THREE}\n{ORIGIN_TWO}")
         await assert_fits(tab)
 
-        added = await login_status(client, story.slug, ORIGIN_THREE)
+        added = await login_from(client, story.slug, ORIGIN_THREE)
         assert added.status_code == 401, added.text  # past the origin check, to the password
         assert added.headers["access-control-allow-origin"] == ORIGIN_THREE
-        removed = await login_status(client, story.slug, ORIGIN_ONE)
+        removed = await login_from(client, story.slug, ORIGIN_ONE)
         assert removed.status_code == 403
         assert removed.json()["error"]["code"] == "origin.forbidden"
         assert "access-control-allow-origin" not in removed.headers
-        kept = await login_status(client, story.slug, ORIGIN_TWO)
+        kept = await login_from(client, story.slug, ORIGIN_TWO)
         assert kept.status_code == 401
     story.done.add("origins")
 
@@ -330,14 +339,15 @@ async def test_5_an_invited_developer_joins_and_meets_the_role_matrix(story: Sto
     assert link == shown and link.startswith(f"{hub.url}/console/invitations/")
 
     # The developer opens the mailed link in a browser of their own and sets a password.
-    story.developer = await new_tab(story)
+    story.developer = await new_tab(story, viewport=SMALL_PHONE)
     dev = story.developer
     await dev.goto(link)
     await expect(dev.locator("#invitation-email")).to_have_text(email)
+    await assert_fits(dev)
     await dev.get_by_label("Choose a password").fill(DEVELOPER_PASSWORD)
     await dev.get_by_label("The password again").fill(DEVELOPER_PASSWORD)
     await dev.get_by_role("button", name="Accept the invitation").click()
-    await expect(dev).to_have_url(f"{hub.url}/console/products")
+    await expect(dev).to_have_url(f"{hub.url}/console/products", timeout=HASHING)
     await expect(dev.locator("#signed-in-as")).to_have_text(email)
 
     # Signed out and in again with that password.
@@ -361,6 +371,7 @@ async def test_5_an_invited_developer_joins_and_meets_the_role_matrix(story: Sto
         "Your role on this product does not allow this."
     )
     await expect(dev.locator("#audit")).to_have_count(0)
+    await assert_fits(dev)
 
     # What it allows works: a developer makes a restricted key.
     await dev.goto(story.product_url("/keys"))
@@ -368,6 +379,7 @@ async def test_5_an_invited_developer_joins_and_meets_the_role_matrix(story: Sto
     await dev.get_by_label("keys:write").check()
     await dev.get_by_role("button", name="Create key").click()
     made = await shown_secret(dev)
+    await assert_fits(dev)
     assert made.startswith("rk_live_")
     async with story.api() as client:
         assert (await client.get("/api/v1/keys", headers=bearer(made))).status_code == 200
@@ -457,7 +469,7 @@ async def refresh(client: httpx.AsyncClient, slug: str, tokens: dict) -> httpx.R
 # -- 7 ----------------------------------------------------------------------------------------
 
 
-def audit_rows(tab, action: str, target: str, who: str):
+def audit_rows(tab: Page, action: str, target: str, who: str) -> Locator:
     """The audit log's rows of `action` on `target` by `who`."""
     rows = tab.locator("#audit tbody tr").filter(
         has=tab.get_by_role("cell", name=action, exact=True)
