@@ -75,6 +75,12 @@ def _users_by_id(dialect: str) -> sa.Select:
     )
 
 
+def is_member(user_id: sa.ColumnElement[Any], product_id: int, env: str) -> sa.ColumnElement[bool]:
+    """`user_id` is a user of the product environment (a member of one of its organizations):
+    the rule every view of a product's users follows (the console's user pages too)."""
+    return _is_member(user_id, product_id, env)
+
+
 def _pool_of(product_id: int) -> sa.ScalarSelect[Any]:
     return (
         sa.select(products.c.identity_pool_id).where(products.c.id == product_id).scalar_subquery()

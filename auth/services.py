@@ -21,6 +21,7 @@ from auth.extensions import Extensions
 from auth.key_cache import KeyCache
 from auth.mail import Mailer
 from auth.mailed_links import MailedLinks
+from auth.org_admin import OrgAdmin
 from auth.org_callers import OrgCallers
 from auth.org_credentials import OrgCredentials
 from auth.passwords import PasswordHasher
@@ -29,6 +30,7 @@ from auth.products import ProductDirectory
 from auth.ratelimit import RateLimiter
 from auth.session_tokens import SessionsRevoked, SessionTokens
 from auth.tokens import TokenSigner
+from auth.user_admin import UserAdmin
 from infra.settings import Settings
 
 
@@ -46,6 +48,9 @@ class AuthServices:
     extensions: Extensions
     org_callers: OrgCallers
     product_admin: ProductAdmin
+    # The console's views of a product environment's users (and their sessions) and orgs.
+    user_admin: UserAdmin
+    org_admin: OrgAdmin
 
 
 def auth_services(connection: HTTPConnection) -> AuthServices:
@@ -104,4 +109,6 @@ def build_auth_services(
             signer=signer,
         ),
         product_admin=ProductAdmin(db, credentials.product_changed),
+        user_admin=UserAdmin(db, tokens.revoked),
+        org_admin=OrgAdmin(db, org_credentials, extensions),
     )

@@ -6,6 +6,9 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import console.pages_delete as pages_delete
+import console.pages_orgs as pages_orgs
+import console.pages_users as pages_users
 from console import pages_auth, pages_keys, pages_members, pages_products
 from console.audit_routes import routes as audit_api_routes
 from console.web import STATIC_DIR
@@ -38,6 +41,27 @@ page_routes: list[BaseRoute] = [
     Route(PRODUCT + "/keys", pages_keys.create_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/rotate", pages_keys.rotate_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/revoke", pages_keys.revoke_key, methods=["POST"]),
+    Route(PRODUCT + "/users", pages_users.users_page, methods=["GET"]),
+    Route(PRODUCT + "/users/{user_id}", pages_users.user_page, methods=["GET"]),
+    Route(
+        PRODUCT + "/users/{user_id}/sessions/revoke",
+        pages_users.revoke_all_sessions,
+        methods=["POST"],
+    ),
+    Route(
+        PRODUCT + "/users/{user_id}/sessions/{session_id}/revoke",
+        pages_users.revoke_session,
+        methods=["POST"],
+    ),
+    Route(PRODUCT + "/organizations", pages_orgs.organizations_page, methods=["GET"]),
+    Route(PRODUCT + "/organizations/{org_id}", pages_orgs.organization_page, methods=["GET"]),
+    Route(
+        PRODUCT + "/organizations/{org_id}/credentials/{kind}/{credential_id}/revoke",
+        pages_orgs.revoke_credential,
+        methods=["POST"],
+    ),
+    Route(PRODUCT + "/delete", pages_delete.delete_form, methods=["GET"]),
+    Route(PRODUCT + "/delete", pages_delete.delete, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
 ]
 

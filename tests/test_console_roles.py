@@ -29,11 +29,7 @@ ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
 
 # Actions without a console page yet (each gets a row in ENDPOINTS when its page comes).
 NOT_YET_PAGES = {
-    "users.view",
-    "users.revoke_sessions",
     "notifications.test",
-    "org_credentials.revoke",
-    "product.delete",
 }
 
 
@@ -98,6 +94,52 @@ ENDPOINTS: dict[str, Call] = {
     ),
     "audit.view": _get("/audit"),
 }
+
+
+async def _product_user(client: httpx.AsyncClient, slug: str) -> dict:
+    """A user registered through the public API on the product (a session, an organization)."""
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    password = "User-Pass-123!"
+    registered = await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Product-Slug": slug},
+        json={
+            "email": email,
+            "password": password,
+            "password_confirmation": password,
+            "name": "Matrix User",
+            "organization_name": "Matrix Org",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    return registered.json()
+
+
+async def _revoke_user_sessions(client: httpx.AsyncClient, slug: str) -> httpx.Response:
+    user = await _product_user(client, slug)
+    path = f"/console/products/{slug}/users/{user['user']['id']}/sessions/revoke"
+    return await _post(client, path, {})
+
+
+async def _revoke_workspace_token(client: httpx.AsyncClient, slug: str) -> httpx.Response:
+    user = await _product_user(client, slug)
+    body = {"workspace_api_token": {"name": "matrix", "scopes": ["members:read"]}}
+    created = await client.post(
+        "/api/v1/workspace_api_tokens",
+        headers={"Authorization": f"Bearer {user['access_token']}"},
+        json=body,
+    )
+    assert created.status_code == 201, created.text
+    org_id, token_id = user["organization"]["id"], created.json()["id"]
+    path = f"/console/products/{slug}/organizations/{org_id}/credentials/token/{token_id}/revoke"
+    return await _post(client, path, {})
+
+
+ENDPOINTS["users.view"] = _get("/users?q=example")
+ENDPOINTS["users.revoke_sessions"] = _revoke_user_sessions
+ENDPOINTS["org_credentials.revoke"] = _revoke_workspace_token
+# The confirmation page (the POST itself would delete the product under the matrix's feet).
+ENDPOINTS["product.delete"] = _get("/delete")
 
 
 def test_every_action_has_an_endpoint_or_is_listed_as_not_yet_a_page():
