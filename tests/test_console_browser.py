@@ -389,7 +389,6 @@ async def test_5_an_invited_developer_joins_and_meets_the_role_matrix(story: Sto
 # -- 6 ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="the users page (wip/pages-users) is not on this branch yet")
 async def test_6_revoking_a_users_sessions_drops_their_sockets(story: Story):
     story.needs("product")
     tab, user_email = story.admin, f"user-{uuid.uuid4().hex[:8]}@example.com"
@@ -431,7 +430,12 @@ async def test_6_revoking_a_users_sessions_drops_their_sockets(story: Story):
     story.done.add("revocation")
 
 
-@pytest.mark.skip(reason="the users page (wip/pages-users) is not on this branch yet")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="console bug: the user page's heading holds the email as one unbreakable word "
+    "(465px wide in a 390px window); console.css lets headings overflow",
+)
 async def test_6_the_user_page_fits_a_phone(story: Story):
     story.needs("revocation")
     tab = story.admin
