@@ -353,12 +353,6 @@ async def test_6_revoking_a_users_sessions_drops_their_sockets(story: Story):
     story.done.add("revocation")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="console bug: the user page's heading holds the email as one unbreakable word "
-    "(465px wide in a 390px window); console.css lets headings overflow",
-)
 async def test_6_the_user_page_fits_a_phone(story: Story):
     story.needs("revocation")
     tab = story.admin
