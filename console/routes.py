@@ -8,6 +8,8 @@ from starlette.staticfiles import StaticFiles
 
 from console import pages_auth, pages_keys, pages_members, pages_products
 from console.audit_routes import routes as audit_api_routes
+from console.pages_notifications import notifications_page, send_test
+from console.pages_status import status_json, status_page
 from console.web import STATIC_DIR
 
 PRODUCT = "/products/{slug}"
@@ -38,6 +40,10 @@ page_routes: list[BaseRoute] = [
     Route(PRODUCT + "/keys", pages_keys.create_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/rotate", pages_keys.rotate_key, methods=["POST"]),
     Route(PRODUCT + "/keys/{key_id}/revoke", pages_keys.revoke_key, methods=["POST"]),
+    Route(PRODUCT + "/status", status_page, methods=["GET"]),
+    Route(PRODUCT + "/status.json", status_json, methods=["GET"]),
+    Route(PRODUCT + "/notifications", notifications_page, methods=["GET"]),
+    Route(PRODUCT + "/notifications/test", send_test, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
 ]
 
