@@ -24,6 +24,7 @@ from tests.console_support import (
     page_csrf,
     sign_in,
 )
+from tests.support import register
 
 ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
 
@@ -31,7 +32,6 @@ ROLES_MD = Path(__file__).resolve().parent.parent / "console" / "ROLES.md"
 NOT_YET_PAGES = {
     "users.view",
     "users.revoke_sessions",
-    "notifications.test",
     "org_credentials.revoke",
     "product.delete",
 }
@@ -75,6 +75,16 @@ def _form(suffix: str, fields: Callable[[], dict[str, str]]) -> Call:
     return call
 
 
+async def _test_notification(client: httpx.AsyncClient, slug: str) -> httpx.Response:
+    """Send a test notification to a user registered just now (through the product's own
+    sign-up), so an allowed role's send succeeds."""
+    email = console_email("recipient")
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=30) as anonymous:
+        await register(anonymous, email, product=slug)
+    fields = {"env": "live", "recipient": email, "title": "Matrix"}
+    return await _post(client, f"/console/products/{slug}/notifications/test", fields)
+
+
 ENDPOINTS: dict[str, Call] = {
     "product.view": _get(""),
     "keys.view": _get("/keys"),
@@ -97,6 +107,7 @@ ENDPOINTS: dict[str, Call] = {
         "/members/invite", lambda: {"email": console_email("invitee"), "role": "viewer"}
     ),
     "audit.view": _get("/audit"),
+    "notifications.test": _test_notification,
 }
 
 
