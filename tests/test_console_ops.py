@@ -22,6 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from auth.products import get_product_by_slug
+from console.alert_recipients import ConsoleAlertRecipients
+from console.tables import console_accounts
+from infra.db import connect_database, utcnow
 from tests.console_support import (
     CONSOLE_PASSWORD,
     accept,
@@ -472,3 +476,28 @@ async def test_without_a_session_the_ops_pages_send_the_browser_to_sign_in(hub_a
             f"/console/products/{product['slug']}/notifications/test", data={"title": "x"}
         )
         assert posted.status_code == 303
+
+
+async def test_alert_recipients_are_the_enabled_owners_and_admins(hub_a, console, postgres_url):
+    product = create_product(hub_a)
+    slug = product["slug"]
+    people = {}
+    for role in ("owner", "admin", "developer", "viewer"):
+        client, people[role] = await member(hub_a, console, slug, role)
+        await client.aclose()
+    db = connect_database(postgres_url)
+    await db.connect()
+    try:
+        found = await get_product_by_slug(db, slug)
+        assert found is not None
+        recipients = ConsoleAlertRecipients(db)
+        assert await recipients.alert_emails(found.id) == [people["owner"], people["admin"]]
+        await db.execute(
+            console_accounts.update()
+            .where(console_accounts.c.email == people["owner"])
+            .values(disabled_at=utcnow())
+        )
+        assert await recipients.alert_emails(found.id) == [people["admin"]]
+        assert await recipients.alert_emails(found.id + 10_000) == []
+    finally:
+        await db.disconnect()
