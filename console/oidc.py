@@ -19,7 +19,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -27,6 +26,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from console.oidc_errors import OidcError
 from console.oidc_http import AsyncOAuth2Client, OAuthError, bounded_client_kwargs, fetch_json, http
 from console.oidc_id_token import ASYMMETRIC_ALGORITHMS, ProviderKeys, verify_id_token
+from infra.console_settings import oidc_url_problem
 
 __all__ = ["OidcClient", "OidcConfig", "OidcError", "PendingLogin", "VerifiedIdentity"]
 
@@ -35,16 +35,12 @@ logger = logging.getLogger("console.oidc")
 SCOPE = "openid email profile"
 DISCOVERY_TTL = 3600.0  # seconds a discovery document is trusted before it is fetched again
 DISCOVERY_RETRY = 5.0  # seconds after a failed discovery fetch before the next one
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _check_url(url: str, what: str) -> None:
-    """https, or http on a loopback host (a provider the tests or a developer run locally)."""
-    parts = urlsplit(url)
-    if not parts.netloc or not (
-        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
-    ):
-        raise ValueError(f"{what} must be an https URL (http only on localhost): {url!r}")
+    problem = oidc_url_problem(url, what)
+    if problem:
+        raise ValueError(problem)
 
 
 @dataclass(frozen=True)

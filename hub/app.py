@@ -27,6 +27,7 @@ from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
 from channels import NotificationsChannel
 from console.alert_recipients import ConsoleAlertRecipients
+from console.oidc_sign_in import single_sign_on
 from console.routes import routes as console_routes
 from console.services import build_console_services
 from hub.cable import protocol
@@ -161,6 +162,7 @@ def create_app(
         mailer=mailer,
         product_admin=auth.product_admin,
     )
+    oidc, oidc_routes = single_sign_on(settings, signer)
     cable_endpoint = CableEndpoint(
         node=cable,
         channels={
@@ -195,6 +197,8 @@ def create_app(
                 await leases.close()
             await db.disconnect()
             await alerts.close()
+            if oidc is not None:
+                await oidc.aclose()
             hasher.close()
 
     routes = [
@@ -203,6 +207,7 @@ def create_app(
         *org_routes,
         *extension_routes,
         *notification_routes,
+        *oidc_routes,  # before the console's /console mount, which would answer 404
         *console_routes,
         *cable_routes(cable_endpoint),
         *([] if settings.production else development_routes),

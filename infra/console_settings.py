@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def oidc_url_problem(url: str, what: str) -> str | None:
+    """Why `url` cannot be an OpenID Connect endpoint of the console, or None: https, or
+    http on a loopback host (a provider the tests or a developer run locally)."""
+    parts = urlsplit(url)
+    if parts.netloc and (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+    ):
+        return None
+    return f"{what} must be an https URL (http only on localhost): {url!r}"
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,20 @@ class ConsoleSettings:
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id)
+
+    def oidc_problem(self, public_url: str) -> str | None:
+        """Why single sign-on cannot work as configured, or None (also when it is off)."""
+        given = [self.oidc_issuer, self.oidc_client_id, self.oidc_client_secret]
+        if not any(given):
+            return None
+        if not all(given):
+            return (
+                "console single sign-on needs HUB_CONSOLE_OIDC_ISSUER, HUB_CONSOLE_OIDC_CLIENT_ID"
+                " and HUB_CONSOLE_OIDC_CLIENT_SECRET (or _CLIENT_SECRET_FILE) together"
+            )
+        return oidc_url_problem(
+            self.oidc_issuer or "", "HUB_CONSOLE_OIDC_ISSUER"
+        ) or oidc_url_problem(public_url, "with console single sign-on, HUB_PUBLIC_URL")
 
     @classmethod
     def from_env(

@@ -304,6 +304,9 @@ class Settings:
                 "HUB_ENV=production needs a signing key: set HUB_JWT_PRIVATE_KEYS (PEM) or "
                 "HUB_JWT_PRIVATE_KEYS_FILE; generate one with `notification-hub keys generate-jwt`"
             )
+        oidc_problem = self.console.oidc_problem(self.public_url)
+        if oidc_problem:
+            raise SettingsError(oidc_problem)
         if self.workers > 1:
             # Each worker process has its own memory: an SQLite file and an in-memory broker
             # cannot be shared by them (a notification would reach only one worker's sockets).
