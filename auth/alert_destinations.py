@@ -37,7 +37,8 @@ class AlertRecipients(Protocol):
 
 
 class NoAlertRecipients:
-    """Nobody: the recipients until the console's member list is plugged in (hub/app.py)."""
+    """Nobody: for a hub built without the console's member list (hub/app.py passes
+    `console.alert_recipients.ConsoleAlertRecipients` unless told otherwise)."""
 
     async def alert_emails(self, product_id: int) -> list[str]:
         return []

@@ -171,6 +171,24 @@ def _optional_email(value: str) -> str | None:
         raise ValueError("the mail sender address is not an email address") from None
 
 
+class SlackRefused(ValueError):
+    """The Slack webhook field's error, said as the form shows it."""
+
+
+def _alert_destinations(form: dict[str, str], *, strict: bool) -> tuple[bool, str]:
+    """(email the owners and admins?, the Slack webhook URL or "" for none), judged before
+    anything is stored: SlackRefused for a URL the hub would not post to."""
+    slack_url = form.get("alert_slack_url", "").strip()
+    if slack_url:
+        try:
+            slack_url = products.normalize_webhook_url(slack_url, strict=strict)
+        except BlockedTarget:
+            raise SlackRefused("The Slack webhook points inside our network.") from None
+        except ValueError as exc:
+            raise SlackRefused(f"The Slack webhook: {exc}") from None
+    return form.get("alert_email") == "1", slack_url
+
+
 @page
 async def edit_settings(request: Request) -> Response:
     access = await require(request, request.path_params["slug"], "settings.edit")
@@ -193,6 +211,7 @@ async def edit_settings(request: Request) -> Response:
         webhook = form.get("alert_webhook_url", "").strip() or None
         if webhook is not None:
             webhook = products.normalize_webhook_url(webhook, strict=settings.strict_webhooks)
+        alert_email, slack_url = _alert_destinations(form, strict=settings.strict_webhooks)
         admin = services.product_admin
         product = await admin.update_branding(
             access.product,
@@ -208,6 +227,12 @@ async def edit_settings(request: Request) -> Response:
             https_only=https_only,
             **templates,
         )
+        # Judged above already, so this stores only (nothing was stored on a refusal).
+        product = await admin.set_alert_destinations(
+            product, email=alert_email, slack_url=slack_url, strict=settings.strict_webhooks
+        )
+    except SlackRefused as refused:
+        return _product_page(request, access, error=str(refused))
     except BlockedTarget:
         return _product_page(request, access, error="The webhook points inside our network.")
     except ValueError as exc:
@@ -225,6 +250,8 @@ async def edit_settings(request: Request) -> Response:
             "reset_url_template": product.reset_url_template,
             "verify_url_template": product.verify_url_template,
             "alert_webhook_set": product.alert_webhook_url is not None,
+            "alert_email": product.alert_email,
+            "alert_slack_set": product.alert_slack_url is not None,
         },
     )
     return redirect(f"/console/products/{product.slug}")

@@ -11,6 +11,8 @@ import console.pages_orgs as pages_orgs
 import console.pages_users as pages_users
 from console import pages_auth, pages_keys, pages_members, pages_products
 from console.audit_routes import routes as audit_api_routes
+from console.pages_notifications import notifications_page, send_test
+from console.pages_status import status_json, status_page
 from console.web import STATIC_DIR
 
 PRODUCT = "/products/{slug}"
@@ -62,6 +64,10 @@ page_routes: list[BaseRoute] = [
     ),
     Route(PRODUCT + "/delete", pages_delete.delete_form, methods=["GET"]),
     Route(PRODUCT + "/delete", pages_delete.delete, methods=["POST"]),
+    Route(PRODUCT + "/status", status_page, methods=["GET"]),
+    Route(PRODUCT + "/status.json", status_json, methods=["GET"]),
+    Route(PRODUCT + "/notifications", notifications_page, methods=["GET"]),
+    Route(PRODUCT + "/notifications/test", send_test, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
 ]
 

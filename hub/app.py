@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import sessions
-from auth.alert_destinations import AlertRecipients, NoAlertRecipients
+from auth.alert_destinations import AlertRecipients
 from auth.alerts import SecurityAlerts
 from auth.extension_routes import routes as extension_routes
 from auth.mail import make_mailer
@@ -26,6 +26,7 @@ from auth.server_routes import routes as server_routes
 from auth.services import build_auth_services
 from auth.tokens import TokenSigner, load_or_create_dev_key, load_signing_keys
 from channels import NotificationsChannel
+from console.alert_recipients import ConsoleAlertRecipients
 from console.oidc_sign_in import single_sign_on
 from console.routes import routes as console_routes
 from console.services import build_console_services
@@ -46,6 +47,7 @@ from infra.db import connect_database
 from infra.errors import HubError, handle_http_exception, handle_hub_error, handle_unexpected
 from infra.gc_policy import CollectorPolicy
 from infra.http import InputCharactersMiddleware
+from infra.live_status import LiveStatus
 from infra.logs import request_id
 from infra.metrics import CONNECTIONS, SUBSCRIPTIONS
 from infra.request_ids import RequestIdMiddleware, request_id_of
@@ -95,8 +97,8 @@ class HubApp(Starlette):
 def create_app(
     settings: Settings | None = None, *, alert_recipients: AlertRecipients | None = None
 ) -> Starlette:
-    """The hub. `alert_recipients` names who is mailed a product's security alerts (its
-    console owners and admins); nobody unless given."""
+    """The hub. `alert_recipients` names who is mailed a product's security alerts; by
+    default the product's console owners and admins."""
     settings = settings or Settings.from_env()
     signer = build_signer(settings)
     head_revision()  # read the migration files now, not in the event loop at the first /readyz
@@ -129,12 +131,15 @@ def create_app(
         on_product_changed=lambda product_id: auth.credentials.live_keys.forget_product(product_id),
     )
 
+    live_status = LiveStatus(
+        settings.redis_url, settings.redis_prefix, cable.connections_by_product
+    )
+
     mailer = make_mailer(settings.smtp_url, development=not settings.production)
     alerts = SecurityAlerts(
         allow_internal=not settings.strict_webhooks,
         mailer=mailer,
-        # The console's owners and admins of each product, once the console is merged in.
-        recipients=alert_recipients or NoAlertRecipients(),
+        recipients=alert_recipients or ConsoleAlertRecipients(db),
         mail_from=settings.mail_from,
     )
     limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
@@ -175,6 +180,7 @@ def create_app(
         await db.connect()
         await broker.start()
         await cable.start()
+        await live_status.start()
         try:
             if not settings.production:
                 await ensure_demo_product(db, settings)
@@ -185,6 +191,7 @@ def create_app(
             await collector.stop()
             await cable.disconnect_all(protocol.DisconnectReason.SERVER_RESTART)
             await cable.stop()
+            await live_status.stop()
             await broker.stop()
             if leases is not None:
                 await leases.close()
@@ -238,5 +245,6 @@ def create_app(
         console=console,
         notifications=notifications,
         cable=cable,
+        live_status=live_status,
     )
     return app

@@ -17,6 +17,7 @@ from auth.services import AuthServices
 from console.services import ConsoleServices
 from hub.cable.registry import CableRegistry
 from infra.broker import Broker
+from infra.live_status import LiveStatus
 from infra.settings import Settings
 from notifications.service import NotificationService
 
@@ -30,6 +31,7 @@ class Services:
     console: ConsoleServices
     notifications: NotificationService
     cable: CableRegistry
+    live_status: LiveStatus  # every process's sockets and deliveries per product
 
 
 def app_services(app: Starlette) -> Services:

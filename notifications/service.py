@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from auth.recipients import Recipient, resolve_recipients
+from auth.tables import users
 from infra import jsonsafe
 from infra.broker import stream_message
 from infra.db import utcnow
@@ -123,6 +124,39 @@ class NotificationService(NotificationPublisher):
             .limit(limit)
         )
         return [Notification.from_row(row) for row in rows]
+
+    # -- the console's log of a product environment ---------------------------------------
+
+    async def product_log(
+        self,
+        product_id: int,
+        env: str,
+        *,
+        before: int | None,
+        limit: int,
+        user_id: int | None = None,
+    ) -> tuple[list[Notification], int | None]:
+        """A product environment's notifications (one user's, with `user_id`), newest first,
+        `limit` at a time; the id to pass as `before` for the next page."""
+        query = sa.select(notifications).where(
+            notifications.c.product_id == product_id, notifications.c.env == env
+        )
+        if user_id is not None:
+            query = query.where(notifications.c.user_id == user_id)
+        if before is not None:
+            query = query.where(notifications.c.id < before)
+        rows = await self.db.fetch_all(query.order_by(notifications.c.id.desc()).limit(limit + 1))
+        items = [Notification.from_row(row) for row in rows[:limit]]
+        return items, (items[-1].id if len(rows) > limit else None)
+
+    async def user_emails(self, user_ids: Sequence[int]) -> dict[int, str | None]:
+        """The email of each of these users (None for a user without one)."""
+        if not user_ids:
+            return {}
+        rows = await self.db.fetch_all(
+            sa.select(users.c.id, users.c.email).where(users.c.id.in_(sorted(set(user_ids))))
+        )
+        return {row.id: row.email for row in rows}
 
     # -- read state -----------------------------------------------------------------------
 

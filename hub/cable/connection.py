@@ -26,6 +26,7 @@ from hub.cable import eager
 from hub.cable.bucket import TokenBucket
 from hub.cable.protocol import DisconnectReason
 from hub.ws_protocol import WRITE_NOW, WriteNow, text_frame
+from infra.live_status import DELIVERIES
 from infra.metrics import FRAMES_SENT, PUBLISH_TO_SEND
 
 if TYPE_CHECKING:
@@ -150,7 +151,9 @@ class CableConnection:
         if write_now is not None and write_now(text_frame(frame)):
             FRAMES_SENT.inc()
             if published_at is not None:
-                PUBLISH_TO_SEND.observe(time.time() - published_at)
+                latency = time.time() - published_at
+                PUBLISH_TO_SEND.observe(latency)
+                DELIVERIES.record(self.product_id, latency)
             if self._closing is not None:
                 self._end()
             return
@@ -164,7 +167,9 @@ class CableConnection:
                 await self.websocket.send_text(frame)
                 FRAMES_SENT.inc()
                 if published_at is not None:
-                    PUBLISH_TO_SEND.observe(time.time() - published_at)
+                    latency = time.time() - published_at
+                    PUBLISH_TO_SEND.observe(latency)
+                    DELIVERIES.record(self.product_id, latency)
                 if not self._queue:
                     break
                 frame, published_at = self._queue.popleft()

@@ -150,6 +150,13 @@ class CableNode:
         )
         return True
 
+    def connections_by_product(self) -> dict[int, int]:
+        """This process's open sockets, counted per product (for the live status)."""
+        counts: dict[int, int] = {}
+        for (product_id, _, _), peers in self._by_user.items():
+            counts[product_id] = counts.get(product_id, 0) + len(peers)
+        return counts
+
     async def remove(self, connection: CableConnection) -> None:
         """Forget the connection (its subscriptions leave their streams separately). The
         local state goes first, with no await before it: a handler cancelled while the lease
