@@ -9,7 +9,12 @@ from typing import Any
 
 from databases import Database
 
-from hub.cli_common import add_command, announce_product_changed, settings_or_exit, with_database
+from hub.cli_common import (
+    add_command,
+    announce_product_changed,
+    change_or_refuse,
+    settings_or_exit,
+)
 
 
 def cmd_products_alerts(args: argparse.Namespace) -> None:
@@ -42,10 +47,7 @@ def cmd_products_alerts(args: argparse.Namespace) -> None:
         await announce_product_changed(settings, product.id)
         return await products.get_product(db, product.id)
 
-    try:
-        product = with_database(settings, work)
-    except ValueError as exc:
-        raise SystemExit(f"notification-hub: {exc}") from None
+    product = change_or_refuse(settings, work)
     # The URLs are secrets (Slack's above all): only whether one is set is printed.
     print(f"{args.slug}: security alerts go to the log and")
     print(f"  webhook: {'set' if product.alert_webhook_url else '(none)'}")

@@ -58,6 +58,15 @@ def with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]
     return asyncio.run(run())
 
 
+def change_or_refuse(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    """`with_database` for a command that changes something: a ValueError from `work` (the
+    input it was given is refused) ends the command with that message on one line."""
+    try:
+        return with_database(settings, work)
+    except ValueError as exc:
+        refuse(str(exc))
+
+
 async def announce_product_changed(settings: Settings, product_id: int) -> None:
     """Tell the running hub processes (through Redis) to drop what they cached of a product
     whose keys or settings this command changed. Without Redis, or should Redis be down, they

@@ -10,7 +10,7 @@ from typing import Any
 
 from databases import Database
 
-from hub.cli_common import add_command, settings_or_exit, with_database
+from hub.cli_common import add_command, change_or_refuse, settings_or_exit, with_database
 from hub.preflight import refuse
 
 
@@ -70,10 +70,7 @@ def cmd_console_create_admin(args: argparse.Namespace) -> None:
             hasher.close()
         return await accounts.create_account(db, email, password_hash=password_hash, is_admin=True)
 
-    try:
-        account = with_database(settings, work)
-    except ValueError as exc:
-        refuse(str(exc))
+    account = change_or_refuse(settings, work)
     print(f"created console admin {account.email} (id {account.id}); sign in at")
     print(f"  {settings.public_url}/console/sign-in")
 

@@ -11,7 +11,13 @@ from databases import Database
 
 from auth.products import DEFAULT_FEATURES
 from hub.cli_alerts import add_alerts_command
-from hub.cli_common import add_command, announce_product_changed, settings_or_exit, with_database
+from hub.cli_common import (
+    add_command,
+    announce_product_changed,
+    change_or_refuse,
+    settings_or_exit,
+    with_database,
+)
 
 
 def cmd_products_create(args: argparse.Namespace) -> None:
@@ -81,10 +87,7 @@ def cmd_products_origins(args: argparse.Namespace) -> None:
         return origins
 
     settings = settings_or_exit()
-    try:
-        origins = with_database(settings, work)
-    except ValueError as exc:
-        raise SystemExit(f"notification-hub: {exc}") from None
+    origins = change_or_refuse(settings, work)
     print(f"allowed origins of {args.slug}: {', '.join(origins) or '(none)'}")
 
 
@@ -107,10 +110,7 @@ def cmd_products_verification(args: argparse.Namespace) -> None:
         await announce_product_changed(settings, product.id)
         return await products.get_product(db, product.id)
 
-    try:
-        product = with_database(settings, work)
-    except ValueError as exc:
-        raise SystemExit(f"notification-hub: {exc}") from None
+    product = change_or_refuse(settings, work)
     required = "required" if product.require_verified_email else "not required"
     print(f"{args.slug}: verified email {required} to log in")
     print(f"verify link: {product.verify_url_template or '(the demo page)'}")

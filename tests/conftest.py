@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from tests.console_support import console_email, create_admin, sign_in
 from tests.support import HubServer, Mailbox, create_postgres_database, drop_postgres_database
 
 REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
@@ -121,6 +122,23 @@ async def client(hub: HubServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture(scope="module")
+def admin(hub: HubServer) -> str:
+    """A console admin of `hub`, made with the CLI as an operator makes one: its email."""
+    email = console_email("admin")
+    create_admin(hub, email)
+    return email
+
+
+@pytest.fixture
+async def console(hub: HubServer, admin: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in to `hub`'s console as `admin`."""
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as signed_in:
+        answer = await sign_in(signed_in, admin)
+        assert answer.status_code == 303, answer.text
+        yield signed_in
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -586,3 +586,20 @@ class AlertSink:
 def error_code(response: httpx.Response) -> str:
     """The `code` of an answer in the hub's error shape."""
     return response.json()["error"]["code"]
+
+
+async def register_owner(client: httpx.AsyncClient, product: dict, email: str, **headers) -> dict:
+    """An org owner (registered through the headless auth API): its register answer."""
+    response = await client.post(
+        "/api/v1/auth/register",
+        headers={"X-Publishable-Key": product["pk_live"], **headers},
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+            "name": "Avery",
+            "organization_name": "Acme",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -174,22 +174,6 @@ async def test_sign_in_is_rate_limited_per_address_and_per_client(production_lim
 # -- real hubs ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def admin(hub) -> str:
-    email = console_email("admin")
-    create_admin(hub, email)
-    return email
-
-
-@pytest.fixture
-async def console(hub, admin) -> AsyncIterator[httpx.AsyncClient]:
-    """A client signed in as the console admin."""
-    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
-        signed = await sign_in(client, admin)
-        assert signed.status_code == 303, signed.text
-        yield client
-
-
 async def test_cookie_is_secure_in_production(tmp_path):
     with production_hub(tmp_path) as hub:
         email = console_email("admin")

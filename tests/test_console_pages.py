@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -27,20 +26,6 @@ from tests.console_support import (
 from tests.support import HubServer, bearer, create_product, free_port, mail_body
 
 COOKIE = "hub_console_session"
-
-
-@pytest.fixture(scope="module")
-def admin(hub) -> str:
-    email = console_email("admin")
-    create_admin(hub, email)
-    return email
-
-
-@pytest.fixture
-async def console(hub, admin) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
-        assert (await sign_in(client, admin)).status_code == 303
-        yield client
 
 
 def _slug() -> str:

@@ -18,7 +18,6 @@ from console.roles import ACTIONS, MATRIX, ROLES
 from tests.console_support import (
     accept,
     console_email,
-    create_admin,
     create_console_product,
     invite,
     page_csrf,
@@ -151,13 +150,6 @@ ENDPOINTS["product.delete"] = _get("/delete")
 
 def test_every_action_of_the_matrix_is_tested_through_its_page():
     assert set(ENDPOINTS) == set(MATRIX)
-
-
-@pytest.fixture(scope="module")
-def admin(hub) -> str:
-    email = console_email("admin")
-    create_admin(hub, email)
-    return email
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -20,10 +19,8 @@ import pytest
 from tests.console_support import (
     accept,
     console_email,
-    create_admin,
     invite,
     post_form,
-    sign_in,
 )
 from tests.support import (
     PASSWORD,
@@ -35,20 +32,6 @@ from tests.support import (
     register,
     reset_through_mail,
 )
-
-
-@pytest.fixture(scope="module")
-def admin(hub) -> str:
-    email = console_email("admin")
-    create_admin(hub, email)
-    return email
-
-
-@pytest.fixture
-async def console(hub, admin) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
-        assert (await sign_in(client, admin)).status_code == 303
-        yield client
 
 
 def new_email(tag: str = "user") -> str:

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from tests.support import (
-    PASSWORD,
     CableClient,
     HubServer,
     api_user,
@@ -17,25 +16,9 @@ from tests.support import (
     create_product,
     error_code,
     product_headers,
+    register_owner,
     reset_through_mail,
 )
-
-
-async def register_owner(client: httpx.AsyncClient, product: dict, email: str, **headers) -> dict:
-    """An org owner (registered through the headless auth API): its register answer."""
-    response = await client.post(
-        "/api/v1/auth/register",
-        headers={"X-Publishable-Key": product["pk_live"], **headers},
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "password_confirmation": PASSWORD,
-            "name": "Avery",
-            "organization_name": "Acme",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 @pytest.fixture

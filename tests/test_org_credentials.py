@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from tests.support import PASSWORD, api_user, bearer, create_product, error_code
+from tests.support import PASSWORD, api_user, bearer, create_product, error_code, register_owner
 
 
 @pytest.fixture
@@ -20,20 +20,7 @@ async def product(hub):
 
 @pytest.fixture
 async def owner(client, product, email):
-    """An org owner (registered through the headless auth API): its register answer."""
-    response = await client.post(
-        "/api/v1/auth/register",
-        headers={"X-Publishable-Key": product["pk_live"]},
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "password_confirmation": PASSWORD,
-            "name": "Avery",
-            "organization_name": "Acme",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return await register_owner(client, product, email)
 
 
 async def new_token(client, credential: str, **fields) -> dict:
