@@ -81,10 +81,13 @@ async def record(
 
 
 async def entries(
-    db: Database, product_id: int, *, limit: int, before_id: int | None = None
+    db: Database, product_id: int | None, *, limit: int, before_id: int | None = None
 ) -> list[AuditEntry]:
-    """The product's rows, newest first; `before_id` pages on (ids below it)."""
-    query = console_audit.select().where(console_audit.c.product_id == product_id)
+    """The product's rows, newest first (every row of the deployment, sign-ins included, for
+    `product_id` None); `before_id` pages on (ids below it)."""
+    query = console_audit.select()
+    if product_id is not None:
+        query = query.where(console_audit.c.product_id == product_id)
     if before_id is not None:
         query = query.where(console_audit.c.id < before_id)
     rows = await db.fetch_all(query.order_by(console_audit.c.id.desc()).limit(limit))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,8 +17,8 @@ from starlette.responses import Response
 from auth.mail import OutgoingMail
 from console import accounts, roles
 from console.audit import entries, record
-from console.guard import ProductAccess, actor, check_csrf, require
-from console.pages_products import product_context
+from console.guard import ProductAccess, actor, check_csrf, require, signed_in
+from console.pages_products import product_context, session_context
 from console.services import ConsoleServices, console_services
 from console.web import Refused, page, read_form, redirect, render
 from infra.checks import Invalid, check_email
@@ -206,13 +207,28 @@ async def withdraw_invitation(request: Request) -> Response:
     return redirect(f"/console/products/{access.product.slug}/members")
 
 
-@page
-async def audit_page(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "audit.view")
+async def _audit_rows(request: Request, product_id: int | None) -> dict[str, Any]:
     raw = request.query_params.get("before", "")
     before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
     db = console_services(request).db
-    rows = await entries(db, access.product.id, limit=AUDIT_PAGE + 1, before_id=before)
+    rows = await entries(db, product_id, limit=AUDIT_PAGE + 1, before_id=before)
     next_before = rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None
-    context = product_context(access, entries=rows[:AUDIT_PAGE], next_before=next_before)
-    return render(request, "audit.html", context)
+    return {"entries": rows[:AUDIT_PAGE], "next_before": next_before}
+
+
+@page
+async def audit_page(request: Request) -> Response:
+    access = await require(request, request.path_params["slug"], "audit.view")
+    rows = await _audit_rows(request, access.product.id)
+    return render(request, "audit.html", product_context(access, **rows))
+
+
+@page
+async def deployment_audit_page(request: Request) -> Response:
+    """Every row, sign-ins and sign-outs included (they belong to no product): console
+    admins only."""
+    session = await signed_in(request)
+    if not session.account.is_admin:
+        raise Refused(403, "Only console admins read the whole audit log.")
+    rows = await _audit_rows(request, None)
+    return render(request, "audit_all.html", session_context(session, **rows))

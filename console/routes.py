@@ -23,6 +23,7 @@ page_routes: list[BaseRoute] = [
     Route("/sign-out", pages_auth.sign_out, methods=["POST"]),
     Route("/invitations/{token}", pages_auth.invitation_form, methods=["GET"]),
     Route("/invitations/{token}", pages_auth.accept_invitation, methods=["POST"]),
+    Route("/audit", pages_members.deployment_audit_page, methods=["GET"]),
     Route("/products", pages_products.product_list, methods=["GET"]),
     Route("/products", pages_products.create_product, methods=["POST"]),
     Route("/products/new", pages_products.new_product, methods=["GET"]),

@@ -340,3 +340,18 @@ async def test_a_form_cut_off_by_a_vanishing_client_is_not_an_error(hub):
         assert (await client.get("/console/sign-in")).status_code == 200
     later = hub.logs()[start:]
     assert "Traceback" not in later and "unhandled error" not in later
+
+
+async def test_sign_ins_are_in_the_deployment_audit_log_for_console_admins_only(console, hub):
+    # Sign-ins and sign-outs belong to no product, so no product's log shows them.
+    slug = _slug()
+    await create_console_product(console, slug)
+    everything = await console.get("/console/audit")
+    assert everything.status_code == 200
+    assert "console.sign_in" in everything.text and "product.create" in everything.text
+    link = await invite(console, slug, console_email("owner"), "owner")
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as owner:
+        assert (await accept(owner, link)).status_code == 303
+        refused = await owner.get("/console/audit")
+        assert refused.status_code == 403  # an owner of one product, not a console admin
+        assert (await owner.get(f"/console/products/{slug}/audit")).status_code == 200
