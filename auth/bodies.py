@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from auth.keys import PRODUCT_SCOPES
 from auth.org_credentials import MAX_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME_YEARS, WORKSPACE_SCOPES
 from auth.passwords import PASSWORD_MAX, PASSWORD_MIN
-from auth.products import normalize_origin, normalize_url_template, normalize_webhook_url
+from auth.product_values import normalize_origin, normalize_url_template, normalize_webhook_url
 from auth.webhook_targets import BlockedTarget
 from infra.bodies import (
     MISSING,

@@ -16,7 +16,8 @@ from auth import accounts, one_time, org_credentials, sessions
 from auth.accounts import User
 from auth.mail import PASSWORD_RESET, VERIFY_EMAIL, Mailer, branded_mail
 from auth.passwords import PasswordHasher
-from auth.products import Product, normalize_url_template
+from auth.product_values import normalize_url_template
+from auth.products import Product
 from auth.ratelimit import RateLimiter
 from auth.session_tokens import SessionTokens
 from infra.db import utcnow

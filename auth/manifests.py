@@ -14,7 +14,7 @@ from typing import Any
 
 from auth.extensions import MANIFEST_NAME_MAX
 from auth.org_credentials import WORKSPACE_SCOPES
-from auth.products import normalize_webhook_url
+from auth.product_values import normalize_webhook_url
 from auth.webhook_targets import BlockedTarget
 from infra.bodies import MISSING, Body, Errors, Field, Invalid, Shape, nested, raw
 from infra.checks import check_text

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from databases import Database
 
 from auth.keys import KEY_PREFIXES, issue_key
+from auth.product_values import (
+    check_mail_header_text,
+    normalize_origin,
+    normalize_url_template,
+    normalize_webhook_url,
+)
 from auth.tables import ENVIRONMENTS, identity_pools, plans, products
-from auth.webhook_targets import check_host_and_port, check_literal
 from infra.db import bound, json_column, utcnow
 
 if TYPE_CHECKING:
     from auth.key_cache import KeyCache
 from infra.errors import HubError, unauthorized
 from infra.i18n import SUPPORTED_LOCALES
-from infra.names import ORIGIN, SLUG
+from infra.names import SLUG
 
 DEFAULT_FEATURES = ("notifications",)
 
@@ -45,17 +49,6 @@ class Product:
     def allows_origin(self, origin: str) -> bool:
         # Exact match only (scheme + host + port): no wildcards, no suffix tricks.
         return origin in self.origins
-
-
-def normalize_origin(origin: str) -> str:
-    """'https://App.Acme.com/' → 'https://app.acme.com'; ValueError if it is not an origin."""
-    match = ORIGIN.fullmatch(origin)
-    if not match:
-        raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
-    scheme, host, port = match.group(1), match.group(2).lower(), match.group(3) or ""
-    if (scheme, port) in (("http", ":80"), ("https", ":443")):
-        port = ""
-    return f"{scheme}://{host}{port}"
 
 
 def _product(row: object) -> Product:
@@ -110,13 +103,6 @@ async def identity_pool_names(db: Database) -> list[str]:
 async def all_allowed_origins(db: Database) -> set[str]:
     rows = await db.fetch_all(sa.select(products.c.origins))
     return {origin for row in rows for origin in (json_column(row._mapping["origins"]) or ())}
-
-
-def check_mail_header_text(what: str, value: str | None) -> None:
-    """A product's name and sender go into mail headers (From): a line break there fails
-    every mail of the product, so control characters are refused when they are saved."""
-    if value is not None and any(not c.isprintable() for c in value):
-        raise ValueError(f"{what}: printable characters only (no line breaks or tabs)")
 
 
 async def create_product(
@@ -243,55 +229,6 @@ async def set_origins(db: Database, product_id: int, origins: list[str]) -> list
     clean = sorted({normalize_origin(o) for o in origins})
     await db.execute(products.update().where(products.c.id == product_id).values(origins=clean))
     return clean
-
-
-def normalize_webhook_url(url: str, *, strict: bool = False) -> str:
-    """An absolute http(s) URL without credentials; ValueError otherwise.
-
-    `strict` (production, unless HUB_WEBHOOKS_ALLOW_INTERNAL): it must be https, and a host
-    that is an address (in any spelling) or `localhost` must be public, else `BlockedTarget`.
-    A DNS name is judged by the addresses it resolves to when an alert is sent (auth.alerts).
-    """
-    if any(c.isspace() or not c.isprintable() for c in url.strip()):
-        # urlsplit keeps them, and the send would fail on every alert, silently.
-        raise ValueError("a URL without spaces or control characters")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-        raise ValueError("an absolute http:// or https:// URL without user:password")
-    if len(url) > 2000:
-        raise ValueError("at most 2000 characters")
-    check_host_and_port(url.strip())  # a host DNS or an IP literal can name, a port 1–65535
-    if strict:
-        if parts.scheme != "https":
-            raise ValueError("https only")
-        check_literal(url)
-    return url.strip()
-
-
-def normalize_url_template(template: str, *, https_only: bool = False) -> str:
-    """A link template for mails (verify, reset): an absolute http(s) URL without
-    credentials whose path or query holds `{token}`; ValueError otherwise.
-
-    Mail clients open these links, so `javascript:`, `data:` and scheme-relative `//host`
-    templates are refused, as is `{token}` in the host (it would leak into DNS lookups).
-    `https_only` (production): https:// only. The hub never fetches these links, so unlike a
-    webhook a private host is no risk to the hub and is allowed.
-    """
-    scheme = "https://" if https_only else "http(s)://"
-    refused = ValueError(
-        f"a link template must be an absolute {scheme} URL with {{token}}"
-        " in its path or query, without spaces or user:password"
-    )
-    if "{token}" not in template or any(c.isspace() or not c.isprintable() for c in template):
-        raise refused
-    try:
-        parts = urlsplit(template)
-        normalize_webhook_url(template)  # same rules: absolute http(s), a host, no user:password
-    except ValueError:
-        raise refused from None
-    if "{token}" in parts.netloc or (https_only and parts.scheme != "https"):
-        raise refused
-    return template
 
 
 async def set_alert_webhook(db: Database, product_id: int, url: str | None) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth import products
+from auth import product_values, products
 from auth.webhook_targets import BlockedTarget
 from console import accounts
 from console.audit import record
@@ -40,7 +40,7 @@ def _origins(text: str) -> list[str]:
     lines = [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
     if len(lines) > ORIGINS_MAX:
         raise ValueError(f"at most {ORIGINS_MAX} origins")
-    return sorted({products.normalize_origin(line) for line in lines})
+    return sorted({product_values.normalize_origin(line) for line in lines})
 
 
 @page
@@ -181,7 +181,7 @@ def _alert_destinations(form: dict[str, str], *, strict: bool) -> tuple[bool, st
     slack_url = form.get("alert_slack_url", "").strip()
     if slack_url:
         try:
-            slack_url = products.normalize_webhook_url(slack_url, strict=strict)
+            slack_url = product_values.normalize_webhook_url(slack_url, strict=strict)
         except BlockedTarget:
             raise SlackRefused("The Slack webhook points inside our network.") from None
         except ValueError as exc:
@@ -206,11 +206,11 @@ async def edit_settings(request: Request) -> Response:
         for name in ("reset_url_template", "verify_url_template"):
             template = form.get(name, "").strip()
             if template:
-                products.normalize_url_template(template, https_only=https_only)
+                product_values.normalize_url_template(template, https_only=https_only)
             templates[name] = template  # "" goes back to the default link
         webhook = form.get("alert_webhook_url", "").strip() or None
         if webhook is not None:
-            webhook = products.normalize_webhook_url(webhook, strict=settings.strict_webhooks)
+            webhook = product_values.normalize_webhook_url(webhook, strict=settings.strict_webhooks)
         alert_email, slack_url = _alert_destinations(form, strict=settings.strict_webhooks)
         admin = services.product_admin
         product = await admin.update_branding(

@@ -18,7 +18,7 @@ from hub.cli_common import (
 
 
 def cmd_products_alerts(args: argparse.Namespace) -> None:
-    from auth import products
+    from auth import product_values, products
 
     settings = settings_or_exit()
     strict = settings.strict_webhooks
@@ -30,7 +30,7 @@ def cmd_products_alerts(args: argparse.Namespace) -> None:
         if args.alert_webhook_url is not None:
             url = args.alert_webhook_url.strip()
             try:
-                clean = products.normalize_webhook_url(url, strict=strict) if url else None
+                clean = product_values.normalize_webhook_url(url, strict=strict) if url else None
             except ValueError as exc:
                 raise ValueError(f"--alert-webhook-url: {exc}") from None
             await products.set_alert_webhook(db, product.id, clean)

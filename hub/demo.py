@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from auth import products
+from auth import product_values, products
 from infra.settings import Settings
 
 logger = logging.getLogger("hub.demo")
@@ -82,7 +82,7 @@ async def check_demo_product(db: Database, settings: Settings) -> None:
         return
     own_origin = _own_origin(settings)
     with contextlib.suppress(ValueError):  # products store their origins normalized
-        own_origin = products.normalize_origin(own_origin)
+        own_origin = product_values.normalize_origin(own_origin)
     if not product.allows_origin(own_origin):
         logger.warning(
             "the demo page's product %r does not allow the hub's own origin %s (HUB_PUBLIC_URL): "

@@ -225,7 +225,7 @@ def test_the_cli_refuses_hostile_link_templates(hub, flag):
 
 
 def test_production_link_templates_are_https_only():
-    from auth.products import normalize_url_template
+    from auth.product_values import normalize_url_template
 
     https = "https://app.example.com/verify?token={token}"
     assert normalize_url_template(https, https_only=True) == https
