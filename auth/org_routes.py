@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import sqlalchemy as sa
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from auth import org_credentials as oc
@@ -30,9 +30,10 @@ from auth.credentials import ServerCaller, client_address
 from auth.services import auth_services
 from auth.tables import oauth_applications, workspace_tokens
 from auth.transport import ORG_MANAGER, PUBLIC, Manager, org_key
+from infra import jsonsafe
 from infra.api import ERROR, Answer, Endpoints
 from infra.errors import HubError
-from infra.http import path_id, read_json
+from infra.http import path_id
 from infra.jsonsafe import has_forbidden_characters
 
 api = Endpoints(tags=["organization"])
@@ -185,21 +186,26 @@ def oauth_error(status: int, error: str, description: str, *, basic: bool = Fals
 async def _token_request(request: Request) -> dict[str, str] | None:
     """The token request's parameters (form-encoded as RFC 6749 says, or JSON)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
-    if len(raw) > TOKEN_BODY_LIMIT:
+    raw = bytearray()
+    try:
+        async for chunk in request.stream():  # bounded as it arrives, not after
+            raw += chunk
+            if len(raw) > TOKEN_BODY_LIMIT:
+                return None
+    except ClientDisconnect:  # the client left mid-body: nothing to answer, nothing to log
         return None
     if media_type == "application/json":
         try:
-            body = await read_json(request, TOKEN_BODY_LIMIT)
-        except HubError:
+            body = jsonsafe.loads(bytes(raw))
+        except jsonsafe.UnsafeJSON:
             return None
-        if not all(isinstance(v, str) for v in body.values()):
+        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
             return None
         return body
     if media_type != "application/x-www-form-urlencoded":
         return None
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        pairs = parse_qsl(bytes(raw).decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         return None
     params: dict[str, str] = {}

@@ -2,8 +2,10 @@
 
 The auth floor decides that an alert goes out and to which destinations
 (`auth.alert_destinations`); it asks this class, through the `AlertRecipients` protocol, whose
-inbox "email to the owners and admins" means. Disabled accounts are left out, and console
-admins are not mailed for every product (they act as owners but are not members).
+inbox "email to the owners and admins" means. Disabled accounts are left out. Console admins
+are not mailed for every product (they act as owners but are not members), except for a
+product with no owner or admin member at all (one made with `products create`, say): its
+alerts go to the console admins rather than to nobody.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class ConsoleAlertRecipients:
         self._db = db
 
     async def alert_emails(self, product_id: int) -> list[str]:
-        """The emails of the product's enabled owner and admin members, oldest member first."""
-        rows = await self._db.fetch_all(
+        """The emails of the product's enabled owner and admin members, oldest member first;
+        the console admins' if it has none."""
+        members = await self._db.fetch_all(
             sa.select(console_accounts.c.email)
             .join(console_members, console_members.c.account_id == console_accounts.c.id)
             .where(
@@ -34,4 +37,12 @@ class ConsoleAlertRecipients:
             .order_by(console_members.c.id)
             .limit(MAX_MAIL_RECIPIENTS)
         )
-        return [row.email for row in rows]
+        if members:
+            return [row.email for row in members]
+        admins = await self._db.fetch_all(
+            sa.select(console_accounts.c.email)
+            .where(console_accounts.c.is_admin, console_accounts.c.disabled_at.is_(None))
+            .order_by(console_accounts.c.id)
+            .limit(MAX_MAIL_RECIPIENTS)
+        )
+        return [row.email for row in admins]

@@ -36,7 +36,7 @@ async def delete(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, access.session, form)
     product = access.product
-    if form.get("confirm", "").strip() != product.slug:
+    if form.get("confirm", "") != product.slug:  # exactly the slug: a deletion is not undone
         error = "Type the product's slug exactly to delete it. Nothing was deleted."
         return _confirmation(request, access, error, 422)
     db = console_services(request).db

@@ -108,7 +108,9 @@ def _server_config(settings: Settings, host: str, port: int, app: Any = None) ->
         # The app's outer layers are plain functions returning the inner coroutine (so they
         # keep no frame per socket); uvicorn would take such an app for ASGI 2.
         interface="asgi3",
-        http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout),
+        http=bounded_head_protocol(
+            settings.max_head_bytes, settings.head_timeout, settings.body_timeout
+        ),
         # uvicorn's own WebSocket protocol, minus a reference cycle per socket (see the module).
         ws=CycleFreeWebSocketProtocol,
         ws_max_size=1024 * 1024,  # hard cap; the cable counts frames over 64 KiB as invalid

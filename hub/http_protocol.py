@@ -8,11 +8,15 @@ as long as its connection stays open. Here the bytes of a head that is still inc
 counted, and past the cap the client gets 431 and the connection is closed. A head must also
 be complete within `head_timeout` seconds of the connection opening (or of the first byte
 after the previous request), or the client gets 408 and the connection is closed: otherwise
-silent or trickling clients hold file descriptors forever. A request the parser refuses (a
-NUL or another control character in a header, say) gets 400 in the `{"error": …}` shape
-instead of uvicorn's plain text, and so does an upgrade websockets would refuse for its
-WebSocket headers (a `Sec-WebSocket-Version` other than 13, a bad `Sec-WebSocket-Key`).
-These answers are in English: they are sent before the request (and so its locale) is known.
+silent or trickling clients hold file descriptors forever. The same holds for a body: once
+its head is in, a request's body must be complete within `body_timeout` seconds, or the
+connection is closed (with 408 if no answer has begun), so a client that announces a body and
+never sends it cannot hold a socket (and its file descriptor) for good. A request the
+parser refuses (a NUL or another control character in a header, say) gets 400 in the
+`{"error": …}` shape instead of uvicorn's plain text, and so does an upgrade websockets
+would refuse for its WebSocket headers (a `Sec-WebSocket-Version` other than 13, a bad
+`Sec-WebSocket-Key`). These answers are in English: they are sent before the request (and
+so its locale) is known.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from websockets.server import ServerProtocol
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 # Seconds; generous for a slow mobile link, short enough that idle sockets cannot pile up.
 DEFAULT_HEAD_TIMEOUT = 10
+# Seconds for a whole body once its head is in: bodies are at most a few hundred KiB.
+DEFAULT_BODY_TIMEOUT = 60
 
 
 def _error_response(status: bytes, code: str, message: str, extra_headers: bytes = b"") -> bytes:
@@ -60,6 +66,9 @@ _INVALID_UPGRADE = _error_response(
 _HEAD_TIMEOUT = _error_response(
     b"408 Request Timeout", "request.timeout", "The request headers did not arrive in time."
 )
+_BODY_TIMEOUT = _error_response(
+    b"408 Request Timeout", "request.timeout", "The request body did not arrive in time."
+)
 
 
 def _websocket_head_refusal(head: bytes) -> bytes | None:
@@ -86,6 +95,7 @@ def _websocket_head_refusal(head: bytes) -> bytes | None:
 class BoundedHeadProtocol(HttpToolsProtocol):
     max_head_bytes = DEFAULT_MAX_HEAD_BYTES
     head_timeout: float = DEFAULT_HEAD_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +104,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_refused = False
         self._in_message = False
         self._head_clock: asyncio.TimerHandle | None = None
+        self._body_clock: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,6 +112,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_clock()
+        self._stop_body_clock()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -134,12 +146,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             # `send_400_response` before it runs anything.
             raise ValueError("request head too large")
         super().on_headers_complete()
+        if not self.transport.is_closing():
+            self._body_clock = self.loop.call_later(self.body_timeout, self._body_timed_out)
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._stop_body_clock()
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:
+        self._stop_body_clock()  # an upgrade has no body; the socket then lives as long as it may
         # The head as uvicorn's `handle_websocket_upgrade` rebuilds it for websockets.
         lines = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
         for name, value in self.scope["headers"]:
@@ -190,11 +206,32 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.logger.debug("Request head not complete within %s s; closed.", self.head_timeout)
         self._close_with(_HEAD_TIMEOUT)
 
+    def _stop_body_clock(self) -> None:
+        if self._body_clock is not None:
+            self._body_clock.cancel()
+            self._body_clock = None
 
-def bounded_head_protocol(max_head_bytes: int, head_timeout: float) -> type[BoundedHeadProtocol]:
+    def _body_timed_out(self) -> None:
+        self._body_clock = None
+        if self.transport.is_closing():
+            return
+        self.logger.debug("Request body not complete within %s s; closed.", self.body_timeout)
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # an answer is on its way: no second one in the same stream
+        else:
+            self._close_with(_BODY_TIMEOUT)
+
+
+def bounded_head_protocol(
+    max_head_bytes: int, head_timeout: float, body_timeout: float = DEFAULT_BODY_TIMEOUT
+) -> type[BoundedHeadProtocol]:
     """The protocol class to hand uvicorn (`Config(http=…)`) for these limits."""
     return type(
         "BoundedHeadProtocol",
         (BoundedHeadProtocol,),
-        {"max_head_bytes": max_head_bytes, "head_timeout": head_timeout},
+        {
+            "max_head_bytes": max_head_bytes,
+            "head_timeout": head_timeout,
+            "body_timeout": body_timeout,
+        },
     )

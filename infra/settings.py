@@ -158,6 +158,7 @@ class Settings:
     max_head_bytes: int = 64 * 1024
     # Seconds a request's line and headers may take to arrive (then 408 and close).
     head_timeout: int = 10
+    body_timeout: int = 60
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -234,6 +235,7 @@ class Settings:
             max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_head_bytes=_int(env, "HUB_MAX_HEADER_BYTES", cls.max_head_bytes, 8192),
             head_timeout=_int(env, "HUB_HEAD_TIMEOUT", cls.head_timeout, 1),
+            body_timeout=_int(env, "HUB_BODY_TIMEOUT", cls.body_timeout, 1),
             argon2_memory_kib=_int(
                 env,
                 "HUB_ARGON2_MEMORY_KIB",
