@@ -22,7 +22,7 @@ from console.accounts import Account
 from console.audit import Actor, record
 from console.services import console_services
 from console.sessions import ConsoleSession
-from console.web import Refused, SignInRequired, redirect
+from console.web import Refused, SignInRequired, read_form, redirect
 
 COOKIE = "hub_console_session"
 CSRF_FIELD = "csrf_token"
@@ -130,6 +130,15 @@ def set_session_cookie(request: Request, response: Response, value: str) -> None
         httponly=True,
         samesite="lax",
     )
+
+
+async def require_form(request: Request, action: str) -> tuple[ProductAccess, dict[str, str]]:
+    """The start of every form handler: `require` the action on the product in the path, then
+    read the POSTed form and check its CSRF token (403 page otherwise)."""
+    access = await require(request, request.path_params["slug"], action)
+    form = await read_form(request)
+    check_csrf(request, access.session, form)
+    return access, form
 
 
 async def start_console_session(

@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from auth.services import auth_services
 from console.audit import record
-from console.guard import HOME, ProductAccess, actor, check_csrf, require
+from console.guard import HOME, ProductAccess, actor, require, require_form
 from console.pages_products import product_context
 from console.product_deletion import delete_product
 from console.services import console_services
-from console.web import page, read_form, redirect, render
+from console.web import page, redirect, render
 
 
 def _confirmation(
@@ -32,9 +32,7 @@ async def delete_form(request: Request) -> Response:
 
 @page
 async def delete(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "product.delete")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, form = await require_form(request, "product.delete")
     product = access.product
     if form.get("confirm", "") != product.slug:  # exactly the slug: a deletion is not undone
         error = "Type the product's slug exactly to delete it. Nothing was deleted."

@@ -16,10 +16,10 @@ from auth import keys
 from auth.keys import PRODUCT_SCOPES
 from auth.tables import ENVIRONMENTS
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require
+from console.guard import ProductAccess, actor, require, require_form
 from console.pages_products import product_context
 from console.services import console_services
-from console.web import Refused, page, read_form, render
+from console.web import Refused, page, render
 from infra.errors import HubError
 
 NAME_MAX = 200
@@ -52,13 +52,6 @@ async def keys_page(request: Request) -> Response:
     return await _keys_page(request, access)
 
 
-async def _managing(request: Request) -> tuple[ProductAccess, dict[str, str]]:
-    access = await require(request, request.path_params["slug"], "keys.manage")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
-    return access, form
-
-
 async def _key(request: Request, access: ProductAccess) -> keys.ProductKey:
     raw = request.path_params["key_id"]
     if raw.isascii() and raw.isdigit() and len(raw) < 10:
@@ -72,7 +65,7 @@ async def _key(request: Request, access: ProductAccess) -> keys.ProductKey:
 
 @page
 async def create_key(request: Request) -> Response:
-    access, form = await _managing(request)
+    access, form = await require_form(request, "keys.manage")
     env = form.get("env", "")
     name = form.get("name", "").strip()
     scopes = [s for s in PRODUCT_SCOPES if form.get(f"scope:{s}")]
@@ -100,7 +93,7 @@ async def create_key(request: Request) -> Response:
 
 @page
 async def rotate_key(request: Request) -> Response:
-    access, _ = await _managing(request)
+    access, _ = await require_form(request, "keys.manage")
     key = await _key(request, access)
     services = console_services(request)
     try:
@@ -121,7 +114,7 @@ async def rotate_key(request: Request) -> Response:
 
 @page
 async def revoke_key(request: Request) -> Response:
-    access, _ = await _managing(request)
+    access, _ = await require_form(request, "keys.manage")
     key = await _key(request, access)
     if key.kind != "restricted":
         raise Refused(409, "Publishable and secret keys are rotated, not revoked.")

@@ -17,10 +17,10 @@ from starlette.responses import Response
 from auth.mail import OutgoingMail
 from console import accounts, roles
 from console.audit import entries, record
-from console.guard import ProductAccess, actor, check_csrf, require, signed_in
+from console.guard import ProductAccess, actor, require, require_form, signed_in
 from console.pages_products import product_context, session_context
 from console.services import ConsoleServices, console_services
-from console.web import Refused, page, read_form, redirect, render
+from console.web import Refused, page, redirect, render
 from infra.checks import Invalid, check_email
 
 logger = logging.getLogger("console.members")
@@ -63,16 +63,9 @@ async def members_page(request: Request) -> Response:
     return await _members_page(request, access)
 
 
-async def _managing(request: Request) -> tuple[ProductAccess, dict[str, str]]:
-    access = await require(request, request.path_params["slug"], "members.manage")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
-    return access, form
-
-
 @page
 async def invite(request: Request) -> Response:
-    access, form = await _managing(request)
+    access, form = await require_form(request, "members.manage")
     services = console_services(request)
     role = form.get("role", "")
     try:
@@ -148,7 +141,7 @@ async def _last_owner(request: Request, access: ProductAccess, current: str) -> 
 
 @page
 async def change_role(request: Request) -> Response:
-    access, form = await _managing(request)
+    access, form = await require_form(request, "members.manage")
     account_id, current = await _member_role(request, access)
     role = form.get("role", "")
     if not roles.may_manage_role(access.role, role):
@@ -170,7 +163,7 @@ async def change_role(request: Request) -> Response:
 
 @page
 async def remove_member(request: Request) -> Response:
-    access, _ = await _managing(request)
+    access, _ = await require_form(request, "members.manage")
     account_id, current = await _member_role(request, access)
     if await _last_owner(request, access, current):
         return await _members_page(request, access, error="A product keeps at least one owner.")
@@ -189,7 +182,7 @@ async def remove_member(request: Request) -> Response:
 
 @page
 async def withdraw_invitation(request: Request) -> Response:
-    access, _ = await _managing(request)
+    access, _ = await require_form(request, "members.manage")
     raw = request.path_params["invitation_id"]
     db = console_services(request).db
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10):

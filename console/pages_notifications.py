@@ -16,10 +16,10 @@ from starlette.responses import Response
 from auth.recipients import Recipient
 from auth.tables import ENVIRONMENTS
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require
+from console.guard import ProductAccess, actor, require, require_form
 from console.pages_products import product_context
 from console.services import console_services
-from console.web import Refused, page, read_form, render
+from console.web import Refused, page, render
 from infra.checks import Invalid, check_email, check_text
 from infra.ids import MAX_ROW_ID
 from notifications.bodies import CURSOR_MAX, MAX_MESSAGE, MAX_TITLE
@@ -124,9 +124,7 @@ async def notifications_page(request: Request) -> Response:
 
 @page
 async def send_test(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "notifications.test")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, form = await require_form(request, "notifications.test")
     env = _env(form.get("env"))
     values = {name: form.get(name, "") for name in ("recipient", "title", "message")}
     try:

@@ -17,11 +17,11 @@ from starlette.responses import Response
 from auth.org_admin import CREDENTIAL_KINDS, OrgSummary
 from auth.services import auth_services
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require
+from console.guard import ProductAccess, actor, require, require_form
 from console.pages_products import product_context
 from console.pages_users import PAGE_SIZE, env_switch, page_cursor, page_env, path_id
 from console.services import console_services
-from console.web import Refused, page, read_form, redirect, render
+from console.web import Refused, page, redirect, render
 
 
 @page
@@ -71,9 +71,7 @@ async def organization_page(request: Request) -> Response:
 
 @page
 async def revoke_credential(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "org_credentials.revoke")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, _ = await require_form(request, "org_credentials.revoke")
     env = page_env(request)
     org = await _organization(request, access, env)
     kind = request.path_params["kind"]

@@ -17,7 +17,7 @@ from auth import product_values, products
 from auth.webhook_targets import BlockedTarget
 from console import accounts
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require, signed_in
+from console.guard import ProductAccess, actor, check_csrf, require, require_form, signed_in
 from console.services import console_services
 from console.sessions import ConsoleSession
 from console.web import Refused, page, read_form, redirect, render
@@ -134,9 +134,7 @@ async def product_page(request: Request) -> Response:
 
 @page
 async def edit_origins(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "origins.edit")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, form = await require_form(request, "origins.edit")
     services = console_services(request)
     try:
         origins = _origins(form.get("origins", ""))
@@ -191,9 +189,7 @@ def _alert_destinations(form: dict[str, str], *, strict: bool) -> tuple[bool, st
 
 @page
 async def edit_settings(request: Request) -> Response:
-    access = await require(request, request.path_params["slug"], "settings.edit")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, form = await require_form(request, "settings.edit")
     services = console_services(request)
     settings = services.settings
     https_only = settings.production

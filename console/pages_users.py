@@ -20,10 +20,10 @@ from auth.services import auth_services
 from auth.tables import ENVIRONMENTS
 from auth.user_admin import EMAIL_MAX, UserDetail
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require
+from console.guard import ProductAccess, actor, require, require_form
 from console.pages_products import product_context
 from console.services import console_services
-from console.web import Refused, page, read_form, redirect, render
+from console.web import Refused, page, redirect, render
 
 PAGE_SIZE = 50
 SESSION_ID_MAX = 32
@@ -124,9 +124,7 @@ async def user_page(request: Request) -> Response:
 
 
 async def _revoke(request: Request, session_id: str | None) -> Response:
-    access = await require(request, request.path_params["slug"], "users.revoke_sessions")
-    form = await read_form(request)
-    check_csrf(request, access.session, form)
+    access, _ = await require_form(request, "users.revoke_sessions")
     env = page_env(request)
     detail = await _user(request, access, env)
     if session_id is not None and (
