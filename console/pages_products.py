@@ -173,18 +173,23 @@ class SlackRefused(ValueError):
     """The Slack webhook field's error, said as the form shows it."""
 
 
-def _alert_destinations(form: dict[str, str], *, strict: bool) -> tuple[bool, str]:
-    """(email the owners and admins?, the Slack webhook URL or "" for none), judged before
-    anything is stored: SlackRefused for a URL the hub would not post to."""
+def _alert_destinations(form: dict[str, str], *, strict: bool) -> tuple[bool, str | None]:
+    """(email the owners and admins?, the new Slack webhook URL, "" to remove it or None to
+    keep it), judged before anything is stored: SlackRefused for a URL the hub would not post
+    to. A Slack webhook URL is a secret, so the form never shows it back: an empty field keeps
+    the one set, and removing it is its own checkbox."""
+    email = form.get("alert_email") == "1"
+    if form.get("alert_slack_remove") == "1":
+        return email, ""
     slack_url = form.get("alert_slack_url", "").strip()
-    if slack_url:
-        try:
-            slack_url = product_values.normalize_webhook_url(slack_url, strict=strict)
-        except BlockedTarget:
-            raise SlackRefused("The Slack webhook points inside our network.") from None
-        except ValueError as exc:
-            raise SlackRefused(f"The Slack webhook: {exc}") from None
-    return form.get("alert_email") == "1", slack_url
+    if not slack_url:
+        return email, None
+    try:
+        return email, product_values.normalize_webhook_url(slack_url, strict=strict)
+    except BlockedTarget:
+        raise SlackRefused("The Slack webhook points inside our network.") from None
+    except ValueError as exc:
+        raise SlackRefused(f"The Slack webhook: {exc}") from None
 
 
 @page
