@@ -9,6 +9,7 @@ browser gets a session: the password sign-in and the OpenID Connect callback bot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -54,6 +55,26 @@ def actor(request: Request, account: Account | None = None) -> Actor:
         email=account.email if account else None,
         ip=client_address(request),
         user_agent=request.headers.get("user-agent", ""),
+    )
+
+
+async def audit(
+    request: Request,
+    access: ProductAccess,
+    action: str,
+    *,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record `action` on the product `access` names, by its signed-in account, in the
+    audit log (who, what, when, from where): every product page's changes end here."""
+    await record(
+        console_services(request).db,
+        actor(request, access.account),
+        action,
+        product_id=access.product.id,
+        target=target,
+        detail=detail,
     )
 
 

@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.services import auth_services
-from console.audit import record
-from console.guard import HOME, ProductAccess, actor, require, require_form
+from console.guard import HOME, ProductAccess, audit, require, require_form
 from console.pages_products import product_context
 from console.product_deletion import delete_product
 from console.services import console_services
@@ -39,11 +38,10 @@ async def delete(request: Request) -> Response:
         return _confirmation(request, access, error, 422)
     db = console_services(request).db
     pool_deleted = await delete_product(db, auth_services(request), product)
-    await record(
-        db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "product.delete",
-        product_id=product.id,
         target=product.slug,
         detail={"name": product.name, "identity_pool_deleted": pool_deleted},
     )

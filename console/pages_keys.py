@@ -15,8 +15,7 @@ from starlette.responses import Response
 from auth import keys
 from auth.keys import PRODUCT_SCOPES
 from auth.tables import ENVIRONMENTS
-from console.audit import record
-from console.guard import ProductAccess, actor, require, require_form
+from console.guard import ProductAccess, audit, require, require_form
 from console.pages_products import product_context
 from console.services import console_services
 from console.web import Refused, page, render
@@ -79,11 +78,10 @@ async def create_key(request: Request) -> Response:
         )
     except HubError:  # key.too_many
         return await _keys_page(request, access, error="Too many restricted keys.", status=409)
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "key.create",
-        product_id=access.product.id,
         target=key.prefix,
         detail={"key_id": key.id, "env": env, "kind": key.kind, "scopes": scopes, "name": name},
     )
@@ -100,11 +98,10 @@ async def rotate_key(request: Request) -> Response:
         new_key, plaintext = await services.product_admin.rotate_key(key)
     except LookupError:
         raise Refused(409, "The key was revoked meanwhile.") from None
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "key.rotate",
-        product_id=access.product.id,
         target=key.prefix,
         detail={"key_id": key.id, "new_key_id": new_key.id, "env": key.env, "kind": key.kind},
     )
@@ -120,11 +117,10 @@ async def revoke_key(request: Request) -> Response:
         raise Refused(409, "Publishable and secret keys are rotated, not revoked.")
     services = console_services(request)
     await services.product_admin.revoke_key(key)
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "key.revoke",
-        product_id=access.product.id,
         target=key.prefix,
         detail={"key_id": key.id, "env": key.env},
     )

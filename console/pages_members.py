@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from auth.mail import OutgoingMail
 from console import accounts, roles
-from console.audit import entries, record
-from console.guard import ProductAccess, actor, require, require_form, signed_in
+from console.audit import entries
+from console.guard import ProductAccess, audit, require, require_form, signed_in
 from console.pages_products import product_context, session_context
 from console.services import ConsoleServices, console_services
 from console.web import Refused, page, redirect, render
@@ -94,11 +94,10 @@ async def invite(request: Request) -> Response:
         ),
         access.product.slug,
     )
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "member.invite",
-        product_id=access.product.id,
         target=email,
         detail={"role": role, "invitation_id": invitation.id},
     )
@@ -150,11 +149,10 @@ async def change_role(request: Request) -> Response:
         return await _members_page(request, access, error="A product keeps at least one owner.")
     db = console_services(request).db
     await accounts.set_role(db, access.product.id, account_id, role)
-    await record(
-        db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "member.role",
-        product_id=access.product.id,
         target=str(account_id),
         detail={"before": current, "after": role},
     )
@@ -169,11 +167,10 @@ async def remove_member(request: Request) -> Response:
         return await _members_page(request, access, error="A product keeps at least one owner.")
     db = console_services(request).db
     await accounts.remove_member(db, access.product.id, account_id)
-    await record(
-        db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "member.remove",
-        product_id=access.product.id,
         target=str(account_id),
         detail={"role": current},
     )
@@ -190,11 +187,10 @@ async def withdraw_invitation(request: Request) -> Response:
     if not await accounts.withdraw_invitation(db, access.product.id, int(raw)):
         # Another product's invitation, an accepted one or none: the same answer for each.
         raise Refused(404, "No such invitation.")
-    await record(
-        db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "member.invitation_withdrawn",
-        product_id=access.product.id,
         target=raw,
     )
     return redirect(f"/console/products/{access.product.slug}/members")

@@ -15,10 +15,8 @@ from starlette.responses import Response
 
 from auth.recipients import Recipient
 from auth.tables import ENVIRONMENTS
-from console.audit import record
-from console.guard import ProductAccess, actor, require, require_form
+from console.guard import ProductAccess, audit, require, require_form
 from console.pages_products import product_context
-from console.services import console_services
 from console.web import Refused, page, render
 from infra.checks import Invalid, check_email, check_text
 from infra.ids import MAX_ROW_ID
@@ -155,11 +153,10 @@ async def send_test(request: Request) -> Response:
     )
     [sent] = answer["notifications"]
     user_id = named.user_id
-    await record(
-        console_services(request).db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "notification.test",
-        product_id=access.product.id,
         target=str(user_id),
         detail={"env": env, "notification_id": sent["id"], "user_id": user_id},
     )

@@ -16,11 +16,9 @@ from starlette.responses import Response
 
 from auth.org_admin import CREDENTIAL_KINDS, OrgSummary
 from auth.services import auth_services
-from console.audit import record
-from console.guard import ProductAccess, actor, require, require_form
+from console.guard import ProductAccess, audit, require, require_form
 from console.pages_products import product_context
 from console.pages_users import PAGE_SIZE, env_switch, page_cursor, page_env, path_id
-from console.services import console_services
 from console.web import Refused, page, redirect, render
 
 
@@ -80,11 +78,10 @@ async def revoke_credential(request: Request) -> Response:
     credential_id = path_id(request, "credential_id", "credential")
     if not await auth_services(request).org_admin.revoke(org.id, kind, credential_id):
         raise Refused(404, "No such credential (or it was revoked already).")
-    await record(
-        console_services(request).db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "org.extension_uninstall" if kind == "extension" else f"org.{kind}_revoke",
-        product_id=access.product.id,
         target=org.name,
         detail={"organization_id": org.id, "env": env, "kind": kind, "id": credential_id},
     )

@@ -17,7 +17,7 @@ from auth import product_values, products
 from auth.webhook_targets import BlockedTarget
 from console import accounts
 from console.audit import record
-from console.guard import ProductAccess, actor, check_csrf, require, require_form, signed_in
+from console.guard import ProductAccess, actor, audit, check_csrf, require, require_form, signed_in
 from console.services import console_services
 from console.sessions import ConsoleSession
 from console.web import Refused, page, read_form, redirect, render
@@ -149,11 +149,10 @@ async def edit_origins(request: Request) -> Response:
         reset_url_template=None,
         https_only=services.settings.production,
     )
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "product.origins",
-        product_id=access.product.id,
         target=access.product.slug,
         detail={"before": before, "after": list(updated.origins)},
     )
@@ -238,11 +237,10 @@ async def edit_settings(request: Request) -> Response:
         return _product_page(request, access, error="The webhook points inside our network.")
     except ValueError as exc:
         return _product_page(request, access, error=str(exc))
-    await record(
-        services.db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "product.settings",
-        product_id=product.id,
         target=product.slug,
         detail={
             "default_locale": product.default_locale,

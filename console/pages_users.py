@@ -19,10 +19,8 @@ from starlette.responses import Response
 from auth.services import auth_services
 from auth.tables import ENVIRONMENTS
 from auth.user_admin import EMAIL_MAX, UserDetail
-from console.audit import record
-from console.guard import ProductAccess, actor, require, require_form
+from console.guard import ProductAccess, audit, require, require_form
 from console.pages_products import product_context
-from console.services import console_services
 from console.web import Refused, page, redirect, render
 
 PAGE_SIZE = 50
@@ -134,11 +132,10 @@ async def _revoke(request: Request, session_id: str | None) -> Response:
     revoked = await auth_services(request).user_admin.revoke_sessions(
         access.product, env, detail.user.id, session_id
     )
-    await record(
-        console_services(request).db,
-        actor(request, access.account),
+    await audit(
+        request,
+        access,
         "user.sessions_revoke" if session_id is None else "user.session_revoke",
-        product_id=access.product.id,
         target=detail.user.email or f"user {detail.user.id}",
         # A session id names a row, not a secret (tokens carry their own jti).
         detail={"user_id": detail.user.id, "env": env, "sessions": revoked},
