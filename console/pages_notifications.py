@@ -17,6 +17,7 @@ from auth.recipients import Recipient
 from auth.tables import ENVIRONMENTS
 from console.guard import ProductAccess, audit, require, require_form
 from console.pages_products import product_context
+from console.services import console_services
 from console.web import Refused, page, render
 from infra.checks import Invalid, check_email, check_text
 from infra.ids import MAX_ROW_ID
@@ -124,6 +125,9 @@ async def notifications_page(request: Request) -> Response:
 async def send_test(request: Request) -> Response:
     access, form = await require_form(request, "notifications.test")
     env = _env(form.get("env"))
+    services = console_services(request)
+    rule = services.settings.rate_limits.test_notification
+    await services.limiter.hit(rule, "console-test", str(access.product.id), env)
     values = {name: form.get(name, "") for name in ("recipient", "title", "message")}
     try:
         title = check_text(values["title"], required=True, max_length=MAX_TITLE, blank=False)

@@ -97,6 +97,9 @@ class RateLimits:
     public_product: str = "1200/minute"
     # The server API, per key / workspace token / OAuth application.
     server_key: str = "6000/minute"
+    # The console's "send a test notification", per product environment: a member cannot
+    # bury a user's inbox or the audit log under test sends.
+    test_notification: str = "10/minute;100/hour"
 
 
 @dataclass(frozen=True)

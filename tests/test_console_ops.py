@@ -191,6 +191,28 @@ async def test_odd_log_queries_answer_4xx_pages(hub_a, console, query):
     assert 400 <= answer.status_code < 500, (query, answer.status_code)
 
 
+async def test_test_notifications_past_the_budget_answer_429_and_send_nothing(hub_a, console, api):
+    flooded, other = create_product(hub_a), create_product(hub_a)
+    user_id, _ = await api_user(api, flooded["sk_live"])
+    for n in range(10):  # HUB_RATE_TEST_NOTIFICATION's default: 10 a minute
+        sent = await send_test(console, flooded["slug"], recipient=str(user_id), title=f"t{n}")
+        assert sent.status_code == 201, sent.text
+    refused = await send_test(console, flooded["slug"], recipient=str(user_id), title="t10")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert 'id="error-status">429' in refused.text
+    assert len(await log_ids(console, flooded["slug"])) == 10
+    # The budget is the product environment's: the test environment and another product
+    # still have theirs.
+    test_user, _ = await api_user(api, flooded["sk_test"])
+    in_test = await send_test(
+        console, flooded["slug"], recipient=str(test_user), title="t", env="test"
+    )
+    assert in_test.status_code == 201, in_test.text
+    other_user, _ = await api_user(api, other["sk_live"])
+    elsewhere = await send_test(console, other["slug"], recipient=str(other_user), title="t")
+    assert elsewhere.status_code == 201, elsewhere.text
+
+
 async def test_odd_test_notification_forms_answer_4xx_pages(hub_a, console, api):
     product = create_product(hub_a)
     slug = product["slug"]
