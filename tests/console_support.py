@@ -4,12 +4,11 @@ the form's CSRF token, and forms posted as a browser posts them."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import uuid
 
 import httpx
 
+from tests.cli_runner import run_cli
 from tests.support import HubServer
 
 CONSOLE_PASSWORD = "Console-Pass-123"
@@ -27,24 +26,11 @@ def csrf_of(html: str) -> str:
 
 
 def create_admin(hub: HubServer, email: str, password: str = CONSOLE_PASSWORD) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hub.cli",
-            "console",
-            "create-admin",
-            "--email",
-            email,
-            "--password-stdin",
-        ],
+    result = run_cli(
+        ["console", "create-admin", "--email", email, "--password-stdin"],
         cwd=hub.workdir,
         env=hub.env(),
         input=password + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
 

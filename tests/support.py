@@ -27,6 +27,7 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from auth.tokens import generate_private_key_pem
+from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,15 +299,7 @@ class HubServer:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `notification-hub ARGS` against this hub's database."""
-        return subprocess.run(
-            [sys.executable, "-m", "hub.cli", *args],
-            cwd=self.workdir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(args, cwd=self.workdir, env=self.env())
 
 
 @contextlib.contextmanager
