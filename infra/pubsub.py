@@ -141,6 +141,8 @@ class Subscriber:
         self.connected = asyncio.Event()
         self.client: aioredis.Redis | None = None  # the one connected (or trying)
         self.last_error: str | None = None  # why the last attempt failed, for the log
+        # When a channel was first added while no connection was up (None: none waits).
+        self._waiting_since: float | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -153,10 +155,16 @@ class Subscriber:
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
         pubsub = self._pubsub
-        if pubsub is not None:
-            # A failure here is a dropped connection: the run loop resubscribes everything.
-            with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-                await (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(channel)
+        if pubsub is None:
+            # The run loop subscribes it once a connection is up. Whoever was told it is
+            # subscribed may miss what is published until then: a gap from now. (Before
+            # start() the channel is the control channel, and nothing listens yet.)
+            if self._task is not None and self._waiting_since is None:
+                self._waiting_since = time.time()
+            return
+        # A failure here is a dropped connection: the run loop resubscribes everything.
+        with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            await (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -220,11 +228,16 @@ class Subscriber:
         self.connected.set()
         self._backoff = INITIAL_BACKOFF
         reconnected, self._was_connected = self._was_connected, True
+        waiting_since, self._waiting_since = self._waiting_since, None
         if reconnected:
             logger.warning("%s reconnected; %d channels restored", self.name, len(self.channels))
             BROKER_RECONNECTS.inc()
             if self._on_reconnect is not None:
                 self._on_reconnect(self.healthy_at)
+        elif waiting_since is not None and self._on_reconnect is not None:
+            # A first connection (a cluster shard this process had no stream on yet, or Redis
+            # down since start) is a gap for the channels that waited for it.
+            self._on_reconnect(waiting_since)
         while True:
             if pubsub.connection is None:
                 # Nothing subscribed on this connection yet (a shard whose streams all left

@@ -26,6 +26,7 @@ import websockets
 from redis import asyncio as aioredis
 from redis.crc import key_slot
 
+from infra.broker import Broker
 from tests.conftest import scratch_postgres, service_missing
 from tests.support import (
     CableClient,
@@ -487,6 +488,28 @@ async def test_a_dropped_shard_connection_is_a_gap_recovered_from_sql(redis_clus
             await wait_until(lambda: listener.got_all([back]), 5, "a notification to the tab")
         finally:
             await listener.stop()
+
+
+async def test_a_stream_on_a_shard_new_to_the_process_is_a_gap(redis_cluster):
+    """The first stream a process puts on a shard waits for the connection to that shard,
+    and the tab was told it is subscribed: what is published meanwhile is missed live, so
+    that first connection is a gap to recover, like a reconnect. (A hub once confirmed a tab
+    on hub B whose notification, published at once through hub A, never came.)"""
+    broker = Broker(redis_cluster.url, prefix=f"gap-{uuid.uuid4().hex[:8]}")
+    gaps: list[float] = []
+
+    async def on_gap(since: float) -> None:
+        gaps.append(since)
+
+    broker.listen(lambda channel, message: None, on_gap)
+    await broker.start()
+    try:
+        subscribed_at = time.time()
+        await broker.subscribe("notifications:1:live:1")  # no shard connection of ours yet
+        await wait_until(lambda: gaps, 10, "a gap for the new shard")
+        assert len(gaps) == 1 and gaps[0] <= subscribed_at
+    finally:
+        await broker.stop()
 
 
 async def no_channels_on(cluster: LocalCluster, pattern: str) -> bool:
