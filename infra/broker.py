@@ -125,6 +125,7 @@ class Broker:
         if not messages:
             return True
         named = [(self._name(channel), message) for channel, message in messages]
+        started = time.time()
         try:
             quiet = time.time() - self._publish_failed_at >= GAP_NOTICE_QUIET_SECONDS
             if self._publish_failed_since is not None and quiet:
@@ -136,8 +137,12 @@ class Broker:
             return True
         except Exception as exc:
             self._publish_failed_at = time.time()
-            if self._publish_failed_since is None:
-                self._publish_failed_since = self._publish_failed_at - GAP_MARGIN_SECONDS
+            # From when this publish began, not when it gave up: against a Redis that hangs,
+            # a publish fails only after its timeouts (15 s and more), and what it carried was
+            # stored just before it began. Concurrent failures: the earliest start counts.
+            since = started - GAP_MARGIN_SECONDS
+            if self._publish_failed_since is None or since < self._publish_failed_since:
+                self._publish_failed_since = since
             logger.warning("publish failed (%s); subscribers will recover from SQL", exc)
             return False
 

@@ -1,10 +1,13 @@
-"""A channel subscribed while its Redis connection is not up yet is a gap to recover.
+"""Windows in which messages may be missed, which the broker must report so that the cable
+re-reads them from SQL.
 
-The cable confirms a subscription once the broker has the channel, and the broker's
-subscriber subscribes it on Redis when its connection is up. Until then, what is published
-to the channel is missed, and only SQL has it: the subscriber reports that window as a gap,
-as it does after a reconnect. (On a cluster this is every stream that lands on a shard the
-process had no connection to yet: tests/test_redis_cluster.py.)
+A channel subscribed while its Redis connection is not up yet: the cable confirms a
+subscription once the broker has the channel, and the subscriber subscribes it on Redis only
+when its connection is up; what is published until then is missed, and the subscriber reports
+that window as a gap, as it does after a reconnect. (On a cluster this is every stream that
+lands on a shard the process had no connection to yet: tests/test_redis_cluster.py.)
+
+A publish that fails: the recovery it asks for reaches back to when the publish began.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis import asyncio as aioredis
 
+from infra import broker as broker_module
+from infra.broker import Broker
 from infra.pubsub import Event, Subscriber
 from tests.conftest import service_missing
 
@@ -76,3 +81,30 @@ async def test_channels_subscribed_before_start_or_on_a_live_connection_are_no_g
         assert gaps == []
     finally:
         await listening.stop()
+
+
+async def test_a_publish_that_hangs_before_failing_is_recovered_from_when_it_began(
+    monkeypatch,
+):
+    """Against a Redis that hangs (not refusing, not answering), a publish fails only after
+    its timeouts, 15 s and more. The recovery it asks for must reach back to when it began:
+    counted from when it gave up, it missed the notification it was carrying."""
+    notices: list[float] = []
+    broker = Broker(gap_notice=lambda since: notices.append(since) or "gap")
+    monkeypatch.setattr(broker_module, "GAP_NOTICE_QUIET_SECONDS", 0.0)
+    await broker.start()
+    try:
+        real_send = broker._backend.publish_many
+
+        async def hanging(messages):
+            await asyncio.sleep(0.5)  # a hang, much shortened
+            raise aioredis.TimeoutError("Timeout reading from socket")
+
+        monkeypatch.setattr(broker._backend, "publish_many", hanging)
+        began = time.time()
+        assert await broker.publish("notifications:1", "carried") is False
+        monkeypatch.setattr(broker._backend, "publish_many", real_send)
+        assert await broker.publish("notifications:1", "next") is True
+        assert notices == [pytest.approx(began - broker_module.GAP_MARGIN_SECONDS, abs=0.1)]
+    finally:
+        await broker.stop()
