@@ -17,7 +17,8 @@ from infra.api import ERROR, Answer, Endpoints
 from infra.errors import error_body, request_locale
 from infra.metrics import exposition
 
-# How long /readyz waits for the database's answer before calling it failing.
+# How long /readyz waits for the database's, and then the broker's, answer before calling it
+# failing (a Redis that hangs without refusing connections held the probe for 15 s).
 READY_PROBE_SECONDS = 2.0
 logger = logging.getLogger("hub.operations")
 
@@ -63,7 +64,11 @@ async def readyz(request: Request, caller: None) -> Response:
     else:
         if revision != head_revision():  # read from the migration files once
             failing.append("schema")
-    if not await hub.broker.ping():
+    try:
+        broker_answers = await asyncio.wait_for(hub.broker.ping(), READY_PROBE_SECONDS)
+    except TimeoutError:
+        broker_answers = False
+    if not broker_answers:
         failing.append("broker")
     if failing:
         logger.warning("readiness: %s failing", ", ".join(failing))

@@ -4,18 +4,24 @@ failing part (SQL, the schema version, the broker)."""
 from __future__ import annotations
 
 import re
+import shutil
+import signal
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from infra.i18n import translate
+from tests.conftest import service_missing
 from tests.support import (
     HubServer,
     api_user,
     bearer,
     cable,
     create_product,
+    free_port,
     production_hub,
     publish,
 )
@@ -88,6 +94,46 @@ async def test_readyz_names_the_failing_part(tmp_path):
         assert f"waiting up to 5 s for {where} (" in logs
         assert f"{where} does not answer (" in logs and "starting without it" in logs
         assert "Canary-Redis-Pass" not in logs
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of the test's own (its URL and process), to freeze with SIGSTOP."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        service_missing("redis-server (for a Redis of the test's own)")
+    port = free_port()
+    process = subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.redis
+async def test_readyz_answers_503_within_seconds_while_redis_hangs(tmp_path, own_redis):
+    """A Redis that stops answering without closing its connections (a frozen process, a
+    network that drops packets): the probe must still answer quickly, or the orchestrator's
+    own timeout decides instead. It once took 15 s."""
+    redis_url, redis = own_redis
+    server = HubServer(workdir=tmp_path, redis_url=redis_url)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            redis.send_signal(signal.SIGSTOP)
+            # A probe that gives up after 5 s, as orchestrators' do (READY_PROBE_SECONDS is 2).
+            ready = await client.get("/readyz", timeout=5)
+            assert ready.status_code == 503 and ready.json()["failing"] == ["broker"]
+            redis.send_signal(signal.SIGCONT)
+            assert (await client.get("/readyz")).status_code == 200
     finally:
         server.stop()
 
