@@ -125,9 +125,6 @@ async def notifications_page(request: Request) -> Response:
 async def send_test(request: Request) -> Response:
     access, form = await require_form(request, "notifications.test")
     env = _env(form.get("env"))
-    services = console_services(request)
-    rule = services.settings.rate_limits.test_notification
-    await services.limiter.hit(rule, "console-test", str(access.product.id), env)
     values = {name: form.get(name, "") for name in ("recipient", "title", "message")}
     try:
         title = check_text(values["title"], required=True, max_length=MAX_TITLE, blank=False)
@@ -143,6 +140,11 @@ async def send_test(request: Request) -> Response:
     if named is None:
         error = f"No user of this product's {env} environment has that email or user id."
         return await _log_page(request, access, env=env, form=values, error=error, status=422)
+    # Counted once the send is valid: refused forms count for nothing, so the lowest role
+    # allowed to send cannot spend the product environment's budget without a trace.
+    services = console_services(request)
+    rule = services.settings.rate_limits.test_notification
+    await services.limiter.hit(rule, "console-test", str(access.product.id), env)
     answer, _ = await service.send(
         product_id=access.product.id,
         env=env,

@@ -194,6 +194,11 @@ async def test_odd_log_queries_answer_4xx_pages(hub_a, console, query):
 async def test_test_notifications_past_the_budget_answer_429_and_send_nothing(hub_a, console, api):
     flooded, other = create_product(hub_a), create_product(hub_a)
     user_id, _ = await api_user(api, flooded["sk_live"])
+    for _ in range(12):  # refused forms spend nothing of the budget
+        refused = await send_test(console, flooded["slug"], recipient=str(user_id), title="")
+        assert refused.status_code == 422
+        unknown = await send_test(console, flooded["slug"], recipient="nobody@x.y", title="t")
+        assert unknown.status_code == 422
     for n in range(10):  # HUB_RATE_TEST_NOTIFICATION's default: 10 a minute
         sent = await send_test(console, flooded["slug"], recipient=str(user_id), title=f"t{n}")
         assert sent.status_code == 201, sent.text
