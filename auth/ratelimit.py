@@ -55,6 +55,9 @@ class RateLimiter:
         else:
             storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
+        # While the shared store is unreachable each process counts on its own, as it does
+        # without Redis: limits stay on (per process) and nobody is locked out.
+        self._local = MovingWindowRateLimiter(MemoryStorage())
 
     async def check(self, rule: str, *key: str) -> None:
         """429 when a limit in `rule` for `key` is already spent, without spending any: the
@@ -66,21 +69,16 @@ class RateLimiter:
         await self._enforce(rule, key, spend=True)
 
     async def _enforce(self, rule: str, key: tuple[str, ...], *, spend: bool) -> None:
-        # If the limit store is unreachable the attempt is let through and logged: a Redis
-        # outage must not lock every user out of logging in.
         for item in _rules(rule):
             try:
-                if spend:
-                    allowed = await self._limiter.hit(item, *key)
-                else:
-                    allowed = await self._limiter.test(item, *key)
-                if allowed:
-                    continue
-                stats = await self._limiter.get_window_stats(item, *key)
+                await _count(self._limiter, item, key, spend)
+            except HubError:
+                raise
             except Exception:
-                logger.warning("rate limit store unavailable; %s not enforced", key[0])
-                return
-            raise _rate_limited(stats.reset_time)
+                logger.warning(
+                    "rate limit store unavailable; %s counted in this process only", key[0]
+                )
+                await _count(self._local, item, key, spend)
 
     async def hit_account(self, rule: str, name: str, pool_id: int, env: str, email: str) -> None:
         """Count an attempt on an email address within an identity pool and environment
@@ -92,6 +90,16 @@ class RateLimiter:
         """Spend one request of a product environment's public budget (what browsers of
         every address share); call it after the request's narrow limits, never before."""
         await self.hit(rule, *public_key(product_id, env))
+
+
+async def _count(
+    limiter: MovingWindowRateLimiter, item: RateLimitItem, key: tuple[str, ...], spend: bool
+) -> None:
+    """Count (or, without `spend`, test) one attempt against `item`; 429 when it is spent."""
+    allowed = await (limiter.hit if spend else limiter.test)(item, *key)
+    if not allowed:
+        stats = await limiter.get_window_stats(item, *key)
+        raise _rate_limited(stats.reset_time)
 
 
 def public_key(product_id: int, env: str) -> tuple[str, ...]:

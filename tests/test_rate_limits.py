@@ -11,6 +11,8 @@ from collections.abc import Awaitable
 import httpx
 import pytest
 
+from auth.ratelimit import RateLimiter
+from infra.errors import HubError
 from infra.settings import RateLimits
 from tests.support import (
     PASSWORD,
@@ -186,3 +188,19 @@ async def test_one_address_past_its_own_limit_leaves_the_product_budget(tmp_path
             assert_limited(await forgot("203.0.113.200", 0))
     finally:
         server.stop()
+
+
+async def test_limits_stay_on_per_process_while_the_shared_store_is_unreachable(caplog):
+    """Redis down: a shared count is impossible, but skipping the limits would let one client
+    flood logins or test notifications for as long as the outage lasts. Each process counts
+    on its own, as without Redis, so a limit is at most the process count times looser."""
+    limiter = RateLimiter("redis://127.0.0.1:1/0", key_prefix="unreachable")  # nobody listens
+    for _ in range(2):
+        await limiter.hit("2/minute", "login", "203.0.113.9")
+    with pytest.raises(HubError) as refused:
+        await limiter.hit("2/minute", "login", "203.0.113.9")
+    assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) >= 1
+    await limiter.hit("2/minute", "login", "203.0.113.10")  # another key, its own budget
+    with pytest.raises(HubError):
+        await limiter.check("2/minute", "login", "203.0.113.9")  # spent, checked unspent
+    assert "rate limit store unavailable; login counted in this process only" in caplog.text
