@@ -20,7 +20,7 @@ from limits.storage import storage_from_string
 
 from auth.credential_secrets import hash_secret
 from infra.errors import HubError
-from infra.redis_clients import COMMAND_RETRIES, retry_options
+from infra.redis_clients import COMMAND_RETRIES, COMMAND_TIMEOUT_SECONDS, retry_options
 
 logger = logging.getLogger("auth.ratelimit")
 
@@ -50,6 +50,7 @@ class RateLimiter:
                 f"async+{redis_url}",
                 implementation="redispy",
                 key_prefix=f"{key_prefix}:limits",
+                socket_timeout=COMMAND_TIMEOUT_SECONDS,
                 **retry_options(COMMAND_RETRIES),
             )
         else:

@@ -32,7 +32,7 @@ from redis.crc import key_slot
 
 from infra.logs import redact_url
 from infra.metrics import BROKER_RECONNECTS
-from infra.redis_clients import SUBSCRIBER_RETRIES, redis_client
+from infra.redis_clients import COMMAND_TIMEOUT_SECONDS, SUBSCRIBER_RETRIES, redis_client
 from infra.tasks import cancel_and_wait
 
 logger = logging.getLogger("hub.broker")
@@ -303,7 +303,7 @@ class RedisPubSub:
             "socket_keepalive": True,
         }
         self._url = url
-        self._client = redis_client(url, **options)
+        self._client = redis_client(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, **options)
         listening = redis_client(url, SUBSCRIBER_RETRIES, **options)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._subscriber = Subscriber(lambda: listening, self._queue, on_reconnect)

@@ -40,6 +40,7 @@ from infra.pubsub import (
 )
 from infra.redis_clients import (
     COMMAND_RETRIES,
+    COMMAND_TIMEOUT_SECONDS,
     SUBSCRIBER_RETRIES,
     is_cluster_url,
     parse_cluster_url,
@@ -171,6 +172,7 @@ class ShardedRedisPubSub:
                 password=self._address.password,
                 health_check_interval=5,
                 socket_connect_timeout=3,
+                socket_timeout=None if retries == SUBSCRIBER_RETRIES else COMMAND_TIMEOUT_SECONDS,
                 socket_keepalive=True,
                 **retry_options(retries),
             )

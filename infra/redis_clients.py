@@ -51,14 +51,21 @@ def parse_cluster_url(url: str) -> ClusterAddress:
 
 def retry_options(count: int) -> dict[str, Any]:
     """redis-py client options: a command that failed on a dropped connection is sent `count`
-    more times on a new one, at once."""
-    return {"retry": Retry(NoBackoff(), count), "retry_on_error": [aioredis.ConnectionError]}
+    more times on a new one, at once. Only then: redis-py would also send again a command that
+    timed out, which against a Redis that hangs doubles the wait for nothing."""
+    retry = Retry(NoBackoff(), count, supported_errors=(aioredis.ConnectionError,))
+    return {"retry": retry, "retry_on_error": [aioredis.ConnectionError]}
 
 
 # Commands: a pooled connection the server closed fails the first command sent on it, so that
 # command is sent once more on a new connection (otherwise the first publish or readiness
 # probe after a restart fails).
 COMMAND_RETRIES = 1
+# Commands (a publish, a ping) give up after this long without an answer: a Redis that hangs
+# without closing its connections (a frozen process, a network dropping packets) held each
+# publish, and the API request waiting on it, for 15 to 30 s. A subscribing connection has
+# none: it waits for messages as long as it takes, and its health check finds a dead one.
+COMMAND_TIMEOUT_SECONDS = 3.0
 # Subscriptions: none. redis-py's pub/sub would reconnect and resubscribe by itself, silently,
 # and what was published meanwhile would be lost without a gap being reported.
 SUBSCRIBER_RETRIES = 0

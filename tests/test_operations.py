@@ -3,6 +3,7 @@ failing part (SQL, the schema version, the broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import signal
@@ -134,6 +135,41 @@ async def test_readyz_answers_503_within_seconds_while_redis_hangs(tmp_path, own
             assert ready.status_code == 503 and ready.json()["failing"] == ["broker"]
             redis.send_signal(signal.SIGCONT)
             assert (await client.get("/readyz")).status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+async def test_a_notification_published_while_redis_hangs_is_answered_and_delivered_once(
+    tmp_path, own_redis
+):
+    """Redis frozen: the publish gives up after its timeouts and the request is answered 201
+    (the notification is stored); once Redis answers again, the open socket gets it, and the
+    next one, each once. (The publish once took 25 s, and the notification it carried never
+    reached the socket: its recovery began after it had been stored.)"""
+    redis_url, redis = own_redis
+    server = HubServer(workdir=tmp_path, redis_url=redis_url)
+    server.start()
+    try:
+        sk = create_product(server)["sk_live"]
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            user_id, token = await api_user(client, sk)
+            tab = await cable(server.url, token)
+            [before] = await publish(client, sk, user_id, title="before")
+            assert (await tab.next_message("new_notification"))["notification"]["id"] == before
+            redis.send_signal(signal.SIGSTOP)
+            # Stored and answered while Redis hangs (within a client's patience).
+            [during] = await asyncio.wait_for(publish(client, sk, user_id, title="during"), 15)
+            redis.send_signal(signal.SIGCONT)
+            [after] = await publish(client, sk, user_id, title="after")
+            heard = [
+                (await tab.next_message("new_notification", within=15))["notification"]["id"]
+                for _ in range(2)
+            ]
+            assert sorted(heard) == [during, after]
+            with pytest.raises(AssertionError):  # nothing twice
+                await tab.next_message("new_notification", within=1)
+            await tab.close()
     finally:
         server.stop()
 
