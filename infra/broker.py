@@ -138,8 +138,9 @@ class Broker:
         except Exception as exc:
             self._publish_failed_at = time.time()
             # From when this publish began, not when it gave up: against a Redis that hangs,
-            # a publish fails only after its timeouts (15 s and more), and what it carried was
-            # stored just before it began. Concurrent failures: the earliest start counts.
+            # a publish fails only after its timeout (COMMAND_TIMEOUT_SECONDS; before there
+            # was one, 15 s and more), and what it carried was stored just before it began.
+            # Concurrent failures: the earliest start counts.
             since = started - GAP_MARGIN_SECONDS
             if self._publish_failed_since is None or since < self._publish_failed_since:
                 self._publish_failed_since = since
