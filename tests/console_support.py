@@ -46,6 +46,21 @@ async def sign_in(
     )
 
 
+async def sign_in_over_plain_http(
+    client: httpx.AsyncClient, email: str, password: str = CONSOLE_PASSWORD
+) -> tuple[httpx.Response, httpx.Response]:
+    """Sign in to a production hub's console, whose cookies are Secure, over the tests' plain
+    http: the sign-in form's cookie is sent by hand. The form page and the sign-in answer."""
+    form = await client.get("/console/sign-in")
+    assert form.status_code == 200, form.text
+    signed = await client.post(
+        "/console/sign-in",
+        headers={"Cookie": form.headers["set-cookie"].split(";")[0]},
+        data={"csrf_token": csrf_of(form.text), "email": email, "password": password},
+    )
+    return form, signed
+
+
 async def page_csrf(client: httpx.AsyncClient, path: str = "/console/products") -> str:
     """The session's CSRF token, read from a page as a browser would."""
     page = await client.get(path)

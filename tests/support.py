@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -297,6 +297,18 @@ class HubServer:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def twin(self, workdir: Path) -> HubServer:
+        """Another process of this hub's deployment, not started: the same database, Redis
+        and prefix, signing key, mail server and settings, on its own port and workdir."""
+        return replace(
+            self,
+            workdir=workdir,
+            database_url=self.database_url or f"sqlite:///{self.workdir / 'hub.db'}",
+            extra_env=dict(self.extra_env),
+            port=free_port(),
+            process=None,
+        )
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `notification-hub ARGS` against this hub's database."""
         return run_cli(args, cwd=self.workdir, env=self.env())
@@ -574,6 +586,17 @@ class AlertSink:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+async def vanish_mid_body(port: int, request: bytes, linger: float = 0.0) -> None:
+    """Send `request` (a head whose Content-Length promises more than the body that follows)
+    and close the connection `linger` seconds later: a client gone mid-body."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    await asyncio.sleep(linger)
+    writer.close()
+    await writer.wait_closed()
 
 
 def error_code(response: httpx.Response) -> str:

@@ -35,6 +35,7 @@ from tests.console_support import (
     page_csrf,
     post_form,
     sign_in,
+    sign_in_over_plain_http,
 )
 from tests.support import PASSWORD, api_user, bearer, create_product, production_hub
 
@@ -179,19 +180,8 @@ async def test_cookie_is_secure_in_production(tmp_path):
         email = console_email("admin")
         create_admin(hub, email)
         async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
-            form = await client.get("/console/sign-in")
-            pre = form.headers["set-cookie"]
-            assert "secure" in pre.lower()
-            token = pre.split(";")[0]  # a Secure cookie: sent by hand over plain http
-            signed = await client.post(
-                "/console/sign-in",
-                headers={"Cookie": token},
-                data={
-                    "csrf_token": csrf_of(form.text),
-                    "email": email,
-                    "password": CONSOLE_PASSWORD,
-                },
-            )
+            form, signed = await sign_in_over_plain_http(client, email)
+            assert "secure" in form.headers["set-cookie"].lower()
     assert signed.status_code == 303, signed.text
     cookie = signed.headers["set-cookie"]
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}

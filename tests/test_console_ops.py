@@ -27,14 +27,13 @@ from console.alert_recipients import ConsoleAlertRecipients
 from console.tables import console_accounts
 from infra.db import connect_database, utcnow
 from tests.console_support import (
-    CONSOLE_PASSWORD,
     accept,
     console_email,
     create_admin,
     csrf_of,
     invite,
     page_csrf,
-    sign_in,
+    sign_in_over_plain_http,
 )
 from tests.support import (
     HubServer,
@@ -69,14 +68,7 @@ def hubs(
         smtp_port=mailbox.port,
     )
     first.start()
-    second = HubServer(
-        workdir=tmp_path_factory.mktemp("ops-b"),
-        database_url=postgres_url,
-        redis_url=redis_url,
-        smtp_port=mailbox.port,
-        redis_prefix=first.redis_prefix,
-        private_key_pem=first.private_key_pem,
-    )
+    second = first.twin(tmp_path_factory.mktemp("ops-b"))
     second.start()
     try:
         yield first, second
@@ -86,27 +78,15 @@ def hubs(
 
 
 @pytest.fixture(scope="module")
-def hub_a(hubs: tuple[HubServer, HubServer]) -> HubServer:
+def hub(hubs: tuple[HubServer, HubServer]) -> HubServer:
+    """The first process: the pages are used through it (and conftest's `admin` and `console`
+    sign in to it)."""
     return hubs[0]
 
 
-@pytest.fixture(scope="module")
-def admin(hub_a: HubServer) -> str:
-    email = console_email("admin")
-    create_admin(hub_a, email)
-    return email
-
-
 @pytest.fixture
-async def console(hub_a: HubServer, admin: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub_a.url, timeout=30) as client:
-        assert (await sign_in(client, admin)).status_code == 303
-        yield client
-
-
-@pytest.fixture
-async def api(hub_a: HubServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub_a.url, timeout=30) as client:
+async def api(hub: HubServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
         yield client
 
 
@@ -140,11 +120,11 @@ async def log_ids(console: httpx.AsyncClient, slug: str, env: str = "live") -> l
 # -- abuse ----------------------------------------------------------------------------------
 
 
-async def test_a_viewer_cannot_send_a_test_notification(hub_a, console, api):
-    product = create_product(hub_a)
+async def test_a_viewer_cannot_send_a_test_notification(hub, console, api):
+    product = create_product(hub)
     slug = product["slug"]
     user_id, _ = await api_user(api, product["sk_live"])
-    viewer, _ = await member(hub_a, console, slug, "viewer")
+    viewer, _ = await member(hub, console, slug, "viewer")
     async with aclosing(viewer):
         log = await viewer.get(f"/console/products/{slug}/notifications")
         assert log.status_code == 200 and 'id="test-form"' not in log.text
@@ -154,8 +134,8 @@ async def test_a_viewer_cannot_send_a_test_notification(hub_a, console, api):
     assert await log_ids(console, slug) == []
 
 
-async def test_another_products_user_is_no_recipient_and_nothing_is_stored(hub_a, console, api):
-    mine, theirs = create_product(hub_a), create_product(hub_a)
+async def test_another_products_user_is_no_recipient_and_nothing_is_stored(hub, console, api):
+    mine, theirs = create_product(hub), create_product(hub)
     their_email = f"u-{uuid.uuid4().hex[:8]}@example.com"
     their_id, _ = await api_user(api, theirs["sk_live"], email=their_email)
     test_id, _ = await api_user(api, mine["sk_test"])  # mine, but the test environment
@@ -185,14 +165,14 @@ async def test_another_products_user_is_no_recipient_and_nothing_is_stored(hub_a
         "?recipient=" + "x" * 400,
     ],
 )
-async def test_odd_log_queries_answer_4xx_pages(hub_a, console, query):
-    product = create_product(hub_a)
+async def test_odd_log_queries_answer_4xx_pages(hub, console, query):
+    product = create_product(hub)
     answer = await console.get(f"/console/products/{product['slug']}/notifications{query}")
     assert 400 <= answer.status_code < 500, (query, answer.status_code)
 
 
-async def test_test_notifications_past_the_budget_answer_429_and_send_nothing(hub_a, console, api):
-    flooded, other = create_product(hub_a), create_product(hub_a)
+async def test_test_notifications_past_the_budget_answer_429_and_send_nothing(hub, console, api):
+    flooded, other = create_product(hub), create_product(hub)
     user_id, _ = await api_user(api, flooded["sk_live"])
     for _ in range(12):  # refused forms spend nothing of the budget
         refused = await send_test(console, flooded["slug"], recipient=str(user_id), title="")
@@ -218,8 +198,8 @@ async def test_test_notifications_past_the_budget_answer_429_and_send_nothing(hu
     assert elsewhere.status_code == 201, elsewhere.text
 
 
-async def test_odd_test_notification_forms_answer_4xx_pages(hub_a, console, api):
-    product = create_product(hub_a)
+async def test_odd_test_notification_forms_answer_4xx_pages(hub, console, api):
+    product = create_product(hub)
     slug = product["slug"]
     user_id, _ = await api_user(api, product["sk_live"])
     odd = [
@@ -251,12 +231,12 @@ async def test_odd_test_notification_forms_answer_4xx_pages(hub_a, console, api)
     assert await log_ids(console, slug) == []
 
 
-async def test_the_status_of_another_product_is_not_visible(hub_a, console, api):
-    mine, theirs = create_product(hub_a), create_product(hub_a)
+async def test_the_status_of_another_product_is_not_visible(hub, console, api):
+    mine, theirs = create_product(hub), create_product(hub)
     # A member of `theirs` only, with live sockets and deliveries there.
-    owner, _ = await member(hub_a, console, theirs["slug"], "owner")
+    owner, _ = await member(hub, console, theirs["slug"], "owner")
     user_id, token = await api_user(api, theirs["sk_live"])
-    socket = await cable(hub_a.url, token)
+    socket = await cable(hub.url, token)
     try:
         await publish(api, theirs["sk_live"], user_id, title="busy")
         await socket.next_message()
@@ -278,18 +258,7 @@ async def test_an_internal_slack_url_is_refused_in_production(tmp_path: Path):
         email = console_email("admin")
         create_admin(hub, email)
         async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
-            # The session cookie is Secure: sent by hand over the test's plain http.
-            form = await client.get("/console/sign-in")
-            pre = form.headers["set-cookie"].split(";")[0]
-            signed = await client.post(
-                "/console/sign-in",
-                headers={"Cookie": pre},
-                data={
-                    "csrf_token": csrf_of(form.text),
-                    "email": email,
-                    "password": CONSOLE_PASSWORD,
-                },
-            )
+            _, signed = await sign_in_over_plain_http(client, email)
             assert signed.status_code == 303, signed.text
             cookie = {"Cookie": signed.headers["set-cookie"].split(";")[0]}
             path = f"/console/products/{product['slug']}"
@@ -323,15 +292,15 @@ async def test_an_internal_slack_url_is_refused_in_production(tmp_path: Path):
 
 
 async def test_a_test_notification_is_stored_logged_and_delivered_to_the_open_socket(
-    hub_a, console, api
+    hub, console, api
 ):
-    product = create_product(hub_a)
+    product = create_product(hub)
     slug = product["slug"]
     email = f"u-{uuid.uuid4().hex[:8]}@example.com"
     user_id, token = await api_user(api, product["sk_live"], email=email)
     other_id, _ = await api_user(api, product["sk_live"])
     await publish(api, product["sk_live"], other_id, title="for someone else")
-    socket = await cable(hub_a.url, token)
+    socket = await cable(hub.url, token)
     try:
         sent = await send_test(
             console, slug, recipient=email.upper(), title="Test ping", message="from the console"
@@ -357,8 +326,8 @@ async def test_a_test_notification_is_stored_logged_and_delivered_to_the_open_so
     assert audit.text.count("notification.test") == 2
 
 
-async def test_the_log_is_paginated_by_cursor(hub_a, console, api):
-    product = create_product(hub_a)
+async def test_the_log_is_paginated_by_cursor(hub, console, api):
+    product = create_product(hub)
     user_id, _ = await api_user(api, product["sk_live"])
     for i in range(55):
         await publish(api, product["sk_live"], user_id, title=f"n{i}")
@@ -389,13 +358,13 @@ async def status_until(client: httpx.AsyncClient, slug: str, holds, within: floa
 
 
 async def test_live_status_sums_every_process_and_a_dead_one_drops_out(hubs, console, api):
-    hub_a, hub_b = hubs
-    product = create_product(hub_a)
+    hub, hub_b = hubs
+    product = create_product(hub)
     slug, sk = product["slug"], product["sk_live"]
     users = [await api_user(api, sk) for _ in range(3)]
     # One socket on A, two on B.
     sockets = [
-        await cable(hub_a.url, users[0][1]),
+        await cable(hub.url, users[0][1]),
         await cable(hub_b.url, users[1][1]),
         await cable(hub_b.url, users[2][1]),
     ]
@@ -423,7 +392,7 @@ async def test_live_status_sums_every_process_and_a_dead_one_drops_out(hubs, con
         assert '<meta http-equiv="refresh" content="5">' in page.text
         assert page.text.count('<tr id="process-') == 2
         # Another product sees none of it.
-        other = create_product(hub_a)
+        other = create_product(hub)
         quiet = (await console.get(f"/console/products/{other['slug']}/status.json")).json()
         assert quiet["connections"] == 0 and quiet["deliveries_per_second"] == 0
         # B dies without a word: its snapshot lapses and its sockets stop counting.
@@ -443,12 +412,12 @@ async def test_live_status_sums_every_process_and_a_dead_one_drops_out(hubs, con
 
 
 async def test_alert_destinations_on_the_settings_form_mail_the_owner_only(
-    hub_a, console, api, mailbox
+    hub, console, api, mailbox
 ):
-    product = create_product(hub_a)
+    product = create_product(hub)
     slug, sk = product["slug"], product["sk_live"]
-    owner, owner_email = await member(hub_a, console, slug, "owner")
-    developer, developer_email = await member(hub_a, console, slug, "developer")
+    owner, owner_email = await member(hub, console, slug, "owner")
+    developer, developer_email = await member(hub, console, slug, "developer")
     async with aclosing(owner), aclosing(developer):
         fields = {"default_locale": "en", "alert_email": "1", "alert_slack_url": ""}
         refused = await post(
@@ -477,8 +446,8 @@ async def test_alert_destinations_on_the_settings_form_mail_the_owner_only(
     assert mailbox.for_recipient(developer_email, ALERT_MAIL) == []
 
 
-async def test_a_slack_url_is_saved_and_cleared_from_the_settings_form(hub_a, console):
-    product = create_product(hub_a)
+async def test_a_slack_url_is_saved_and_cleared_from_the_settings_form(hub, console):
+    product = create_product(hub)
     path = f"/console/products/{product['slug']}"
     url = "https://hooks.example.com/services/T0/B0/abc"
     fields = {"default_locale": "en", "alert_slack_url": url}
@@ -497,9 +466,9 @@ async def test_a_slack_url_is_saved_and_cleared_from_the_settings_form(hub_a, co
     assert 'id="alert-slack-set"' not in (await console.get(path)).text
 
 
-async def test_without_a_session_the_ops_pages_send_the_browser_to_sign_in(hub_a):
-    product = create_product(hub_a)
-    async with httpx.AsyncClient(base_url=hub_a.url) as anonymous:
+async def test_without_a_session_the_ops_pages_send_the_browser_to_sign_in(hub):
+    product = create_product(hub)
+    async with httpx.AsyncClient(base_url=hub.url) as anonymous:
         for path in ("/status", "/status.json", "/notifications"):
             answer = await anonymous.get(f"/console/products/{product['slug']}{path}")
             assert answer.status_code == 303, path
@@ -511,13 +480,13 @@ async def test_without_a_session_the_ops_pages_send_the_browser_to_sign_in(hub_a
 
 
 async def test_alert_recipients_are_the_enabled_owners_and_admins(
-    hub_a, admin, console, postgres_url
+    hub, admin, console, postgres_url
 ):
-    product = create_product(hub_a)
+    product = create_product(hub)
     slug = product["slug"]
     people = {}
     for role in ("owner", "admin", "developer", "viewer"):
-        client, people[role] = await member(hub_a, console, slug, role)
+        client, people[role] = await member(hub, console, slug, role)
         await client.aclose()
     db = connect_database(postgres_url)
     await db.connect()
@@ -533,7 +502,7 @@ async def test_alert_recipients_are_the_enabled_owners_and_admins(
         )
         assert await recipients.alert_emails(found.id) == [people["admin"]]
         # A product nobody is a member of (made with the CLI, say): its console admins.
-        lonely = await get_product_by_slug(db, create_product(hub_a)["slug"])
+        lonely = await get_product_by_slug(db, create_product(hub)["slug"])
         assert lonely is not None
         fallback = await recipients.alert_emails(lonely.id)
         assert admin in fallback and people["admin"] not in fallback

@@ -10,7 +10,6 @@ import pytest
 
 from tests.support import (
     CableClient,
-    HubServer,
     api_user,
     bearer,
     create_product,
@@ -347,14 +346,7 @@ async def test_install_use_rotate_and_uninstall(client, owner):
 async def test_a_rotated_key_stops_at_once_on_another_hub_process(hub, client, owner, tmp_path):
     """Two processes of one deployment: rotating on one refuses the old key on the other at
     once (extension keys are read from SQL on every request, never cached)."""
-    database_url = hub.database_url or f"sqlite:///{hub.workdir / 'hub.db'}"
-    twin = HubServer(
-        workdir=tmp_path,
-        database_url=database_url,
-        redis_url=hub.redis_url,
-        private_key_pem=hub.private_key_pem,
-        redis_prefix=hub.redis_prefix,
-    )
+    twin = hub.twin(tmp_path)
     twin.start()
     try:
         access = owner["access_token"]

@@ -336,13 +336,7 @@ def twin_hubs(tmp_path: Path, database_url: str, redis_url: str | None) -> Itera
     if redis_url is None:
         service_missing("Redis (REDIS_URL)")
     a = HubServer(tmp_path / "a", database_url, redis_url=redis_url)
-    b = HubServer(
-        tmp_path / "b",
-        database_url,
-        redis_url=redis_url,
-        redis_prefix=a.redis_prefix,
-        private_key_pem=a.private_key_pem,
-    )
+    b = a.twin(tmp_path / "b")
     for hub in (a, b):
         hub.workdir.mkdir()
     try:

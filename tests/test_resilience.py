@@ -145,24 +145,15 @@ def new_hub(
     twin_of: HubServer | None = None,
     **env: str,
 ) -> HubServer:
-    """A hub (not started yet). `twin_of`: another process of the same deployment (same
-    database, Redis prefix and signing key)."""
+    """A hub (not started yet). `twin_of`: another process of that hub's deployment (its
+    `twin`: the same database, Redis, prefix, signing key and settings as it)."""
     workdir.mkdir(parents=True)
-    extra_env = dict(env)
-    same_deployment = {}
     if twin_of is not None:
-        extra_env = dict(twin_of.extra_env)
-        same_deployment = {
-            "redis_prefix": twin_of.redis_prefix,
-            "private_key_pem": twin_of.private_key_pem,
-        }
-    hub = HubServer(
-        workdir=workdir,
-        database_url=database_url,
-        redis_url=redis_url,
-        extra_env=extra_env,
-        **same_deployment,
-    )
+        hub = twin_of.twin(workdir)
+    else:
+        hub = HubServer(
+            workdir=workdir, database_url=database_url, redis_url=redis_url, extra_env=dict(env)
+        )
     processes.append(hub)
     return hub
 
